@@ -1,0 +1,16 @@
+"""lyapcert: learn, formally certify and compare Lyapunov functions and regions of attraction."""
+
+from lyapcert.errors import LyapcertError
+from lyapcert.systems import Box, System, get_system, resolve_system, system_names
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Box",
+    "LyapcertError",
+    "System",
+    "__version__",
+    "get_system",
+    "resolve_system",
+    "system_names",
+]

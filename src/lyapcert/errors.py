@@ -1,0 +1,49 @@
+"""Typed exceptions of lyapcert, all in one place.
+
+Each subclasses the builtin it refines, so ``except ValueError`` still works for callers that do
+not know lyapcert. Messages name the field, the value and what was expected.
+"""
+
+from __future__ import annotations
+
+
+class LyapcertError(Exception):
+    """Base class of every error lyapcert raises on purpose."""
+
+
+class SystemDefinitionError(LyapcertError, ValueError):
+    """A system definition (Python, equations or TOML file) is invalid.
+
+    ``field`` names the offending field (for example ``"dynamics.x2"`` or ``"domain"``).
+    """
+
+    def __init__(self, message: str, field: str | None = None):
+        self.field = field
+        super().__init__(f"{field}: {message}" if field else message)
+
+
+class ExpressionError(SystemDefinitionError):
+    """An equation could not be parsed: syntax error, unknown symbol or unsupported construct."""
+
+
+class EquilibriumError(SystemDefinitionError):
+    """The stated equilibrium is not one: f(x*, u*) != 0 (continuous time) or F(x*, u*) != x*."""
+
+
+class ConfigFileError(SystemDefinitionError):
+    """A TOML file could not be read or has the wrong structure (unknown keys included)."""
+
+
+class UnknownSystemError(LyapcertError, KeyError):
+    """A name is neither a registry system nor an existing file."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0]) if self.args else ""
+
+
+class ShapeError(LyapcertError, ValueError):
+    """A tensor passed to a system or simulator has the wrong shape."""
+
+
+class SimulationError(LyapcertError, RuntimeError):
+    """Simulation could not be carried out (for example an invalid step or horizon)."""

@@ -1,0 +1,28 @@
+"""Simulation and the true region of attraction (ground truth for every ROA metric)."""
+
+from lyapcert.simulate.integrate import Trajectory, closed_loop, make_stepper, simulate
+from lyapcert.simulate.roa import (
+    ConvergenceCriterion,
+    RoaEstimate,
+    Sample,
+    default_sample,
+    label_convergence,
+    sample_points,
+    slice_grid,
+    true_roa,
+)
+
+__all__ = [
+    "ConvergenceCriterion",
+    "RoaEstimate",
+    "Sample",
+    "Trajectory",
+    "closed_loop",
+    "default_sample",
+    "label_convergence",
+    "make_stepper",
+    "sample_points",
+    "simulate",
+    "slice_grid",
+    "true_roa",
+]

@@ -1,0 +1,498 @@
+"""The true region of attraction (ROA) by simulation, on a dense sample of the domain.
+
+Convergence criterion (documented in the README). Coordinates are scaled by the box half-widths,
+``z = (x - x*) / ((hi - lo) / 2)``, and each sample point is integrated with a fixed step until
+one of these happens, checked every ``check_every`` steps:
+
+* converged: ``max_i |z_i| <= convergence_radius`` (the trajectory entered a small box around the
+  equilibrium; for a locally exponentially stable ``x*`` a small enough one lies inside the ROA);
+* escaped: ``max_i |z_i| >= escape_radius`` or a non-finite state;
+* settled elsewhere: the state moved less than ``settle_tolerance`` (scaled) since the last check
+  while outside the convergence box (it rests at another equilibrium);
+* undecided: the horizon ended first.
+
+Only "converged" counts as inside the ROA. The volume is (number of converged points) / (number of
+points) x (box volume); on a grid each point stands for its cell.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lyapcert.errors import SimulationError
+from lyapcert.simulate.integrate import Controller, make_stepper, n_steps
+from lyapcert.systems.system import System
+
+CONVERGED, ESCAPED, SETTLED_ELSEWHERE, UNDECIDED = 1, 2, 3, 0
+OUTCOME_NAMES = {
+    CONVERGED: "converged",
+    ESCAPED: "escaped",
+    SETTLED_ELSEWHERE: "settled_elsewhere",
+    UNDECIDED: "undecided",
+}
+CACHE_VERSION = 1
+DEFAULT_GRID = {1: 2001, 2: 400, 3: 64}
+DEFAULT_SOBOL_POINTS = 2**16
+
+
+@dataclass(frozen=True)
+class ConvergenceCriterion:
+    """When a simulated trajectory counts as converging to ``x*`` (see the module docstring).
+
+    ``horizon`` is in time units (DT: ``horizon / dt`` iterations); ``step`` is the RK4 step (DT:
+    ignored); radii and tolerance are in box-scaled units.
+    """
+
+    horizon: float = 50.0
+    step: float = 0.02
+    convergence_radius: float = 0.01
+    escape_radius: float = 20.0
+    settle_tolerance: float = 1e-9
+    check_every: int = 20
+
+    def __post_init__(self) -> None:
+        for name in ("horizon", "step", "convergence_radius", "escape_radius"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (
+                math.isfinite(v) and v > 0
+            ):
+                raise SimulationError(f"{name}: expected a finite number > 0, got {v!r}")
+        if self.escape_radius <= self.convergence_radius:
+            raise SimulationError(
+                f"escape_radius ({self.escape_radius}) must exceed convergence_radius "
+                f"({self.convergence_radius})"
+            )
+        if not (isinstance(self.check_every, int) and self.check_every >= 1):
+            raise SimulationError(f"check_every: expected an integer >= 1, got {self.check_every!r}")
+        if not (self.settle_tolerance >= 0 and math.isfinite(self.settle_tolerance)):
+            raise SimulationError(
+                f"settle_tolerance: expected a finite number >= 0, got {self.settle_tolerance!r}"
+            )
+
+    @classmethod
+    def for_system(cls, system: System, **overrides) -> ConvergenceCriterion:
+        """Defaults from the registry entry of ``system`` (if it is one), then ``overrides``."""
+        from lyapcert.systems.registry import _ENTRIES
+
+        base = cls()
+        entry = _ENTRIES.get(system.name)
+        if entry is not None:
+            base = replace(
+                base,
+                horizon=entry.horizon,
+                step=entry.step,
+                convergence_radius=entry.convergence_radius,
+            )
+        clean = {k: v for k, v in overrides.items() if v is not None}
+        return replace(base, **clean) if clean else base
+
+
+@dataclass(frozen=True)
+class Sample:
+    """Points covering the domain: a cell-centred grid (``kind="grid"``, ``resolution`` per axis)
+    or a scrambled Sobol sequence (``kind="sobol"``, ``resolution`` points, ``seed``)."""
+
+    kind: str
+    resolution: int
+    seed: int = 0
+
+    def describe(self) -> str:
+        if self.kind == "grid":
+            return f"grid, {self.resolution} points per axis"
+        return f"Sobol, {self.resolution} points, seed {self.seed}"
+
+
+def default_sample(system: System, resolution: int | None = None, seed: int = 0) -> Sample:
+    """A grid in up to 3 dimensions, a Sobol sample above."""
+    n = system.n_states
+    if n <= 3:
+        res = resolution if resolution is not None else DEFAULT_GRID[n]
+        kind = "grid"
+    else:
+        res = resolution if resolution is not None else DEFAULT_SOBOL_POINTS
+        kind = "sobol"
+    if isinstance(res, bool) or not isinstance(res, int) or res < 2:
+        raise SimulationError(f"resolution: expected an integer >= 2, got {res!r}")
+    if kind == "grid" and res**n > 50_000_000:
+        raise SimulationError(
+            f"resolution: {res} points per axis in {n} dimensions is {res**n:,} points; "
+            "choose a smaller resolution"
+        )
+    return Sample(kind=kind, resolution=res, seed=seed)
+
+
+def sample_points(system: System, sample: Sample) -> np.ndarray:
+    """The points of ``sample`` in the domain of ``system``, ``[N, n]`` float64."""
+    lo = np.asarray(system.domain.lower)
+    hi = np.asarray(system.domain.upper)
+    n = system.n_states
+    if sample.kind == "grid":
+        axes = [lo[i] + (np.arange(sample.resolution) + 0.5) * (hi[i] - lo[i]) / sample.resolution
+                for i in range(n)]
+        mesh = np.meshgrid(*axes, indexing="ij")
+        return np.stack([m.reshape(-1) for m in mesh], axis=1)
+    engine = torch.quasirandom.SobolEngine(n, scramble=True, seed=sample.seed)
+    unit = engine.draw(sample.resolution, dtype=torch.float64).numpy()
+    return lo + unit * (hi - lo)
+
+
+@dataclass
+class RoaEstimate:
+    """The labelled sample: which points converge to ``x*``, and the volume they stand for.
+
+    ``points [N, n]``, ``outcomes [N]`` (codes in ``OUTCOME_NAMES``); ``volume`` is the ROA volume
+    inside the box, ``fraction`` its share of the box volume.
+    """
+
+    system_name: str
+    fingerprint: str
+    sample: Sample
+    criterion: ConvergenceCriterion
+    points: np.ndarray
+    outcomes: np.ndarray
+    box_volume: float
+    seconds: float
+    controller: str | None = None
+    cache_path: str | None = None
+    from_cache: bool = False
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.counts = {name: int((self.outcomes == code).sum()) for code, name in OUTCOME_NAMES.items()}
+
+    @property
+    def inside(self) -> np.ndarray:
+        """``[N]`` booleans: converged points."""
+        return self.outcomes == CONVERGED
+
+    @property
+    def fraction(self) -> float:
+        return float(self.inside.mean())
+
+    @property
+    def volume(self) -> float:
+        return self.fraction * self.box_volume
+
+    def fraction_of_roa(self, mask: np.ndarray) -> float:
+        """Share of the true ROA covered by the points selected by ``mask [N]`` (e.g. a certified
+        sublevel set), both counted on this sample: |mask & inside| / |inside|."""
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != self.inside.shape:
+            raise SimulationError(f"mask: expected shape {self.inside.shape}, got {mask.shape}")
+        total = int(self.inside.sum())
+        return float((mask & self.inside).sum() / total) if total else 0.0
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "system": self.system_name,
+            "roa_volume": self.volume,
+            "roa_fraction": self.fraction,
+            "box_volume": self.box_volume,
+            "n_points": int(len(self.outcomes)),
+            "counts": dict(self.counts),
+            "sample": asdict(self.sample),
+            "criterion": asdict(self.criterion),
+            "controller": self.controller,
+            "seconds": self.seconds,
+            "from_cache": self.from_cache,
+            "cache_path": self.cache_path,
+        }
+
+
+def label_convergence(
+    system: System,
+    points: torch.Tensor,
+    criterion: ConvergenceCriterion,
+    controller: Controller | None = None,
+    progress: bool = False,
+    description: str = "simulating",
+) -> np.ndarray:
+    """Simulate every point of ``points [N, n]`` and return its outcome code ``[N]`` (int8).
+
+    Decided points are dropped from the batch at every check, so the cost falls as the sample
+    settles. Runs on the device and in the dtype of ``points``.
+    """
+    dtype, device = points.dtype, points.device
+    steps, h = n_steps(system, criterion.horizon, criterion.step)
+    stepper = make_stepper(system, h, controller)
+    lo, hi = system.domain.as_tensors(dtype, device)
+    half = (hi - lo) / 2
+    x_star = system.equilibrium_tensor(dtype, device)
+
+    outcomes = torch.zeros(points.shape[0], dtype=torch.int8, device=device)
+    active = torch.arange(points.shape[0], device=device)
+    x = points.clone()
+    previous = x.clone()
+
+    bar = _progress_bar(progress, description, steps)
+    try:
+        with torch.no_grad():
+            for k in range(1, steps + 1):
+                x = stepper(x)
+                if k % criterion.check_every and k != steps:
+                    continue
+                z = ((x - x_star) / half).abs().amax(dim=1)
+                finite = torch.isfinite(x).all(dim=1)
+                converged = finite & (z <= criterion.convergence_radius)
+                escaped = ~finite | (z >= criterion.escape_radius)
+                moved = ((x - previous) / half).abs().amax(dim=1)
+                settled = finite & ~converged & (moved <= criterion.settle_tolerance)
+                outcomes[active[converged]] = CONVERGED
+                outcomes[active[escaped & ~converged]] = ESCAPED
+                outcomes[active[settled & ~escaped]] = SETTLED_ELSEWHERE
+                keep = ~(converged | escaped | settled)
+                active, x = active[keep], x[keep]
+                previous = x.clone()
+                if bar is not None:
+                    bar.update(k, len(active))
+                if active.numel() == 0:
+                    break
+    finally:
+        if bar is not None:
+            bar.close()
+    return outcomes.cpu().numpy()
+
+
+def true_roa(
+    system: System,
+    resolution: int | None = None,
+    criterion: ConvergenceCriterion | None = None,
+    controller: Controller | None = None,
+    controller_id: str | None = None,
+    *,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float64,
+    cache: bool = True,
+    cache_dir: str | Path | None = None,
+    progress: bool = False,
+    batch_size: int = 1_000_000,
+) -> RoaEstimate:
+    """Label a dense sample of the domain as converging to ``x*`` or not (see module docstring).
+
+    With ``cache=True`` the labelled sample is stored under ``cache_dir`` (default
+    ``$LYAPCERT_CACHE_DIR`` or ``~/.cache/lyapcert``) keyed by the system's fingerprint, the sample,
+    the criterion and the controller id, and reused. A controller without an id is never cached.
+    """
+    criterion = criterion or ConvergenceCriterion.for_system(system)
+    sample = default_sample(system, resolution, seed)
+    fingerprint = system.fingerprint()
+    use_cache = cache and (controller is None or controller_id is not None)
+    path = _cache_path(system, fingerprint, sample, criterion, controller_id, cache_dir)
+    if use_cache and path.exists():
+        try:
+            return _load(path, system, fingerprint, sample, criterion, controller_id)
+        except (OSError, ValueError, KeyError):
+            pass  # a damaged cache file is recomputed and overwritten
+    started = time.perf_counter()
+    points = sample_points(system, sample)
+    outcomes = np.empty(len(points), dtype=np.int8)
+    chunks = range(0, len(points), batch_size)
+    for i, start in enumerate(chunks):
+        block = torch.as_tensor(points[start : start + batch_size], dtype=dtype, device=device)
+        label = f"{system.name}: simulating" + (f" ({i + 1}/{len(chunks)})" if len(chunks) > 1 else "")
+        outcomes[start : start + batch_size] = label_convergence(
+            system, block, criterion, controller, progress=progress, description=label
+        )
+    estimate = RoaEstimate(
+        system_name=system.name,
+        fingerprint=fingerprint,
+        sample=sample,
+        criterion=criterion,
+        points=points,
+        outcomes=outcomes,
+        box_volume=system.domain.volume,
+        seconds=time.perf_counter() - started,
+        controller=controller_id,
+    )
+    if use_cache:
+        _save(path, estimate)
+        estimate.cache_path = str(path)
+    return estimate
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("LYAPCERT_CACHE_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "lyapcert"
+
+
+def _cache_key(fingerprint, sample, criterion, controller_id) -> str:
+    payload = json.dumps(
+        {
+            "version": CACHE_VERSION,
+            "system": fingerprint,
+            "sample": asdict(sample),
+            "criterion": asdict(criterion),
+            "controller": controller_id,
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _cache_path(system, fingerprint, sample, criterion, controller_id, cache_dir) -> Path:
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in system.name)
+    return root / "roa" / f"{safe}-{_cache_key(fingerprint, sample, criterion, controller_id)}.npz"
+
+
+def _save(path: Path, estimate: RoaEstimate) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "version": CACHE_VERSION,
+        "system": estimate.system_name,
+        "fingerprint": estimate.fingerprint,
+        "seconds": estimate.seconds,
+    }
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp.npz")
+    np.savez_compressed(
+        tmp, points=estimate.points, outcomes=estimate.outcomes, meta=np.array(json.dumps(meta))
+    )
+    os.replace(tmp, path)  # atomic: a reader never sees half a file
+
+
+def _load(path, system, fingerprint, sample, criterion, controller_id) -> RoaEstimate:
+    with np.load(path, allow_pickle=False) as data:
+        meta = json.loads(str(data["meta"]))
+        if meta.get("fingerprint") != fingerprint or meta.get("version") != CACHE_VERSION:
+            raise ValueError("stale cache entry")
+        points, outcomes = data["points"], data["outcomes"]
+    if points.ndim != 2 or points.shape[1] != system.n_states or len(outcomes) != len(points):
+        raise ValueError("malformed cache entry")
+    return RoaEstimate(
+        system_name=system.name,
+        fingerprint=fingerprint,
+        sample=sample,
+        criterion=criterion,
+        points=points,
+        outcomes=outcomes,
+        box_volume=system.domain.volume,
+        seconds=float(meta.get("seconds", 0.0)),
+        controller=controller_id,
+        cache_path=str(path),
+        from_cache=True,
+    )
+
+
+def slice_grid(
+    system: System, pair: Sequence[int], resolution: int = 120
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A ``resolution x resolution`` grid on the plane of states ``pair`` through ``x*``.
+
+    Returns ``(points [r*r, n], axis_i [r], axis_j [r])``; the other states sit at ``x*``.
+    """
+    i, j = pair
+    lo, hi = system.domain.lower, system.domain.upper
+    ai = lo[i] + (np.arange(resolution) + 0.5) * (hi[i] - lo[i]) / resolution
+    aj = lo[j] + (np.arange(resolution) + 0.5) * (hi[j] - lo[j]) / resolution
+    gi, gj = np.meshgrid(ai, aj, indexing="ij")
+    points = np.tile(np.asarray(system.equilibrium, dtype=np.float64), (resolution * resolution, 1))
+    points[:, i] = gi.reshape(-1)
+    points[:, j] = gj.reshape(-1)
+    return points, ai, aj
+
+
+class _progress_bar:
+    """A rich progress bar on stderr over simulation steps (a no-op object when disabled)."""
+
+    def __new__(cls, enabled: bool, description: str, total: int):
+        if not enabled:
+            return None
+        return super().__new__(cls)
+
+    def __init__(self, enabled: bool, description: str, total: int):
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("steps, {task.fields[active]:,} undecided"),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        )
+        self._progress.start()
+        self._task = self._progress.add_task(description, total=total, active=0)
+
+    def update(self, step: int, active: int) -> None:
+        self._progress.update(self._task, completed=step, active=active)
+
+    def close(self) -> None:
+        self._progress.stop()
+
+
+def slice_pairs(n: int, limit: int = 6) -> list[tuple[int, int]]:
+    """State pairs for 2-D slices: all pairs up to 4 states, consecutive pairs above."""
+    if n <= 4:
+        pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
+    else:
+        pairs = [(i, i + 1) for i in range(0, n - 1, 2)]
+    return pairs[:limit]
+
+
+@dataclass(frozen=True)
+class RoaSlice:
+    """Converging points on a grid in the plane of states ``pair`` through ``x*``.
+
+    ``inside [len(axis_i), len(axis_j)]`` (index ``[a, b]`` is the point ``(axis_i[a], axis_j[b])``).
+    """
+
+    pair: tuple[int, int]
+    axis_i: np.ndarray
+    axis_j: np.ndarray
+    inside: np.ndarray
+
+
+def roa_slices(
+    system: System,
+    criterion: ConvergenceCriterion | None = None,
+    controller: Controller | None = None,
+    pairs: Sequence[tuple[int, int]] | None = None,
+    resolution: int = 120,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float64,
+    progress: bool = False,
+) -> list[RoaSlice]:
+    """The true ROA on 2-D slices through ``x*`` (for plots of systems with 3 or more states)."""
+    criterion = criterion or ConvergenceCriterion.for_system(system)
+    pairs = list(pairs) if pairs is not None else slice_pairs(system.n_states)
+    out = []
+    for pair in pairs:
+        points, ai, aj = slice_grid(system, pair, resolution)
+        names = f"{system.state_names[pair[0]]}-{system.state_names[pair[1]]}"
+        outcomes = label_convergence(
+            system,
+            torch.as_tensor(points, dtype=dtype, device=device),
+            criterion,
+            controller,
+            progress=progress,
+            description=f"{system.name}: slice {names}",
+        )
+        out.append(RoaSlice(tuple(pair), ai, aj, (outcomes == CONVERGED).reshape(resolution, resolution)))
+    return out
+
+
+def is_locally_exponentially_stable(system: System) -> bool:
+    """Whether the linearisation at ``x*`` (with ``u = u*``) is Hurwitz (CT) or Schur (DT)."""
+    eig = system.eigenvalues()
+    if system.is_discrete:
+        return bool(np.all(np.abs(eig) < 1))
+    return bool(np.all(eig.real < 0))

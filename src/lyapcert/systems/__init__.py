@@ -1,0 +1,25 @@
+"""Dynamical systems: the ``System`` model, equations and files, and the benchmark registry."""
+
+from lyapcert.systems.box import Box
+from lyapcert.systems.registry import (
+    RegistryEntry,
+    get_system,
+    registry_entry,
+    resolve_system,
+    system_names,
+)
+from lyapcert.systems.spec import load_system_file, system_from_spec
+from lyapcert.systems.system import System, SymbolicModel
+
+__all__ = [
+    "Box",
+    "RegistryEntry",
+    "SymbolicModel",
+    "System",
+    "get_system",
+    "load_system_file",
+    "registry_entry",
+    "resolve_system",
+    "system_from_spec",
+    "system_names",
+]

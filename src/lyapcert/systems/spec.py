@@ -1,0 +1,246 @@
+"""Systems from plain data: the fields of a TOML file or of ``System.from_equations``.
+
+Fields (``*`` = required)::
+
+    name*               text
+    states*             list of state names
+    inputs              list of input names (default: none)
+    dynamics*           table state -> expression, or a list in state order
+    domain*             table state -> [lo, hi], or a list of pairs in state order
+    equilibrium         table or list (default: the origin)
+    equilibrium_input   table or list (default: zero)
+    input_bounds        table input -> [lo, hi], or a list of pairs
+    params              table name -> number or expression in earlier params, pi and e
+    time                "continuous" (default) or "discrete"
+    dt                  step of a discrete-time system
+    description, source text
+
+Numbers in ``domain``, ``equilibrium``, ``equilibrium_input`` and ``input_bounds`` may be
+constant expressions such as ``"-pi"`` or ``"m*g/2"``. Unknown keys are errors.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import sympy
+
+from lyapcert.errors import ConfigFileError, SystemDefinitionError
+from lyapcert.systems.box import Box
+from lyapcert.systems.equations import RESERVED, compile_vector, evaluate_constant, parse_expression
+from lyapcert.systems.system import SymbolicModel, System
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+REQUIRED = ("name", "states", "dynamics", "domain")
+OPTIONAL = (
+    "inputs",
+    "equilibrium",
+    "equilibrium_input",
+    "input_bounds",
+    "params",
+    "time",
+    "dt",
+    "description",
+    "source",
+)
+FIELDS = REQUIRED + OPTIONAL
+
+
+def load_system_file(path: str | Path) -> System:
+    """Read and validate a TOML system file; errors name the file and the field."""
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigFileError(f"no such file: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigFileError(f"{path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigFileError(f"{path}: cannot read: {exc}") from None
+    try:
+        return system_from_spec(data)
+    except SystemDefinitionError as exc:
+        raise type(exc)(f"{path}: {exc}") from None
+
+
+def system_from_spec(spec: Mapping[str, object]) -> System:
+    """Build a ``System`` from the plain-data fields listed in this module's docstring."""
+    if not isinstance(spec, Mapping):
+        raise ConfigFileError(f"expected a table of fields, got {type(spec).__name__}")
+    unknown = [k for k in spec if k not in FIELDS]
+    if unknown:
+        raise ConfigFileError(
+            f"unknown key(s) {', '.join(map(repr, unknown))}; expected some of: {', '.join(FIELDS)}"
+        )
+    missing = [k for k in REQUIRED if k not in spec]
+    if missing:
+        raise ConfigFileError(f"missing required key(s): {', '.join(missing)}")
+
+    name = spec["name"]
+    if not isinstance(name, str) or not name.strip():
+        raise SystemDefinitionError(f"expected a non-empty text, got {name!r}", "name")
+    states = _names(spec["states"], "states")
+    inputs = _names(spec.get("inputs", []), "inputs")
+    for field, names in (("states", states), ("inputs", inputs)):
+        for n in names:
+            if n in RESERVED:
+                raise SystemDefinitionError(
+                    f"{n!r} is reserved for a function or constant; rename it", field
+                )
+    params, param_symbols = _params(spec.get("params", {}), set(states) | set(inputs))
+
+    state_symbols = [sympy.Symbol(s, real=True) for s in states]
+    input_symbols = [sympy.Symbol(u, real=True) for u in inputs]
+    symbols = {s.name: s for s in state_symbols + input_symbols}
+    symbols.update(param_symbols)
+
+    dynamics_text = _per_name(spec["dynamics"], states, "dynamics", "an expression")
+    exprs = tuple(
+        parse_expression(text, symbols, f"dynamics.{s}") for s, text in zip(states, dynamics_text)
+    )
+    values = {param_symbols[k]: sympy.Float(v, 30) for k, v in params.items()}
+    numeric = [e.subs(values) if values else e for e in exprs]
+    for s, e in zip(states, numeric):
+        bad = e.free_symbols - set(state_symbols) - set(input_symbols)
+        if bad:  # pragma: no cover - parse_expression already rejects unknown names
+            raise SystemDefinitionError(f"unresolved symbols {bad}", f"dynamics.{s}")
+
+    consts = {k: sympy.Float(v, 30) for k, v in params.items()}
+    domain = Box.from_bounds(
+        _constant_pairs(spec["domain"], states, "domain", consts), states, "domain"
+    )
+    input_bounds = None
+    if spec.get("input_bounds") is not None:
+        if not inputs:
+            raise SystemDefinitionError("input bounds given for a system without inputs", "input_bounds")
+        input_bounds = Box.from_bounds(
+            _constant_pairs(spec["input_bounds"], inputs, "input_bounds", consts),
+            inputs,
+            "input_bounds",
+            allow_degenerate=True,
+        )
+    equilibrium = None
+    if spec.get("equilibrium") is not None:
+        equilibrium = _constant_vector(spec["equilibrium"], states, "equilibrium", consts)
+    equilibrium_input = None
+    if spec.get("equilibrium_input") is not None:
+        if not inputs:
+            raise SystemDefinitionError(
+                "equilibrium_input given for a system without inputs", "equilibrium_input"
+            )
+        equilibrium_input = _constant_vector(
+            spec["equilibrium_input"], inputs, "equilibrium_input", consts
+        )
+
+    time = spec.get("time", "continuous")
+    dt = spec.get("dt")
+    if dt is not None and (isinstance(dt, bool) or not isinstance(dt, (int, float))):
+        raise SystemDefinitionError(f"expected a number, got {dt!r}", "dt")
+    if dt is not None and not (math.isfinite(dt) and dt > 0):
+        raise SystemDefinitionError(f"expected a finite step > 0, got {dt!r}", "dt")
+    for key in ("description", "source"):
+        if not isinstance(spec.get(key, ""), str):
+            raise SystemDefinitionError(f"expected a text, got {spec[key]!r}", key)
+
+    # Keep a normalised copy of the definition so that the system can be saved and rebuilt.
+    saved = {k: spec[k] for k in FIELDS if k in spec}
+    saved["dynamics"] = dict(zip(states, (str(t) for t in dynamics_text)))
+    symbolic = SymbolicModel(dynamics=exprs, params=params, spec=saved)
+    return System(
+        name=name,
+        dynamics=compile_vector(numeric, [state_symbols, input_symbols]),
+        state_names=states,
+        input_names=inputs,
+        domain=domain,
+        equilibrium=equilibrium,
+        equilibrium_input=equilibrium_input,
+        input_bounds=input_bounds,
+        time=time,
+        dt=float(dt) if dt is not None else None,
+        description=spec.get("description", ""),
+        source=spec.get("source", ""),
+        symbolic=symbolic,
+    )
+
+
+def _names(value: object, field: str) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        raise SystemDefinitionError(f"expected a list of names, got {value!r}", field)
+    names = tuple(value)
+    for n in names:
+        if not isinstance(n, str) or not n.isidentifier():
+            raise SystemDefinitionError(
+                f"expected names made of letters, digits and _, got {n!r}", field
+            )
+    if len(set(names)) != len(names):
+        raise SystemDefinitionError(f"duplicate names in {list(names)}", field)
+    return names
+
+
+def _params(value: object, taken: set[str]) -> tuple[dict[str, float], dict[str, sympy.Symbol]]:
+    if not isinstance(value, Mapping):
+        raise SystemDefinitionError(f"expected a table name -> value, got {value!r}", "params")
+    params: dict[str, float] = {}
+    symbols: dict[str, sympy.Symbol] = {}
+    for key, raw in value.items():
+        where = f"params.{key}"
+        if not isinstance(key, str) or not key.isidentifier():
+            raise SystemDefinitionError(f"expected an identifier as name, got {key!r}", "params")
+        if key in taken:
+            raise SystemDefinitionError(f"{key!r} is already a state or input name", where)
+        if key in RESERVED:
+            raise SystemDefinitionError(f"{key!r} is reserved for a function or constant", where)
+        known = {k: sympy.Float(v, 30) for k, v in params.items()}
+        params[key] = evaluate_constant(raw, known, where)
+        symbols[key] = sympy.Symbol(key, real=True)
+    return params, symbols
+
+
+def _per_name(value: object, names: Sequence[str], field: str, what: str) -> list[object]:
+    """A table keyed by ``names`` or a list in the order of ``names`` -> list in that order."""
+    if isinstance(value, Mapping):
+        unknown = [k for k in value if k not in names]
+        if unknown:
+            raise SystemDefinitionError(
+                f"unknown name(s) {', '.join(map(repr, unknown))}; expected {', '.join(names)}",
+                field,
+            )
+        missing = [n for n in names if n not in value]
+        if missing:
+            raise SystemDefinitionError(
+                f"no {what} given for {', '.join(missing)}", f"{field}.{missing[0]}"
+            )
+        return [value[n] for n in names]
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise SystemDefinitionError(
+            f"expected a table ({', '.join(names)}) or a list, got {value!r}", field
+        )
+    if len(value) != len(names):
+        raise SystemDefinitionError(
+            f"expected {len(names)} entries (one per {', '.join(names)}), got {len(value)}", field
+        )
+    return list(value)
+
+
+def _constant_pairs(value, names, field, consts) -> list[list[float]]:
+    pairs = _per_name(value, names, field, "[lo, hi]")
+    out = []
+    for n, pair in zip(names, pairs):
+        where = f"{field}.{n}"
+        if isinstance(pair, (str, bytes)) or not isinstance(pair, Sequence) or len(pair) != 2:
+            raise SystemDefinitionError(f"expected a pair [lo, hi], got {pair!r}", where)
+        out.append([evaluate_constant(v, consts, where) for v in pair])
+    return out
+
+
+def _constant_vector(value, names, field, consts) -> list[float]:
+    entries = _per_name(value, names, field, "a value")
+    return [evaluate_constant(v, consts, f"{field}.{n}") for n, v in zip(names, entries)]

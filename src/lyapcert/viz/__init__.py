@@ -1,0 +1,1 @@
+"""Plots, animations and reports. matplotlib is imported only inside this package."""
