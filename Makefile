@@ -1,0 +1,42 @@
+# lyapcert: `make demo` sets everything up on a fresh machine and runs the demo;
+# `make test` runs the whole test suite (slow soundness tier included).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+TORCH  ?= torch==2.13.0
+PYTEST_WORKERS ?= 2
+
+.PHONY: setup demo test test-fast lint bench clean
+
+setup: $(STAMP)
+
+# The CPU build of PyTorch is installed first (a plain `pip install torch` pulls a multi-GB CUDA
+# build); pyproject's range `torch>=2.4,<3` is then already satisfied.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/lyapcert systems
+	$(BIN)/lyapcert show vanderpol
+	$(BIN)/lyapcert roa vanderpol --out lyapcert-out
+	$(BIN)/lyapcert roa examples/pendulum.toml --out lyapcert-out
+
+test: setup
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q
+
+test-fast: setup
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q -m "not slow"
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+
+bench: setup
+	$(BIN)/python benchmarks/roa_speed.py
+
+clean:
+	rm -rf $(VENV) lyapcert-out .pytest_cache .ruff_cache

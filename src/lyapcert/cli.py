@@ -1,0 +1,299 @@
+"""The ``lyapcert`` command line: a thin shell over the library.
+
+Exit statuses: 0 done, 1 a negative answer (for commands that give one), 2 bad input (nothing is
+written). ``--json`` prints one JSON object on standard output; progress goes to standard error.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from lyapcert.errors import LyapcertError
+
+app = typer.Typer(
+    name="lyapcert",
+    help="Learn, formally certify and compare Lyapunov functions and regions of attraction.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+EXIT_DONE, EXIT_NEGATIVE, EXIT_BAD_INPUT = 0, 1, 2
+
+SystemArg = Annotated[str, typer.Argument(help="A registry name (see `lyapcert systems`) or a .toml system file.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object (fields in the README).")]
+
+
+class Category(str, Enum):
+    autonomous = "autonomous"
+    controlled = "controlled"
+
+
+def _jsonable(value: Any) -> Any:
+    """Plain JSON values: tuples to lists, non-finite floats to null, numpy to Python."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "tolist"):
+        return _jsonable(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, complex):
+        return [value.real, value.imag]
+    return value
+
+
+def _emit_json(payload: dict) -> None:
+    sys.stdout.write(json.dumps(_jsonable(payload), indent=2) + "\n")
+
+
+def handles_errors(fn):
+    """Turn lyapcert's typed errors into a message on stderr (and JSON if asked) and exit 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except LyapcertError as exc:
+            if kwargs.get("as_json"):
+                _emit_json({"error": str(exc), "error_type": type(exc).__name__})
+            err.print(f"[bold red]error:[/] {exc}", markup=True, soft_wrap=True)
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+
+    return wrapper
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+@app.command("systems")
+@handles_errors
+def systems_command(
+    category: Annotated[Category | None, typer.Option(help="Only this kind of system.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List the benchmark registry."""
+    from lyapcert.systems import get_system, registry_entry, system_names
+
+    rows = []
+    for name in system_names(category.value if category else None):
+        s, entry = get_system(name), registry_entry(name)
+        rows.append(
+            {
+                "name": name,
+                "category": entry.category,
+                "time": s.time,
+                "dt": s.dt,
+                "states": list(s.state_names),
+                "inputs": list(s.input_names),
+                "domain": s.domain.to_list(),
+                "input_bounds": s.input_bounds.to_list() if s.input_bounds else None,
+            }
+        )
+    if as_json:
+        _emit_json({"systems": rows})
+        return
+    table = Table(title="lyapcert benchmark registry (shared/benchmarks.md)")
+    for col in ("name", "kind", "time", "states", "inputs", "box", "input bounds"):
+        table.add_column(col, overflow="fold", no_wrap=col in ("name", "kind", "time"))
+    for r in rows:
+        s = get_system(r["name"])
+        table.add_row(
+            r["name"],
+            r["category"],
+            f"DT {r['dt']:g}" if r["dt"] else "CT",
+            ", ".join(r["states"]),
+            ", ".join(r["inputs"]) or "-",
+            _short_box(s.domain),
+            _short_box(s.input_bounds) if s.input_bounds else "-",
+        )
+    out.print(table)
+
+
+def _short_box(box) -> str:
+    pairs = box.to_list()
+    if len(pairs) > 1 and all(p == pairs[0] for p in pairs):
+        return f"[{pairs[0][0]:g}, {pairs[0][1]:g}]^{len(pairs)}"
+    return str(box)
+
+
+@app.command("show")
+@handles_errors
+def show_command(system: SystemArg, as_json: JsonOpt = False) -> None:
+    """Print a system: equations, parameters, box, equilibrium and linearisation."""
+    import numpy as np
+
+    from lyapcert.simulate.roa import is_locally_exponentially_stable
+    from lyapcert.systems import resolve_system
+
+    s = resolve_system(system)
+    a, b = s.linearize()
+    eig = np.linalg.eigvals(a)
+    stable = is_locally_exponentially_stable(s)
+    info = s.summary()
+    info.update(
+        A=a,
+        B=b,
+        eigenvalues=[[float(e.real), float(e.imag)] for e in eig],
+        locally_exponentially_stable=stable,
+        residual=s.residual(),
+    )
+    if as_json:
+        _emit_json(info)
+        return
+    kind = f"discrete time, dt = {s.dt:g}" if s.is_discrete else "continuous time"
+    out.print(f"[bold]{s.name}[/]  ({kind})")
+    if s.description:
+        out.print(s.description)
+    out.print("\n[bold]equations[/]")
+    for line in s.equation_strings() or ["(defined in Python)"]:
+        out.print(f"  {line}")
+    if info["params"]:
+        out.print("\n[bold]parameters[/]  " + ", ".join(f"{k} = {v:g}" for k, v in info["params"].items()))
+    out.print(f"\n[bold]box[/]          {s.domain}   (volume {s.domain.volume:g})")
+    names = ", ".join(s.state_names)
+    out.print(f"[bold]equilibrium[/]  ({names}) = ({', '.join(f'{v:g}' for v in s.equilibrium)})")
+    if s.input_names:
+        out.print(
+            f"[bold]input[/]        ({', '.join(s.input_names)}), u* = "
+            f"({', '.join(f'{v:g}' for v in s.equilibrium_input)}), bounds "
+            f"{s.input_bounds if s.input_bounds else 'none'}"
+        )
+    which = "|eigenvalues| < 1" if s.is_discrete else "Re(eigenvalues) < 0"
+    label = "A = df/dx" + (" (open loop, u = u*)" if s.input_names else "")
+    out.print(f"\n[bold]linearisation at x*[/]  {label}")
+    out.print(np.array2string(a, precision=4, suppress_small=True))
+    if s.input_names:
+        out.print("B = df/du")
+        out.print(np.array2string(b, precision=4, suppress_small=True))
+    out.print("eigenvalues: " + ", ".join(_complex(e) for e in eig))
+    out.print(
+        f"locally exponentially stable ({which}): [bold]{'yes' if stable else 'no'}[/]"
+    )
+    if s.source:
+        out.print(f"\n[dim]source: {s.source}[/]")
+
+
+def _complex(z) -> str:
+    if abs(z.imag) < 1e-12:
+        return f"{z.real:.4g}"
+    return f"{z.real:.4g}{'+' if z.imag >= 0 else '-'}{abs(z.imag):.4g}j"
+
+
+@app.command("roa")
+@handles_errors
+def roa_command(
+    system: SystemArg,
+    resolution: Annotated[int | None, typer.Option(help="Grid points per axis (up to 3 states) or Sobol points (above). Default: 2001 / 400 / 64 per axis, 65536 points.")] = None,
+    horizon: Annotated[float | None, typer.Option(help="Simulated time per point (default: the system's).")] = None,
+    step: Annotated[float | None, typer.Option(help="RK4 step (continuous time; default: the system's).")] = None,
+    convergence_radius: Annotated[float | None, typer.Option(help="Box-scaled radius around x* that counts as converged.")] = None,
+    escape_radius: Annotated[float | None, typer.Option(help="Box-scaled radius beyond which a point has escaped.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the Sobol sample (4 or more states).")] = 0,
+    device: Annotated[str, typer.Option(help="torch device: cpu, cuda, cuda:1, ...")] = "cpu",
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the plot.")] = Path("lyapcert-out"),
+    plot: Annotated[bool, typer.Option("--plot/--no-plot", help="Save a plot of the ROA.")] = True,
+    cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Reuse and store the labelled sample.")] = True,
+    cache_dir: Annotated[Path | None, typer.Option(help="Cache folder (default $LYAPCERT_CACHE_DIR or ~/.cache/lyapcert).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Estimate the true region of attraction by simulating a dense sample of the box.
+
+    Exit status 1 when no sample point converges to the equilibrium.
+    """
+    import torch
+
+    from lyapcert.errors import SimulationError
+    from lyapcert.simulate.roa import (
+        ConvergenceCriterion,
+        default_sample,
+        is_locally_exponentially_stable,
+        roa_slices,
+        true_roa,
+    )
+    from lyapcert.systems import resolve_system
+
+    s = resolve_system(system)
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise SimulationError(f"--device: {device!r} is not a torch device (cpu, cuda, cuda:0, ...)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise SimulationError("--device: CUDA was asked for but torch sees no CUDA device; use --device cpu")
+    criterion = ConvergenceCriterion.for_system(
+        s, horizon=horizon, step=step, convergence_radius=convergence_radius, escape_radius=escape_radius
+    )
+    default_sample(s, resolution, seed)  # validate before any work or writing
+    show_progress = err.is_terminal and not as_json
+    estimate = true_roa(
+        s, resolution, criterion, seed=seed, device=dev, cache=cache, cache_dir=cache_dir,
+        progress=show_progress,
+    )
+    stable = is_locally_exponentially_stable(s)
+    plot_path = None
+    if plot:
+        from lyapcert.viz.roa_plot import plot_roa
+
+        slices = (
+            roa_slices(s, criterion, device=dev, progress=show_progress) if s.n_states > 2 else None
+        )
+        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in s.name)
+        plot_path = str(plot_roa(s, estimate, out_dir / f"{safe}-roa.png", slices=slices))
+    payload = estimate.summary()
+    payload.update(
+        plot=plot_path,
+        locally_exponentially_stable=stable,
+        open_loop=bool(s.input_names),
+        sample_description=estimate.sample.describe(),
+    )
+    if as_json:
+        _emit_json(payload)
+    else:
+        _print_roa(s, estimate, stable, plot_path)
+    if estimate.counts["converged"] == 0:
+        raise typer.Exit(EXIT_NEGATIVE)
+
+
+def _print_roa(s, estimate, stable, plot_path) -> None:
+    c = estimate.counts
+    n = len(estimate.outcomes)
+    unit = {1: "length", 2: "area"}.get(s.n_states, "volume")
+    out.print(f"[bold]{s.name}[/]: true ROA {unit} [bold]{estimate.volume:.6g}[/] = "
+              f"{100 * estimate.fraction:.2f} % of the box (volume {estimate.box_volume:g})")
+    out.print(f"sample: {estimate.sample.describe()} ({n:,} points); "
+              f"converged {c['converged']:,}, escaped {c['escaped']:,}, "
+              f"settled elsewhere {c['settled_elsewhere']:,}, undecided {c['undecided']:,} "
+              "(undecided counts as outside)")
+    cr = estimate.criterion
+    out.print(f"criterion: RK4 step {cr.step:g}, horizon {cr.horizon:g}, converged within "
+              f"{cr.convergence_radius:g} box half-widths of x*, escaped beyond {cr.escape_radius:g}")
+    if s.input_names:
+        out.print("[yellow]open loop: the input is held at u* (no controller)[/]")
+    if not stable:
+        out.print("[yellow]warning: x* is not locally exponentially stable; 'converged' means the "
+                  "trajectory entered the convergence box, which may not lie inside the ROA[/]")
+    where = "reused from the cache" if estimate.from_cache else f"{estimate.seconds:.1f} s"
+    out.print(f"time: {where}" + (f"; cache {estimate.cache_path}" if estimate.cache_path else ""))
+    if plot_path:
+        out.print(f"plot: {plot_path}")
+
+
+def main() -> None:  # pragma: no cover - entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

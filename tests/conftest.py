@@ -1,0 +1,17 @@
+"""Shared test set-up: float64 everywhere, and a private cache folder for the true-ROA cache."""
+
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("LYAPCERT_CACHE_DIR", str(tmp_path_factory.mktemp("lyapcert-cache")))
+
+
+@pytest.fixture(autouse=True)
+def _float64_default():
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
