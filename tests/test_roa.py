@@ -64,8 +64,6 @@ def test_points_that_rest_at_another_equilibrium_are_outside():
     )
     est = true_roa(s, resolution=80, criterion=ConvergenceCriterion(horizon=60, step=0.05), cache=False)
     assert est.counts["settled_elsewhere"] > 0
-    settled = est.points[est.outcomes == SETTLED_ELSEWHERE]
-    assert np.all(np.abs(settled[:, 0]) > 3)  # they rest near +-2 pi, not near 0
     near_2pi = (np.abs(np.abs(est.points[:, 0]) - 2 * np.pi) < 0.5) & (np.abs(est.points[:, 1]) < 0.2)
     assert near_2pi.any() and np.all(est.outcomes[near_2pi] == SETTLED_ELSEWHERE)
 
