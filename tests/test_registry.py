@@ -33,17 +33,19 @@ def _ip(x, u):
 
 def _pt(x, u):
     v, L, R = 2.0, 1.0, 10.0
-    d, th = x.T
+    _d, th = x.T
     return np.stack([v * sin(th), v * u[:, 0] / L - cos(th) / (R / v - sin(th))], 1)
 
 
 def _cartpole(x, u):
     mc, mp, l, g = 1.0, 0.1, 1.0, 9.81
-    p, th, pd, thd = x.T
+    _p, th, pd, thd = x.T
     u = u[:, 0]
     den = mc + mp * sin(th) ** 2
     pdd = (u + mp * sin(th) * (l * thd**2 - g * cos(th))) / den
-    thdd = (-u * cos(th) - mp * l * thd**2 * cos(th) * sin(th) + (mc + mp) * g * sin(th)) / (l * den)
+    thdd = (-u * cos(th) - mp * l * thd**2 * cos(th) * sin(th) + (mc + mp) * g * sin(th)) / (
+        l * den
+    )
     return np.stack([pd, thd, pdd, thdd], 1)
 
 
@@ -92,45 +94,135 @@ def _fan(x, u):
 
 # name -> (states, box, input bounds, u*, f(x, u) from benchmarks.md)
 REFERENCE = {
-    "pendulum": (["x1", "x2"], [[-3.5, 3.5], [-3, 3]], None, [],
-                 lambda x, u: np.stack([x[:, 1], -sin(x[:, 0]) - 0.1 * x[:, 1]], 1)),
-    "vanderpol": (["x1", "x2"], [[-2.5, 2.5], [-3.5, 3.5]], None, [],
-                  lambda x, u: np.stack([-x[:, 1], x[:, 0] - (1 - x[:, 0] ** 2) * x[:, 1]], 1)),
-    "vanderpol-mu3": (["x1", "x2"], [[-3, 3], [-6, 6]], None, [],
-                      lambda x, u: np.stack([-x[:, 1], x[:, 0] - 3 * (1 - x[:, 0] ** 2) * x[:, 1]], 1)),
-    "power_system": (["x1", "x2"], [[-2, 3], [-3, 1.5]], None, [],
-                     lambda x, u: np.stack([x[:, 1], -0.5 * x[:, 1] - (sin(x[:, 0] + pi / 3) - sin(pi / 3))], 1)),
-    "pendulum_linear_control": (["x1", "x2"], [[-4, 4], [-10, 10]], None, [],
-                                lambda x, u: np.stack([x[:, 1], sin(x[:, 0]) - x[:, 1] - (4.4142 * x[:, 0] + 2.3163 * x[:, 1])], 1)),
+    "pendulum": (
+        ["x1", "x2"],
+        [[-3.5, 3.5], [-3, 3]],
+        None,
+        [],
+        lambda x, u: np.stack([x[:, 1], -sin(x[:, 0]) - 0.1 * x[:, 1]], 1),
+    ),
+    "vanderpol": (
+        ["x1", "x2"],
+        [[-2.5, 2.5], [-3.5, 3.5]],
+        None,
+        [],
+        lambda x, u: np.stack([-x[:, 1], x[:, 0] - (1 - x[:, 0] ** 2) * x[:, 1]], 1),
+    ),
+    "vanderpol-mu3": (
+        ["x1", "x2"],
+        [[-3, 3], [-6, 6]],
+        None,
+        [],
+        lambda x, u: np.stack([-x[:, 1], x[:, 0] - 3 * (1 - x[:, 0] ** 2) * x[:, 1]], 1),
+    ),
+    "power_system": (
+        ["x1", "x2"],
+        [[-2, 3], [-3, 1.5]],
+        None,
+        [],
+        lambda x, u: np.stack([x[:, 1], -0.5 * x[:, 1] - (sin(x[:, 0] + pi / 3) - sin(pi / 3))], 1),
+    ),
+    "pendulum_linear_control": (
+        ["x1", "x2"],
+        [[-4, 4], [-10, 10]],
+        None,
+        [],
+        lambda x, u: np.stack(
+            [x[:, 1], sin(x[:, 0]) - x[:, 1] - (4.4142 * x[:, 0] + 2.3163 * x[:, 1])], 1
+        ),
+    ),
     "cubic_1d": (["x"], [[-2, 2]], None, [], lambda x, u: -x + x**3),
-    "poly2": (["x", "y"], [[-1, 1]] * 2, None, [],
-              lambda x, u: np.stack([-x[:, 0] ** 3 + x[:, 1], -x[:, 0] - x[:, 1]], 1)),
-    "poly3": (["x", "y"], [[-1, 1]] * 2, None, [],
-              lambda x, u: np.stack([-x[:, 0] ** 3 - x[:, 1] ** 2, x[:, 0] * x[:, 1] - x[:, 1] ** 3], 1)),
-    "nonpoly0": (["x", "y"], [[-1, 1]] * 2, None, [],
-                 lambda x, u: np.stack([-x[:, 0] + x[:, 0] * x[:, 1], -x[:, 1]], 1)),
-    "nonpoly2_3d": (["x", "y", "z"], [[-1, 1]] * 3, None, [],
-                    lambda x, u: np.stack([-x[:, 0], -2 * x[:, 1] + 0.1 * x[:, 0] * x[:, 1] ** 2 + x[:, 2], -x[:, 2] - 1.5 * x[:, 1]], 1)),
-    "damped_sho": (["x", "v"], [[-5, 5], [-2, 2]], None, [],
-                   lambda x, u: np.stack([x[:, 1], -2 * 0.5 * 1 * x[:, 1] - x[:, 0]], 1)),
-    "interconnected_10d": ([f"{v}{i}" for i in range(1, 6) for v in "pq"], [[-10, 10]] * 10, None, [],
-                           lambda x, u: _interconnected(x)),
+    "poly2": (
+        ["x", "y"],
+        [[-1, 1]] * 2,
+        None,
+        [],
+        lambda x, u: np.stack([-(x[:, 0] ** 3) + x[:, 1], -x[:, 0] - x[:, 1]], 1),
+    ),
+    "poly3": (
+        ["x", "y"],
+        [[-1, 1]] * 2,
+        None,
+        [],
+        lambda x, u: np.stack(
+            [-(x[:, 0] ** 3) - x[:, 1] ** 2, x[:, 0] * x[:, 1] - x[:, 1] ** 3], 1
+        ),
+    ),
+    "nonpoly0": (
+        ["x", "y"],
+        [[-1, 1]] * 2,
+        None,
+        [],
+        lambda x, u: np.stack([-x[:, 0] + x[:, 0] * x[:, 1], -x[:, 1]], 1),
+    ),
+    "nonpoly2_3d": (
+        ["x", "y", "z"],
+        [[-1, 1]] * 3,
+        None,
+        [],
+        lambda x, u: np.stack(
+            [
+                -x[:, 0],
+                -2 * x[:, 1] + 0.1 * x[:, 0] * x[:, 1] ** 2 + x[:, 2],
+                -x[:, 2] - 1.5 * x[:, 1],
+            ],
+            1,
+        ),
+    ),
+    "damped_sho": (
+        ["x", "v"],
+        [[-5, 5], [-2, 2]],
+        None,
+        [],
+        lambda x, u: np.stack([x[:, 1], -2 * 0.5 * 1 * x[:, 1] - x[:, 0]], 1),
+    ),
+    "interconnected_10d": (
+        [f"{v}{i}" for i in range(1, 6) for v in "pq"],
+        [[-10, 10]] * 10,
+        None,
+        [],
+        lambda x, u: _interconnected(x),
+    ),
     "inverted_pendulum": (["th", "w"], [[-12, 12]] * 2, [[-6, 6]], [0.0], _ip),
     "inverted_pendulum-small": (["th", "w"], [[-12, 12]] * 2, [[-0.75, 0.75]], [0.0], _ip),
     "path_tracking": (["d", "th"], [[-3, 3]] * 2, [[-0.84, 0.84]], [0.1], _pt),
     "path_tracking-small": (["d", "th"], [[-3, 3]] * 2, [[-0.5, 0.5]], [0.1], _pt),
-    "vanderpol_controlled": (["x1", "x2"], [[-4.8, 4.8], [-10.8, 10.8]], [[-1, 1]], [0.0],
-                             lambda x, u: np.stack([x[:, 1], -x[:, 0] + (1 - x[:, 0] ** 2) * x[:, 1] + u[:, 0]], 1)),
-    "double_integrator": (["x", "v"], [[-26.4, 26.4], [-9.6, 9.6]], [[-1, 1]], [0.0],
-                          lambda x, u: np.stack([x[:, 1], u[:, 0]], 1)),
+    "vanderpol_controlled": (
+        ["x1", "x2"],
+        [[-4.8, 4.8], [-10.8, 10.8]],
+        [[-1, 1]],
+        [0.0],
+        lambda x, u: np.stack([x[:, 1], -x[:, 0] + (1 - x[:, 0] ** 2) * x[:, 1] + u[:, 0]], 1),
+    ),
+    "double_integrator": (
+        ["x", "v"],
+        [[-26.4, 26.4], [-9.6, 9.6]],
+        [[-1, 1]],
+        [0.0],
+        lambda x, u: np.stack([x[:, 1], u[:, 0]], 1),
+    ),
     "cartpole": (["p", "th", "p_dot", "th_dot"], [[-1, 1]] * 4, [[-30, 30]], [0.0], _cartpole),
-    "quadrotor2d": (["x", "y", "th", "x_dot", "y_dot", "th_dot"],
-                    [[-0.75, 0.75], [-0.75, 0.75], [-pi / 2, pi / 2], [-4, 4], [-4, 4], [-3, 3]],
-                    [[0, 1.25 * 0.486 * 9.81]] * 2, [0.486 * 9.81 / 2] * 2, _quad),
-    "pvtol": (["x", "y", "th", "xb", "yb", "w"], [[-1, 1]] * 6, [[0, 39.2]] * 2, [19.6, 19.6], _pvtol),
-    "ducted_fan": (["x", "y", "th", "x_dot", "y_dot", "th_dot"],
-                   [[-2, 2], [-2, 2], [-pi / 4, pi / 4], [-2, 2], [-2, 2], [-2, 2]],
-                   [[-10, 10], [0, 10]], [0.0, 11.2 * 0.28], _fan),
+    "quadrotor2d": (
+        ["x", "y", "th", "x_dot", "y_dot", "th_dot"],
+        [[-0.75, 0.75], [-0.75, 0.75], [-pi / 2, pi / 2], [-4, 4], [-4, 4], [-3, 3]],
+        [[0, 1.25 * 0.486 * 9.81]] * 2,
+        [0.486 * 9.81 / 2] * 2,
+        _quad,
+    ),
+    "pvtol": (
+        ["x", "y", "th", "xb", "yb", "w"],
+        [[-1, 1]] * 6,
+        [[0, 39.2]] * 2,
+        [19.6, 19.6],
+        _pvtol,
+    ),
+    "ducted_fan": (
+        ["x", "y", "th", "x_dot", "y_dot", "th_dot"],
+        [[-2, 2], [-2, 2], [-pi / 4, pi / 4], [-2, 2], [-2, 2], [-2, 2]],
+        [[-10, 10], [0, 10]],
+        [0.0, 11.2 * 0.28],
+        _fan,
+    ),
 }
 DT_VARIANTS = {
     "inverted_pendulum-dt": ("inverted_pendulum", 0.05),

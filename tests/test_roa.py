@@ -62,9 +62,13 @@ def test_points_that_rest_at_another_equilibrium_are_outside():
     s = System.from_equations(
         "heavy_damped_pendulum", ["x", "y"], ["y", "-sin(x) - 2*y"], [[-7, 7], [-2, 2]]
     )
-    est = true_roa(s, resolution=80, criterion=ConvergenceCriterion(horizon=60, step=0.05), cache=False)
+    est = true_roa(
+        s, resolution=80, criterion=ConvergenceCriterion(horizon=60, step=0.05), cache=False
+    )
     assert est.counts["settled_elsewhere"] > 0
-    near_2pi = (np.abs(np.abs(est.points[:, 0]) - 2 * np.pi) < 0.5) & (np.abs(est.points[:, 1]) < 0.2)
+    near_2pi = (np.abs(np.abs(est.points[:, 0]) - 2 * np.pi) < 0.5) & (
+        np.abs(est.points[:, 1]) < 0.2
+    )
     assert near_2pi.any() and np.all(est.outcomes[near_2pi] == SETTLED_ELSEWHERE)
 
 
@@ -77,7 +81,9 @@ def test_cache_is_reused_and_keyed_by_resolution(tmp_path):
     np.testing.assert_array_equal(first.outcomes, again.outcomes)
     np.testing.assert_array_equal(first.points, again.points)
     assert len(list((tmp_path / "roa").glob("*.npz"))) == 2
-    changed = true_roa(s, resolution=50, cache_dir=tmp_path, criterion=ConvergenceCriterion(horizon=30))
+    changed = true_roa(
+        s, resolution=50, cache_dir=tmp_path, criterion=ConvergenceCriterion(horizon=30)
+    )
     assert not changed.from_cache
 
 
@@ -99,8 +105,9 @@ def test_no_cache_writes_nothing(tmp_path):
 def test_a_controller_without_an_id_is_never_cached(tmp_path):
     s = get_system("inverted_pendulum")
     gain = torch.tensor([[-4.0, -1.0]])
-    est = true_roa(s, resolution=20, controller=lambda x: (x @ gain.T).clamp(-6, 6),
-                   cache_dir=tmp_path)
+    est = true_roa(
+        s, resolution=20, controller=lambda x: (x @ gain.T).clamp(-6, 6), cache_dir=tmp_path
+    )
     assert est.cache_path is None and not any(tmp_path.iterdir())
     assert est.fraction > 0.05
 
@@ -131,8 +138,13 @@ def test_fraction_of_roa_counts_on_the_same_sample():
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"horizon": 0}, {"step": -1.0}, {"convergence_radius": 5, "escape_radius": 2},
-     {"check_every": 0}, {"horizon": float("inf")}],
+    [
+        {"horizon": 0},
+        {"step": -1.0},
+        {"convergence_radius": 5, "escape_radius": 2},
+        {"check_every": 0},
+        {"horizon": float("inf")},
+    ],
 )
 def test_bad_criteria_are_rejected(kwargs):
     with pytest.raises(SimulationError):

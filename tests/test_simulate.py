@@ -98,7 +98,9 @@ def test_record_every_keeps_the_last_state():
 
 
 def test_float32_stays_float32():
-    traj = simulate(get_system("vanderpol"), torch.tensor([[0.5, 0.5]], dtype=torch.float32), 1.0, 0.01)
+    traj = simulate(
+        get_system("vanderpol"), torch.tensor([[0.5, 0.5]], dtype=torch.float32), 1.0, 0.01
+    )
     assert traj.final.dtype == torch.float32
 
 

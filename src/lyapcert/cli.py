@@ -32,8 +32,12 @@ err = Console(stderr=True, highlight=False)
 
 EXIT_DONE, EXIT_NEGATIVE, EXIT_BAD_INPUT = 0, 1, 2
 
-SystemArg = Annotated[str, typer.Argument(help="A registry name (see `lyapcert systems`) or a .toml system file.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object (fields in the README).")]
+SystemArg = Annotated[
+    str, typer.Argument(help="A registry name (see `lyapcert systems`) or a .toml system file.")
+]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print one JSON object (fields in the README).")
+]
 
 
 class Category(str, Enum):
@@ -162,7 +166,9 @@ def show_command(system: SystemArg, as_json: JsonOpt = False) -> None:
     for line in s.equation_strings() or ["(defined in Python)"]:
         out.print(f"  {line}")
     if info["params"]:
-        out.print("\n[bold]parameters[/]  " + ", ".join(f"{k} = {v:g}" for k, v in info["params"].items()))
+        out.print(
+            "\n[bold]parameters[/]  " + ", ".join(f"{k} = {v:g}" for k, v in info["params"].items())
+        )
     out.print(f"\n[bold]box[/]          {s.domain}   (volume {s.domain.volume:g})")
     names = ", ".join(s.state_names)
     out.print(f"[bold]equilibrium[/]  ({names}) = ({', '.join(f'{v:g}' for v in s.equilibrium)})")
@@ -180,9 +186,7 @@ def show_command(system: SystemArg, as_json: JsonOpt = False) -> None:
         out.print("B = df/du")
         out.print(np.array2string(b, precision=4, suppress_small=True))
     out.print("eigenvalues: " + ", ".join(_complex(e) for e in eig))
-    out.print(
-        f"locally exponentially stable ({which}): [bold]{'yes' if stable else 'no'}[/]"
-    )
+    out.print(f"locally exponentially stable ({which}): [bold]{'yes' if stable else 'no'}[/]")
     if s.source:
         out.print(f"\n[dim]source: {s.source}[/]")
 
@@ -197,17 +201,37 @@ def _complex(z) -> str:
 @handles_errors
 def roa_command(
     system: SystemArg,
-    resolution: Annotated[int | None, typer.Option(help="Grid points per axis (up to 3 states) or Sobol points (above). Default: 2001 / 400 / 64 per axis, 65536 points.")] = None,
-    horizon: Annotated[float | None, typer.Option(help="Simulated time per point (default: the system's).")] = None,
-    step: Annotated[float | None, typer.Option(help="RK4 step (continuous time; default: the system's).")] = None,
-    convergence_radius: Annotated[float | None, typer.Option(help="Box-scaled radius around x* that counts as converged.")] = None,
-    escape_radius: Annotated[float | None, typer.Option(help="Box-scaled radius beyond which a point has escaped.")] = None,
+    resolution: Annotated[
+        int | None,
+        typer.Option(
+            help="Grid points per axis (up to 3 states) or Sobol points (above). Default: 2001 / 400 / 64 per axis, 65536 points."
+        ),
+    ] = None,
+    horizon: Annotated[
+        float | None, typer.Option(help="Simulated time per point (default: the system's).")
+    ] = None,
+    step: Annotated[
+        float | None, typer.Option(help="RK4 step (continuous time; default: the system's).")
+    ] = None,
+    convergence_radius: Annotated[
+        float | None, typer.Option(help="Box-scaled radius around x* that counts as converged.")
+    ] = None,
+    escape_radius: Annotated[
+        float | None, typer.Option(help="Box-scaled radius beyond which a point has escaped.")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the Sobol sample (4 or more states).")] = 0,
     device: Annotated[str, typer.Option(help="torch device: cpu, cuda, cuda:1, ...")] = "cpu",
-    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the plot.")] = Path("lyapcert-out"),
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the plot.")] = Path(
+        "lyapcert-out"
+    ),
     plot: Annotated[bool, typer.Option("--plot/--no-plot", help="Save a plot of the ROA.")] = True,
-    cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Reuse and store the labelled sample.")] = True,
-    cache_dir: Annotated[Path | None, typer.Option(help="Cache folder (default $LYAPCERT_CACHE_DIR or ~/.cache/lyapcert).")] = None,
+    cache: Annotated[
+        bool, typer.Option("--cache/--no-cache", help="Reuse and store the labelled sample.")
+    ] = True,
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option(help="Cache folder (default $LYAPCERT_CACHE_DIR or ~/.cache/lyapcert)."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Estimate the true region of attraction by simulating a dense sample of the box.
@@ -230,16 +254,30 @@ def roa_command(
     try:
         dev = torch.device(device)
     except RuntimeError:
-        raise SimulationError(f"--device: {device!r} is not a torch device (cpu, cuda, cuda:0, ...)") from None
+        raise SimulationError(
+            f"--device: {device!r} is not a torch device (cpu, cuda, cuda:0, ...)"
+        ) from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise SimulationError("--device: CUDA was asked for but torch sees no CUDA device; use --device cpu")
+        raise SimulationError(
+            "--device: CUDA was asked for but torch sees no CUDA device; use --device cpu"
+        )
     criterion = ConvergenceCriterion.for_system(
-        s, horizon=horizon, step=step, convergence_radius=convergence_radius, escape_radius=escape_radius
+        s,
+        horizon=horizon,
+        step=step,
+        convergence_radius=convergence_radius,
+        escape_radius=escape_radius,
     )
     default_sample(s, resolution, seed)  # validate before any work or writing
     show_progress = err.is_terminal and not as_json
     estimate = true_roa(
-        s, resolution, criterion, seed=seed, device=dev, cache=cache, cache_dir=cache_dir,
+        s,
+        resolution,
+        criterion,
+        seed=seed,
+        device=dev,
+        cache=cache,
+        cache_dir=cache_dir,
         progress=show_progress,
     )
     stable = is_locally_exponentially_stable(s)
@@ -271,20 +309,28 @@ def _print_roa(s, estimate, stable, plot_path) -> None:
     c = estimate.counts
     n = len(estimate.outcomes)
     unit = {1: "length", 2: "area"}.get(s.n_states, "volume")
-    out.print(f"[bold]{s.name}[/]: true ROA {unit} [bold]{estimate.volume:.6g}[/] = "
-              f"{100 * estimate.fraction:.2f} % of the box (volume {estimate.box_volume:g})")
-    out.print(f"sample: {estimate.sample.describe()} ({n:,} points); "
-              f"converged {c['converged']:,}, escaped {c['escaped']:,}, "
-              f"settled elsewhere {c['settled_elsewhere']:,}, undecided {c['undecided']:,} "
-              "(undecided counts as outside)")
+    out.print(
+        f"[bold]{s.name}[/]: true ROA {unit} [bold]{estimate.volume:.6g}[/] = "
+        f"{100 * estimate.fraction:.2f} % of the box (volume {estimate.box_volume:g})"
+    )
+    out.print(
+        f"sample: {estimate.sample.describe()} ({n:,} points); "
+        f"converged {c['converged']:,}, escaped {c['escaped']:,}, "
+        f"settled elsewhere {c['settled_elsewhere']:,}, undecided {c['undecided']:,} "
+        "(undecided counts as outside)"
+    )
     cr = estimate.criterion
-    out.print(f"criterion: RK4 step {cr.step:g}, horizon {cr.horizon:g}, converged within "
-              f"{cr.convergence_radius:g} box half-widths of x*, escaped beyond {cr.escape_radius:g}")
+    out.print(
+        f"criterion: RK4 step {cr.step:g}, horizon {cr.horizon:g}, converged within "
+        f"{cr.convergence_radius:g} box half-widths of x*, escaped beyond {cr.escape_radius:g}"
+    )
     if s.input_names:
         out.print("[yellow]open loop: the input is held at u* (no controller)[/]")
     if not stable:
-        out.print("[yellow]warning: x* is not locally exponentially stable; 'converged' means the "
-                  "trajectory entered the convergence box, which may not lie inside the ROA[/]")
+        out.print(
+            "[yellow]warning: x* is not locally exponentially stable; 'converged' means the "
+            "trajectory entered the convergence box, which may not lie inside the ROA[/]"
+        )
     where = "reused from the cache" if estimate.from_cache else f"{estimate.seconds:.1f} s"
     out.print(f"time: {where}" + (f"; cache {estimate.cache_path}" if estimate.cache_path else ""))
     if plot_path:

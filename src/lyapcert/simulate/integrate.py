@@ -20,15 +20,20 @@ Controller = Callable[[torch.Tensor], torch.Tensor]
 Method = Literal["rk4", "euler"]
 
 
-def closed_loop(system: System, controller: Controller | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+def closed_loop(
+    system: System, controller: Controller | None = None
+) -> Callable[[torch.Tensor], torch.Tensor]:
     """``x -> f(x, k(x))`` (or ``f(x, u*)`` without a controller), batched."""
     if controller is None:
+
         def field(x: torch.Tensor) -> torch.Tensor:
             u = system.equilibrium_input_tensor(x.dtype, x.device).expand(x.shape[0], -1)
             return system.dynamics(x, u)
     else:
+
         def field(x: torch.Tensor) -> torch.Tensor:
             return system.dynamics(x, controller(x))
+
     return field
 
 

@@ -63,8 +63,10 @@ class ConvergenceCriterion:
     def __post_init__(self) -> None:
         for name in ("horizon", "step", "convergence_radius", "escape_radius"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (
-                math.isfinite(v) and v > 0
+            if (
+                isinstance(v, bool)
+                or not isinstance(v, (int, float))
+                or not (math.isfinite(v) and v > 0)
             ):
                 raise SimulationError(f"{name}: expected a finite number > 0, got {v!r}")
         if self.escape_radius <= self.convergence_radius:
@@ -73,7 +75,9 @@ class ConvergenceCriterion:
                 f"({self.convergence_radius})"
             )
         if not (isinstance(self.check_every, int) and self.check_every >= 1):
-            raise SimulationError(f"check_every: expected an integer >= 1, got {self.check_every!r}")
+            raise SimulationError(
+                f"check_every: expected an integer >= 1, got {self.check_every!r}"
+            )
         if not (self.settle_tolerance >= 0 and math.isfinite(self.settle_tolerance)):
             raise SimulationError(
                 f"settle_tolerance: expected a finite number >= 0, got {self.settle_tolerance!r}"
@@ -137,8 +141,10 @@ def sample_points(system: System, sample: Sample) -> np.ndarray:
     hi = np.asarray(system.domain.upper)
     n = system.n_states
     if sample.kind == "grid":
-        axes = [lo[i] + (np.arange(sample.resolution) + 0.5) * (hi[i] - lo[i]) / sample.resolution
-                for i in range(n)]
+        axes = [
+            lo[i] + (np.arange(sample.resolution) + 0.5) * (hi[i] - lo[i]) / sample.resolution
+            for i in range(n)
+        ]
         mesh = np.meshgrid(*axes, indexing="ij")
         return np.stack([m.reshape(-1) for m in mesh], axis=1)
     engine = torch.quasirandom.SobolEngine(n, scramble=True, seed=sample.seed)
@@ -168,7 +174,9 @@ class RoaEstimate:
     counts: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.counts = {name: int((self.outcomes == code).sum()) for code, name in OUTCOME_NAMES.items()}
+        self.counts = {
+            name: int((self.outcomes == code).sum()) for code, name in OUTCOME_NAMES.items()
+        }
 
     @property
     def inside(self) -> np.ndarray:
@@ -198,7 +206,7 @@ class RoaEstimate:
             "roa_volume": self.volume,
             "roa_fraction": self.fraction,
             "box_volume": self.box_volume,
-            "n_points": int(len(self.outcomes)),
+            "n_points": len(self.outcomes),
             "counts": dict(self.counts),
             "sample": asdict(self.sample),
             "criterion": asdict(self.criterion),
@@ -300,7 +308,9 @@ def true_roa(
     chunks = range(0, len(points), batch_size)
     for i, start in enumerate(chunks):
         block = torch.as_tensor(points[start : start + batch_size], dtype=dtype, device=device)
-        label = f"{system.name}: simulating" + (f" ({i + 1}/{len(chunks)})" if len(chunks) > 1 else "")
+        label = f"{system.name}: simulating" + (
+            f" ({i + 1}/{len(chunks)})" if len(chunks) > 1 else ""
+        )
         outcomes[start : start + batch_size] = label_convergence(
             system, block, criterion, controller, progress=progress, description=label
         )
@@ -486,7 +496,9 @@ def roa_slices(
             progress=progress,
             description=f"{system.name}: slice {names}",
         )
-        out.append(RoaSlice(tuple(pair), ai, aj, (outcomes == CONVERGED).reshape(resolution, resolution)))
+        out.append(
+            RoaSlice(tuple(pair), ai, aj, (outcomes == CONVERGED).reshape(resolution, resolution))
+        )
     return out
 
 

@@ -9,7 +9,7 @@ from lyapcert.systems.registry import (
     system_names,
 )
 from lyapcert.systems.spec import load_system_file, system_from_spec
-from lyapcert.systems.system import System, SymbolicModel
+from lyapcert.systems.system import SymbolicModel, System
 
 __all__ = [
     "Box",

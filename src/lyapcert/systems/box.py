@@ -18,6 +18,21 @@ class Box:
     lower: tuple[float, ...]
     upper: tuple[float, ...]
 
+    def __post_init__(self) -> None:
+        if len(self.lower) != len(self.upper):
+            raise SystemDefinitionError(
+                f"box: {len(self.lower)} lower bounds but {len(self.upper)} upper bounds"
+            )
+        for i, (l, h) in enumerate(zip(self.lower, self.upper)):
+            if not (math.isfinite(l) and math.isfinite(h)):
+                raise SystemDefinitionError(
+                    f"box: interval {i} is [{l}, {h}], expected finite bounds"
+                )
+            if l > h:
+                raise SystemDefinitionError(f"box: interval {i} is [{l}, {h}], expected lo <= hi")
+        object.__setattr__(self, "lower", tuple(float(v) for v in self.lower))
+        object.__setattr__(self, "upper", tuple(float(v) for v in self.upper))
+
     @classmethod
     def from_bounds(
         cls,

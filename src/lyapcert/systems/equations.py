@@ -43,9 +43,11 @@ _BINARY = {
     ast.Sub: lambda a, b: a - b,
     ast.Mult: lambda a, b: a * b,
     ast.Div: lambda a, b: a / b,
-    ast.Pow: lambda a, b: a**b,
-    ast.BitXor: lambda a, b: a**b,  # "x^2" as written in papers means a power
+    ast.Pow: lambda a, b: _power(a, b),
 }
+MAX_CONSTANT_EXPONENT = 1000
+"""Largest exponent of a power of two constants (sympy evaluates those exactly, which for
+``10**10**10`` would never finish)."""
 
 
 def parse_expression(
@@ -65,14 +67,43 @@ def parse_expression(
     source = text.strip()
     if not source:
         raise ExpressionError("expected an expression, got an empty string", field)
+    # "x^2" as written in papers means a power: rewrite it before parsing so that it gets the
+    # precedence and right-associativity of "**" (Python's "^" is a loose, left-grouping xor).
+    python_source = source.replace("^", "**")
     try:
-        tree = ast.parse(source, mode="eval")
+        tree = ast.parse(python_source, mode="eval")
     except SyntaxError as exc:
-        col = (exc.offset or 1) - 1
+        offset = exc.offset if exc.offset else len(python_source) + 1
+        col = _original_column(source, offset - 1)
         raise ExpressionError(
             f"syntax error in {source!r} at column {col + 1}: {exc.msg}", field
         ) from None
     return _Builder(symbols, field, source).visit(tree.body)
+
+
+def _original_column(source: str, python_col: int) -> int:
+    """Column in ``source`` of column ``python_col`` of the text with each "^" as "**"."""
+    col = 0
+    for i, ch in enumerate(source):
+        width = 2 if ch == "^" else 1
+        if col + width > python_col:
+            return i
+        col += width
+    return len(source)
+
+
+def _power(base: sympy.Expr, exponent: sympy.Expr) -> sympy.Expr:
+    if base.is_number and exponent.is_number:
+        try:
+            too_big = abs(complex(sympy.N(exponent, 15))) > MAX_CONSTANT_EXPONENT
+        except (TypeError, ValueError):
+            too_big = False
+        if too_big:
+            raise ExpressionError(
+                f"the constant power {base}**({exponent}) has an exponent above "
+                f"{MAX_CONSTANT_EXPONENT}; write the number directly"
+            )
+    return base**exponent
 
 
 def _number(value: float, field: str) -> sympy.Expr:
@@ -92,7 +123,7 @@ class _Builder:
         self.source = source
 
     def fail(self, node: ast.AST, what: str) -> ExpressionError:
-        col = getattr(node, "col_offset", 0) + 1
+        col = _original_column(self.source, getattr(node, "col_offset", 0)) + 1
         return ExpressionError(f"{what} in {self.source!r} at column {col}", self.field)
 
     def visit(self, node: ast.AST) -> sympy.Expr:
@@ -108,12 +139,19 @@ class _Builder:
             if node.id in FUNCTIONS:
                 raise self.fail(node, f"function {node.id!r} used without arguments")
             known = ", ".join(sorted(self.symbols)) or "none"
-            raise self.fail(node, f"unknown symbol {node.id!r} (known names: {known}; constants: pi, e)")
+            raise self.fail(
+                node, f"unknown symbol {node.id!r} (known names: {known}; constants: pi, e)"
+            )
         if isinstance(node, ast.BinOp):
             op = _BINARY.get(type(node.op))
             if op is None:
                 raise self.fail(node, f"unsupported operator {type(node.op).__name__}")
-            return op(self.visit(node.left), self.visit(node.right))
+            try:
+                return op(self.visit(node.left), self.visit(node.right))
+            except ExpressionError as exc:
+                if exc.field is None:
+                    raise self.fail(node, str(exc)) from None
+                raise
         if isinstance(node, ast.UnaryOp):
             if isinstance(node.op, ast.USub):
                 return -self.visit(node.operand)
@@ -140,9 +178,7 @@ class _Builder:
         return constructor(*args)
 
 
-def evaluate_constant(
-    value: str | float, constants: Mapping[str, sympy.Expr], field: str
-) -> float:
+def evaluate_constant(value: str | float, constants: Mapping[str, sympy.Expr], field: str) -> float:
     """Evaluate a number or a constant expression (in parameters, pi and e) to a finite float."""
     expr = parse_expression(value, constants, field)
     free = expr.free_symbols
@@ -177,10 +213,6 @@ _TORCH_UNARY: dict[type, Callable[[torch.Tensor], torch.Tensor]] = {
     sympy.log: torch.log,
     sympy.Abs: torch.abs,
 }
-
-
-def _as_tensor_fn(fn: Callable[..., object]) -> Callable[..., torch.Tensor]:
-    return fn  # type: ignore[return-value]
 
 
 def compile_expression(expr: sympy.Expr) -> TorchFn:
@@ -255,7 +287,11 @@ def _compile_pow(expr: sympy.Pow) -> TorchFn:
     exp_fn = compile_expression(exponent)
     if base.free_symbols:
         return lambda env: base_fn(env) ** exp_fn(env)
-    # constant base, variable exponent: b**e = exp(e log b)
+    # constant base, variable exponent: b**e = exp(e log b), defined for b > 0 only
+    if not (base.is_positive or float(sympy.N(base, 30)) > 0):
+        raise ExpressionError(
+            f"{expr}: a constant base must be positive when the exponent varies, got {base}"
+        )
     log_base = float(sympy.N(sympy.log(base), 30))
     return lambda env: torch.exp(exp_fn(env) * log_base)
 
@@ -280,7 +316,7 @@ def compile_vector(
         for p in parts:
             v = p(env)
             if not isinstance(v, torch.Tensor):
-                v = torch.full_like(reference[:, 0], v) if reference.shape[1] else torch.full(
+                v = torch.full(
                     (reference.shape[0],), v, dtype=reference.dtype, device=reference.device
                 )
             columns.append(v)

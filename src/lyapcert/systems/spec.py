@@ -28,9 +28,15 @@ from pathlib import Path
 
 import sympy
 
-from lyapcert.errors import ConfigFileError, SystemDefinitionError
+from lyapcert.errors import ConfigFileError, ExpressionError, SystemDefinitionError
 from lyapcert.systems.box import Box
-from lyapcert.systems.equations import RESERVED, compile_vector, evaluate_constant, parse_expression
+from lyapcert.systems.equations import (
+    RESERVED,
+    compile_expression,
+    compile_vector,
+    evaluate_constant,
+    parse_expression,
+)
 from lyapcert.systems.system import SymbolicModel, System
 
 if sys.version_info >= (3, 11):
@@ -68,7 +74,9 @@ def load_system_file(path: str | Path) -> System:
     try:
         return system_from_spec(data)
     except SystemDefinitionError as exc:
-        raise type(exc)(f"{path}: {exc}") from None
+        located = type(exc)(f"{path}: {exc}")
+        located.field = exc.field
+        raise located from None
 
 
 def system_from_spec(spec: Mapping[str, object]) -> System:
@@ -106,6 +114,11 @@ def system_from_spec(spec: Mapping[str, object]) -> System:
     exprs = tuple(
         parse_expression(text, symbols, f"dynamics.{s}") for s, text in zip(states, dynamics_text)
     )
+    for s, e in zip(states, exprs):  # compile each alone first so that errors name the state
+        try:
+            compile_expression(e)
+        except ExpressionError as exc:
+            raise ExpressionError(str(exc), f"dynamics.{s}") from None
     values = {param_symbols[k]: sympy.Float(v, 30) for k, v in params.items()}
     numeric = [e.subs(values) if values else e for e in exprs]
     for s, e in zip(states, numeric):
@@ -120,7 +133,9 @@ def system_from_spec(spec: Mapping[str, object]) -> System:
     input_bounds = None
     if spec.get("input_bounds") is not None:
         if not inputs:
-            raise SystemDefinitionError("input bounds given for a system without inputs", "input_bounds")
+            raise SystemDefinitionError(
+                "input bounds given for a system without inputs", "input_bounds"
+            )
         input_bounds = Box.from_bounds(
             _constant_pairs(spec["input_bounds"], inputs, "input_bounds", consts),
             inputs,
@@ -216,7 +231,7 @@ def _per_name(value: object, names: Sequence[str], field: str, what: str) -> lis
         missing = [n for n in names if n not in value]
         if missing:
             raise SystemDefinitionError(
-                f"no {what} given for {', '.join(missing)}", f"{field}.{missing[0]}"
+                f"missing {what} for {', '.join(missing)}", f"{field}.{missing[0]}"
             )
         return [value[n] for n in names]
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):

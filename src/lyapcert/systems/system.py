@@ -86,6 +86,10 @@ class System:
             raise SystemDefinitionError(
                 f"names used both as state and input: {', '.join(sorted(clash))}", "inputs"
             )
+        if any(w <= 0 for w in self.domain.width):
+            raise SystemDefinitionError(
+                f"expected lo < hi for every state, got {self.domain}", "domain"
+            )
         if self.domain.dim != n:
             raise SystemDefinitionError(
                 f"expected {n} intervals (one per state), got {self.domain.dim}", "domain"
@@ -159,7 +163,9 @@ class System:
         Returns ``x'`` (CT) or ``x+`` (DT), ``[batch, n]``, in the dtype and device of ``x``.
         """
         if not isinstance(x, torch.Tensor):
-            raise ShapeError(f"x: expected a torch.Tensor of shape [batch, {self.n_states}], got {type(x).__name__}")
+            raise ShapeError(
+                f"x: expected a torch.Tensor of shape [batch, {self.n_states}], got {type(x).__name__}"
+            )
         if x.ndim != 2 or x.shape[1] != self.n_states:
             raise ShapeError(
                 f"x: expected shape [batch, {self.n_states}] for states "
@@ -167,7 +173,11 @@ class System:
             )
         if u is None:
             u = self.equilibrium_input_tensor(x.dtype, x.device).expand(x.shape[0], -1)
-        elif not isinstance(u, torch.Tensor) or u.ndim != 2 or u.shape != (x.shape[0], self.n_inputs):
+        elif isinstance(u, torch.Tensor) and u.dtype != x.dtype and u.is_floating_point():
+            u = u.to(x.dtype)
+        elif (
+            not isinstance(u, torch.Tensor) or u.ndim != 2 or u.shape != (x.shape[0], self.n_inputs)
+        ):
             got = list(u.shape) if isinstance(u, torch.Tensor) else type(u).__name__
             raise ShapeError(
                 f"u: expected shape [{x.shape[0]}, {self.n_inputs}] for inputs "
@@ -248,8 +258,10 @@ class System:
         """The explicit Euler map ``x+ = x + dt f(x, u)`` of a continuous-time system."""
         if self.is_discrete:
             raise SystemDefinitionError(f"{self.name!r} is already discrete-time", "time")
-        if isinstance(dt, bool) or not isinstance(dt, (int, float)) or not (
-            math.isfinite(dt) and dt > 0
+        if (
+            isinstance(dt, bool)
+            or not isinstance(dt, (int, float))
+            or not (math.isfinite(dt) and dt > 0)
         ):
             raise SystemDefinitionError(f"expected a finite step dt > 0, got {dt!r}", "dt")
         dt = float(dt)
@@ -260,13 +272,11 @@ class System:
 
         symbolic = None
         if self.symbolic is not None:
-            states = [sympy.Symbol(s) for s in self.state_names]
+            states = [sympy.Symbol(s, real=True) for s in self.state_names]
             spec = dict(self.symbolic.spec)
             dyn_spec = spec.get("dynamics")
             if isinstance(dyn_spec, Mapping):
-                spec["dynamics"] = {
-                    s: f"{s} + {dt!r}*({expr})" for s, expr in dyn_spec.items()
-                }
+                spec["dynamics"] = {s: f"{s} + {dt!r}*({expr})" for s, expr in dyn_spec.items()}
             spec.update(time="discrete", dt=dt, name=name or f"{self.name}-dt")
             symbolic = SymbolicModel(
                 dynamics=tuple(s + dt * e for s, e in zip(states, self.symbolic.dynamics)),
@@ -403,7 +413,9 @@ def _vector(values, length: int, field_name: str, default: float) -> tuple[float
     if values is None:
         return (default,) * length
     if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
-        raise SystemDefinitionError(f"expected a list of {length} numbers, got {values!r}", field_name)
+        raise SystemDefinitionError(
+            f"expected a list of {length} numbers, got {values!r}", field_name
+        )
     if len(values) != length:
         raise SystemDefinitionError(
             f"expected {length} numbers, got {len(values)}: {list(values)!r}", field_name
@@ -411,6 +423,8 @@ def _vector(values, length: int, field_name: str, default: float) -> tuple[float
     out = []
     for v in values:
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            raise SystemDefinitionError(f"expected finite numbers, got {list(values)!r}", field_name)
+            raise SystemDefinitionError(
+                f"expected finite numbers, got {list(values)!r}", field_name
+            )
         out.append(float(v))
     return tuple(out)

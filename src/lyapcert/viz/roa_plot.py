@@ -8,13 +8,13 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
 
-from lyapcert.simulate.integrate import Controller, closed_loop  # noqa: E402
-from lyapcert.simulate.roa import RoaEstimate, RoaSlice  # noqa: E402
-from lyapcert.systems.system import System  # noqa: E402
+from lyapcert.simulate.integrate import Controller, closed_loop
+from lyapcert.simulate.roa import RoaEstimate, RoaSlice
+from lyapcert.systems.system import System
 
 ROA_COLOUR = "#4c9be8"
 
@@ -39,7 +39,9 @@ def plot_roa(
         fig = _plot_2d(system, estimate, controller)
     else:
         if not slices:
-            raise ValueError("slices: systems with 3 or more states need roa_slices(...) for a plot")
+            raise ValueError(
+                "slices: systems with 3 or more states need roa_slices(...) for a plot"
+            )
         fig = _plot_slices(system, estimate, slices, controller)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=130, bbox_inches="tight")
@@ -72,8 +74,16 @@ def _plot_1d(system, estimate, controller):
     ax.plot(xs, fx, color="black", lw=1.2, label="f(x)" if not system.is_discrete else "x+ - x")
     ax.axhline(0, color="grey", lw=0.6)
     ymin, ymax = ax.get_ylim()
-    ax.fill_between(xs, ymin, ymax, where=inside, color=ROA_COLOUR, alpha=0.35, step="mid",
-                    label="converges to x*")
+    ax.fill_between(
+        xs,
+        ymin,
+        ymax,
+        where=inside,
+        color=ROA_COLOUR,
+        alpha=0.35,
+        step="mid",
+        label="converges to x*",
+    )
     ax.set_ylim(ymin, ymax)
     ax.plot(system.equilibrium, [0], "k*", ms=10, label="x*")
     ax.set_xlabel(system.state_names[0])
@@ -88,9 +98,15 @@ def _plot_2d(system, estimate, controller):
     if estimate.sample.kind == "grid":
         r = estimate.sample.resolution
         inside = estimate.inside.reshape(r, r).T.astype(float)
-        ax.imshow(inside, origin="lower", extent=(lo[0], hi[0], lo[1], hi[1]), aspect="auto",
-                  cmap=matplotlib.colors.ListedColormap(["white", ROA_COLOUR]), alpha=0.55,
-                  interpolation="nearest")
+        ax.imshow(
+            inside,
+            origin="lower",
+            extent=(lo[0], hi[0], lo[1], hi[1]),
+            aspect="auto",
+            cmap=matplotlib.colors.ListedColormap(["white", ROA_COLOUR]),
+            alpha=0.55,
+            interpolation="nearest",
+        )
     else:
         pts = estimate.points[estimate.inside]
         ax.scatter(pts[:, 0], pts[:, 1], s=1, color=ROA_COLOUR, alpha=0.5)
@@ -100,8 +116,16 @@ def _plot_2d(system, estimate, controller):
     vec = _field(system, controller, np.stack([mx.ravel(), my.ravel()], axis=1))
     u, v = vec[:, 0].reshape(mx.shape), vec[:, 1].reshape(mx.shape)
     ok = np.isfinite(u) & np.isfinite(v)
-    ax.streamplot(gx, gy, np.where(ok, u, 0), np.where(ok, v, 0), color="0.35", linewidth=0.6,
-                  density=1.2, arrowsize=0.7)
+    ax.streamplot(
+        gx,
+        gy,
+        np.where(ok, u, 0),
+        np.where(ok, v, 0),
+        color="0.35",
+        linewidth=0.6,
+        density=1.2,
+        arrowsize=0.7,
+    )
     ax.plot(*system.equilibrium, "k*", ms=11)
     ax.set_xlim(lo[0], hi[0])
     ax.set_ylim(lo[1], hi[1])
@@ -118,10 +142,15 @@ def _plot_slices(system, estimate, slices, controller):
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.8 * rows), squeeze=False)
     for ax, sl in zip(axes.ravel(), slices):
         i, j = sl.pair
-        ax.imshow(sl.inside.T.astype(float), origin="lower", aspect="auto",
-                  extent=(sl.axis_i[0], sl.axis_i[-1], sl.axis_j[0], sl.axis_j[-1]),
-                  cmap=matplotlib.colors.ListedColormap(["white", ROA_COLOUR]), alpha=0.55,
-                  interpolation="nearest")
+        ax.imshow(
+            sl.inside.T.astype(float),
+            origin="lower",
+            aspect="auto",
+            extent=(sl.axis_i[0], sl.axis_i[-1], sl.axis_j[0], sl.axis_j[-1]),
+            cmap=matplotlib.colors.ListedColormap(["white", ROA_COLOUR]),
+            alpha=0.55,
+            interpolation="nearest",
+        )
         ax.plot(system.equilibrium[i], system.equilibrium[j], "k*", ms=9)
         ax.set_xlabel(system.state_names[i])
         ax.set_ylabel(system.state_names[j])
