@@ -197,3 +197,24 @@ def test_outcome_codes_cover_every_point():
     est = true_roa(get_system("power_system"), resolution=40, cache=False)
     assert sum(est.counts.values()) == len(est.points)
     assert est.counts["converged"] == int((est.outcomes == CONVERGED).sum())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_roa_matches_cpu():
+    s = get_system("vanderpol")
+    cpu = true_roa(s, resolution=200, cache=False)
+    gpu = true_roa(s, resolution=200, cache=False, device="cuda")
+    # identical arithmetic up to rounding: only points on the boundary may differ
+    assert np.mean(cpu.outcomes != gpu.outcomes) < 1e-3
+    assert gpu.volume == pytest.approx(cpu.volume, rel=1e-3)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_dynamics_in_both_precisions():
+    s = get_system("quadrotor2d")
+    for dtype in (torch.float32, torch.float64):
+        x = torch.rand(64, 6, dtype=dtype)
+        u = torch.rand(64, 2, dtype=dtype)
+        out = s.f(x.cuda(), u.cuda())
+        assert out.device.type == "cuda" and out.dtype == dtype
+        torch.testing.assert_close(out.cpu(), s.f(x, u))
