@@ -337,6 +337,128 @@ def _print_roa(s, estimate, stable, plot_path) -> None:
         out.print(f"plot: {plot_path}")
 
 
+@app.command("verify")
+@handles_errors
+def verify_command(
+    system: SystemArg,
+    candidate: Annotated[
+        str,
+        typer.Option(
+            "--candidate",
+            "-c",
+            help="V as an expression in the state names, e.g. '0.5*x2**2 + 1 - cos(x1)'.",
+        ),
+    ],
+    level: Annotated[
+        float | None,
+        typer.Option(help="Check this level; default: find the largest certified level."),
+    ] = None,
+    time_limit: Annotated[float, typer.Option(help="Seconds per branch-and-bound search.")] = 120.0,
+    max_boxes: Annotated[int, typer.Option(help="Boxes per branch-and-bound search.")] = 5_000_000,
+    tolerance: Annotated[
+        float, typer.Option(help="Relative tolerance of the largest level.")
+    ] = 1e-3,
+    device: Annotated[str, typer.Option(help="torch device for the boxes: cpu or cuda.")] = "cpu",
+    volume: Annotated[
+        bool,
+        typer.Option(
+            "--volume/--no-volume",
+            help="Report the certified volume and its share of the true ROA (uses the `roa` cache).",
+        ),
+    ] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Verify a Lyapunov function candidate: asymptotic stability on {V <= c}, with no hole.
+
+    Exit status 0 when verified, 1 when falsified or unknown, 2 on bad input.
+    """
+    import torch
+
+    from lyapcert.certificates import ExpressionCandidate
+    from lyapcert.errors import VerificationError
+    from lyapcert.systems import resolve_system
+    from lyapcert.verify import VerifyOptions, verify_candidate
+
+    s = resolve_system(system)
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise VerificationError(
+            "--device: CUDA was asked for but torch sees no CUDA device; use --device cpu"
+        )
+    for name, value in (("--time-limit", time_limit), ("--tolerance", tolerance)):
+        if not (math.isfinite(value) and value > 0):
+            raise VerificationError(f"{name}: expected a finite number > 0, got {value}")
+    if max_boxes < 1:
+        raise VerificationError(f"--max-boxes: expected a positive integer, got {max_boxes}")
+    cand = ExpressionCandidate(candidate, s)
+    options = VerifyOptions(
+        time_limit=time_limit, max_boxes=max_boxes, level_tolerance=tolerance, device=device
+    )
+    result = verify_candidate(s, cand, level=level, options=options)
+    if volume and result.level is not None and result.level > 0:
+        _attach_volume(s, cand, result)
+    payload = result.to_dict()
+    if as_json:
+        _emit_json(payload)
+    else:
+        _print_verify(s, result)
+    if not result.verified:
+        raise typer.Exit(EXIT_NEGATIVE)
+
+
+def _attach_volume(s, cand, result) -> None:
+    """Certified volume and share of the true ROA, counted on the cached ROA sample."""
+    import numpy as np
+    import torch
+
+    from lyapcert.simulate.roa import true_roa
+
+    est = true_roa(s, cache=True, progress=err.is_terminal)
+    with torch.no_grad():
+        values = cand.value(torch.as_tensor(est.points, dtype=torch.float64)).numpy()
+    inside = np.asarray(values <= result.level)
+    result.certified_volume = float(inside.mean() * est.box_volume)
+    result.roa_fraction = est.fraction_of_roa(inside)
+
+
+def _print_verify(s, result) -> None:
+    colour = {"verified": "green", "falsified": "red", "unknown": "yellow"}[result.verdict.value]
+    out.print(f"[bold]{s.name}[/]: {result.candidate}")
+    out.print(
+        f"[bold {colour}]{result.verdict.value.upper()}[/]  condition: {result.condition.value}"
+    )
+    if result.level is not None:
+        out.print(
+            f"level: {result.level:.6g}"
+            + (
+                f"   (a violation is known at {result.level_upper:.6g})"
+                if result.level_upper
+                else ""
+            )
+        )
+    out.print(f"hole: {result.hole or 'none (local quadratic certificate around x*)'}")
+    if result.inner_level is not None and result.local:
+        out.print(
+            f"proof: local certificate x'Px <= {result.local['level']:.4g} (radius {result.local['radius']:.3g}), "
+            f"inner level c0 = {result.inner_level:.4g}, decrease proven on c0 <= V <= level"
+        )
+    if result.counterexample:
+        cx = result.counterexample
+        pt = ", ".join(f"{n} = {v:.6g}" for n, v in zip(s.state_names, cx["point"]))
+        what = "the level cannot grow past it" if result.verified else "counterexample"
+        out.print(f"{what} ({cx['kind']}): {pt}  (V = {cx['V']:.6g})")
+    if result.certified_volume is not None:
+        label = (
+            "certified volume" if result.verified else "volume of {V <= level} (not a certificate)"
+        )
+        out.print(
+            f"{label}: {result.certified_volume:.6g} = {100 * result.roa_fraction:.2f} % of the true ROA"
+        )
+    if result.message:
+        out.print(result.message)
+    st = result.stats
+    out.print(f"time: {result.seconds:.2f} s; {st.boxes:,} boxes, depth {st.max_depth}")
+
+
 def main() -> None:  # pragma: no cover - entry point
     app()
 

@@ -47,3 +47,21 @@ class ShapeError(LyapcertError, ValueError):
 
 class SimulationError(LyapcertError, RuntimeError):
     """Simulation could not be carried out (for example an invalid step or horizon)."""
+
+
+class UnsupportedOperationError(LyapcertError, TypeError):
+    """The bound engine has no rule for some operations of a computation (all listed at once)."""
+
+    def __init__(self, operations):
+        self.operations = list(operations)
+        listed = "; ".join(self.operations)
+        super().__init__(
+            f"the bound engine cannot bound {len(self.operations)} operation(s): {listed}. "
+            "Supported: + - * / ** (constant exponent), matmul and linear layers with constant "
+            "weights, relu, leaky_relu, tanh, sigmoid, softplus, sin, cos, exp, log, sqrt, abs, "
+            "atan, clamp, minimum, maximum, sum, indexing, stack, cat, reshape and view."
+        )
+
+
+class VerificationError(LyapcertError, ValueError):
+    """A verification request is invalid (for example a candidate of the wrong shape)."""

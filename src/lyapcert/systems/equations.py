@@ -254,12 +254,13 @@ def compile_expression(expr: sympy.Expr) -> TorchFn:
 
         def minmax(env):
             vals = [p(env) for p in parts]
-            tensors = [v for v in vals if isinstance(v, torch.Tensor)]
-            out = tensors[0]
+            out = next(v for v in vals if not isinstance(v, (int, float)))
             for v in vals:
                 if v is out:
                     continue
-                out = reduce(out, v if isinstance(v, torch.Tensor) else torch.full_like(out, v))
+                if isinstance(v, (int, float)):
+                    v = torch.zeros_like(out) + v
+                out = reduce(out, v)
             return out
 
         return minmax
@@ -315,10 +316,8 @@ def compile_vector(
         columns = []
         for p in parts:
             v = p(env)
-            if not isinstance(v, torch.Tensor):
-                v = torch.full(
-                    (reference.shape[0],), v, dtype=reference.dtype, device=reference.device
-                )
+            if isinstance(v, (int, float)):  # a constant right-hand side: broadcast it
+                v = torch.zeros_like(reference.sum(dim=1)) + v
             columns.append(v)
         return torch.stack(columns, dim=1)
 

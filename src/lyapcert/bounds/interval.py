@@ -1,0 +1,420 @@
+"""Interval arithmetic on batched tensors with outward rounding (the engine's ground floor).
+
+An ``Interval`` holds ``lo`` and ``hi`` tensors of one shape; every operation returns an interval
+that contains the exact real result for every choice of real inputs in the input intervals
+(constants are exact: a float64 constant is the real number it represents).
+
+Rounding. Each computed endpoint is moved outward: by one ulp for operations IEEE 754 rounds
+correctly (``+ - * /`` and ``sqrt``), by ``TRANSCENDENTAL_ULPS`` ulps plus a tiny absolute term for
+library functions (``exp, log, sin, cos, tanh, ...``), and by the standard ``gamma_n`` error bound
+for sums and matrix products. A zero that an operation produces exactly (``x + (-x)``,
+``0 * y``) is not moved. NaN endpoints become ``-inf`` / ``+inf``: an undefined value is an unknown
+value, and an unknown value never proves anything.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+EPS = 2.0**-52  # float64 unit roundoff x 2
+TINY = 2.0**-1000  # absolute widening near zero (covers underflow in library functions)
+TRANSCENDENTAL_ULPS = 8
+"""Relative widening (in ulps) of library functions; their documented errors are at most 1 to 4
+ulps (SLEEF u10 on CPU, CUDA's double-precision functions). Checked against arb in the tests."""
+_INF = math.inf
+
+
+def down(x: torch.Tensor) -> torch.Tensor:
+    """The next float64 below ``x`` (exact zeros included)."""
+    return torch.nextafter(x, torch.full_like(x, -_INF))
+
+
+def up(x: torch.Tensor) -> torch.Tensor:
+    return torch.nextafter(x, torch.full_like(x, _INF))
+
+
+def down0(x: torch.Tensor) -> torch.Tensor:
+    """``down`` except exact zeros, for results whose zeros are exact (sums, products by 0)."""
+    return torch.where(x == 0, x, down(x))
+
+
+def up0(x: torch.Tensor) -> torch.Tensor:
+    return torch.where(x == 0, x, up(x))
+
+
+def down_lib(x: torch.Tensor, ulps: int = TRANSCENDENTAL_ULPS) -> torch.Tensor:
+    """Widen a library function's result downward by ``ulps`` ulps and ``TINY``."""
+    return down(x - (ulps * EPS) * x.abs() - TINY)
+
+
+def up_lib(x: torch.Tensor, ulps: int = TRANSCENDENTAL_ULPS) -> torch.Tensor:
+    return up(x + (ulps * EPS) * x.abs() + TINY)
+
+
+def gamma(n: int) -> float:
+    """A safe over-estimate of the error factor of an ``n``-term float64 sum: (n + 2) eps."""
+    return 2.0 * (n + 2) * EPS
+
+
+def _sanitize(lo: torch.Tensor, hi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    lo = torch.where(torch.isnan(lo), torch.full_like(lo, -_INF), lo)
+    hi = torch.where(torch.isnan(hi), torch.full_like(hi, _INF), hi)
+    return lo, hi
+
+
+class Interval:
+    """``[lo, hi]`` elementwise; ``lo`` and ``hi`` are float tensors of the same shape."""
+
+    __slots__ = ("hi", "lo")
+
+    def __init__(self, lo: torch.Tensor, hi: torch.Tensor):
+        self.lo, self.hi = _sanitize(lo, hi)
+
+    # ----------------------------------------------------------------- construction
+
+    @classmethod
+    def point(cls, x: torch.Tensor) -> Interval:
+        return cls(x, x)
+
+    @classmethod
+    def full(cls, shape, like: torch.Tensor) -> Interval:
+        return cls(
+            torch.full(shape, -_INF, dtype=like.dtype, device=like.device),
+            torch.full(shape, _INF, dtype=like.dtype, device=like.device),
+        )
+
+    @property
+    def shape(self) -> torch.Size:
+        return self.lo.shape
+
+    @property
+    def mid(self) -> torch.Tensor:
+        return 0.5 * self.lo + 0.5 * self.hi
+
+    @property
+    def width(self) -> torch.Tensor:
+        return self.hi - self.lo
+
+    def __repr__(self) -> str:
+        return f"Interval(lo={self.lo}, hi={self.hi})"
+
+    # ----------------------------------------------------------------- arithmetic
+
+    def __neg__(self) -> Interval:
+        return Interval(-self.hi, -self.lo)
+
+    def __add__(self, other) -> Interval:
+        if isinstance(other, Interval):
+            return Interval(down0(self.lo + other.lo), up0(self.hi + other.hi))
+        c = _const(other, self.lo)
+        return Interval(down0(self.lo + c), up0(self.hi + c))
+
+    __radd__ = __add__
+
+    def __sub__(self, other) -> Interval:
+        if isinstance(other, Interval):
+            return Interval(down0(self.lo - other.hi), up0(self.hi - other.lo))
+        c = _const(other, self.lo)
+        return Interval(down0(self.lo - c), up0(self.hi - c))
+
+    def __rsub__(self, other) -> Interval:
+        return (-self) + other
+
+    def __mul__(self, other) -> Interval:
+        if isinstance(other, Interval):
+            products = []
+            for a in (self.lo, self.hi):
+                for b in (other.lo, other.hi):
+                    p = a * b
+                    exact = (a == 0) | (b == 0)
+                    products.append((torch.where(exact, p, down(p)), torch.where(exact, p, up(p))))
+            lo = torch.minimum(
+                torch.minimum(products[0][0], products[1][0]),
+                torch.minimum(products[2][0], products[3][0]),
+            )
+            hi = torch.maximum(
+                torch.maximum(products[0][1], products[1][1]),
+                torch.maximum(products[2][1], products[3][1]),
+            )
+            # inf * 0 is NaN in IEEE; the true product of a bounded factor 0 is 0, but an
+            # infinite endpoint means "unbounded": keep the result unbounded (sanitised below).
+            return Interval(lo, hi)
+        c = _const(other, self.lo)
+        a, b = self.lo * c, self.hi * c
+        # a product is exactly 0 when a factor is 0; keep such zeros unmoved
+        a_lo = torch.where((self.lo == 0) | (c == 0), a, down(a))
+        a_hi = torch.where((self.lo == 0) | (c == 0), a, up(a))
+        b_lo = torch.where((self.hi == 0) | (c == 0), b, down(b))
+        b_hi = torch.where((self.hi == 0) | (c == 0), b, up(b))
+        return Interval(torch.minimum(a_lo, b_lo), torch.maximum(a_hi, b_hi))
+
+    __rmul__ = __mul__
+
+    def reciprocal(self) -> Interval:
+        """``1 / x``; unbounded when ``x`` may be 0."""
+        ok = (self.lo > 0) | (self.hi < 0)
+        lo = torch.where(ok, down(1.0 / self.hi), torch.full_like(self.lo, -_INF))
+        hi = torch.where(ok, up(1.0 / self.lo), torch.full_like(self.hi, _INF))
+        return Interval(lo, hi)
+
+    def __truediv__(self, other) -> Interval:
+        if isinstance(other, Interval):
+            ok = (other.lo > 0) | (other.hi < 0)
+            qs = [a / b for a in (self.lo, self.hi) for b in (other.lo, other.hi)]
+            lo = down(torch.minimum(torch.minimum(qs[0], qs[1]), torch.minimum(qs[2], qs[3])))
+            hi = up(torch.maximum(torch.maximum(qs[0], qs[1]), torch.maximum(qs[2], qs[3])))
+            return Interval(
+                torch.where(ok, lo, torch.full_like(lo, -_INF)),
+                torch.where(ok, hi, torch.full_like(hi, _INF)),
+            )
+        c = _const(other, self.lo)
+        if torch.any(c == 0):
+            return Interval.full(self.shape, self.lo)
+        a, b = self.lo / c, self.hi / c
+        return Interval(down0(torch.minimum(a, b)), up0(torch.maximum(a, b)))
+
+    def __rtruediv__(self, other) -> Interval:
+        return self.reciprocal() * other
+
+    def square(self) -> Interval:
+        lo2, hi2 = self.lo * self.lo, self.hi * self.hi
+        straddle = (self.lo < 0) & (self.hi > 0)
+        low = torch.where(straddle, torch.zeros_like(lo2), torch.minimum(lo2, hi2))
+        high = torch.maximum(lo2, hi2)
+        return Interval(down0(low), up0(high))
+
+    def pow_int(self, n: int) -> Interval:
+        """``x ** n`` for an integer ``n``."""
+        if n == 0:
+            return Interval.point(torch.ones_like(self.lo))
+        if n < 0:
+            return self.pow_int(-n).reciprocal()
+        if n == 1:
+            return self
+        if n == 2:
+            return self.square()
+        plo, phi = torch.pow(self.lo, n), torch.pow(self.hi, n)
+        ulps = 2 * n + 2
+        if n % 2:  # odd: increasing
+            return Interval(down_lib(plo, ulps), up_lib(phi, ulps))
+        straddle = (self.lo < 0) & (self.hi > 0)
+        low = torch.where(straddle, torch.zeros_like(plo), torch.minimum(plo, phi))
+        high = torch.maximum(plo, phi)
+        low = torch.where(straddle, low, down_lib(low, ulps))
+        return Interval(low, up_lib(high, ulps))
+
+    def __pow__(self, exponent) -> Interval:
+        if isinstance(exponent, (int, float)) and float(exponent).is_integer():
+            return self.pow_int(int(exponent))
+        if isinstance(exponent, (int, float)):
+            if exponent == 0.5:
+                return self.sqrt()
+            # x ** p = exp(p log x), defined for x > 0
+            return (self.log() * float(exponent)).exp()
+        raise TypeError("interval ** interval is not supported")
+
+    # ----------------------------------------------------------------- elementary functions
+
+    def _increasing(self, fn, ulps: int = TRANSCENDENTAL_ULPS) -> Interval:
+        return Interval(down_lib(fn(self.lo), ulps), up_lib(fn(self.hi), ulps))
+
+    def exp(self) -> Interval:
+        out = self._increasing(torch.exp)
+        return Interval(torch.clamp(out.lo, min=0.0), out.hi)
+
+    def log(self) -> Interval:
+        lo = torch.where(self.lo > 0, down_lib(torch.log(self.lo)), torch.full_like(self.lo, -_INF))
+        hi = torch.where(self.hi > 0, up_lib(torch.log(self.hi)), torch.full_like(self.hi, _INF))
+        # an input that is negative somewhere leaves log undefined there: unknown
+        bad = self.lo < 0
+        return Interval(
+            torch.where(bad, torch.full_like(lo, -_INF), lo),
+            torch.where(bad, torch.full_like(hi, _INF), hi),
+        )
+
+    def sqrt(self) -> Interval:
+        bad = self.lo < 0
+        lo = down(torch.sqrt(torch.clamp(self.lo, min=0.0)))
+        hi = up(torch.sqrt(torch.clamp(self.hi, min=0.0)))
+        return Interval(
+            torch.where(bad, torch.full_like(lo, -_INF), torch.clamp(lo, min=0.0)),
+            torch.where(bad, torch.full_like(hi, _INF), hi),
+        )
+
+    def tanh(self) -> Interval:
+        out = self._increasing(torch.tanh)
+        return Interval(torch.clamp(out.lo, -1.0, 1.0), torch.clamp(out.hi, -1.0, 1.0))
+
+    def sigmoid(self) -> Interval:
+        out = self._increasing(torch.sigmoid)
+        return Interval(torch.clamp(out.lo, 0.0, 1.0), torch.clamp(out.hi, 0.0, 1.0))
+
+    def atan(self) -> Interval:
+        return self._increasing(torch.atan)
+
+    def softplus(self, beta: float = 1.0, threshold: float = 20.0) -> Interval:
+        """Bounds of torch's softplus: log(1 + exp(beta x)) / beta, and x itself above
+        ``threshold / beta`` where torch switches to the identity (the hull of both)."""
+
+        def exact(x):
+            return torch.nn.functional.softplus(x, beta=beta, threshold=1e300)
+
+        lo = down_lib(exact(self.lo))
+        hi = up_lib(exact(self.hi))
+        lin = self.lo * beta > threshold
+        lo = torch.where(lin, torch.minimum(lo, self.lo), lo)
+        linh = self.hi * beta > threshold
+        hi = torch.where(linh, torch.maximum(hi, self.hi), hi)
+        return Interval(torch.clamp(lo, min=0.0), hi)
+
+    def _periodic(self, fn, max_phase: float, min_phase: float) -> Interval:
+        """Bounds of ``sin`` or ``cos``: the endpoint values, widened, and +-1 wherever a maximum
+        (at ``max_phase + 2 pi k``) or minimum may lie inside the interval."""
+        two_pi = 2.0 * math.pi
+        a, b = fn(self.lo), fn(self.hi)
+        lo = torch.minimum(a, b)
+        hi = torch.maximum(a, b)
+        slack = 1e-9 * (1.0 + torch.maximum(self.lo.abs(), self.hi.abs()))
+        k_max = torch.ceil((self.lo - slack - max_phase) / two_pi)
+        has_max = max_phase + two_pi * k_max <= self.hi + slack
+        k_min = torch.ceil((self.lo - slack - min_phase) / two_pi)
+        has_min = min_phase + two_pi * k_min <= self.hi + slack
+        wide = (self.hi - self.lo >= two_pi) | ~torch.isfinite(self.lo) | ~torch.isfinite(self.hi)
+        lo = torch.where(has_min | wide, torch.full_like(lo, -1.0), down_lib(lo))
+        hi = torch.where(has_max | wide, torch.full_like(hi, 1.0), up_lib(hi))
+        return Interval(torch.clamp(lo, min=-1.0), torch.clamp(hi, max=1.0))
+
+    def sin(self) -> Interval:
+        return self._periodic(torch.sin, math.pi / 2, -math.pi / 2)
+
+    def cos(self) -> Interval:
+        return self._periodic(torch.cos, 0.0, math.pi)
+
+    def abs(self) -> Interval:
+        straddle = (self.lo < 0) & (self.hi > 0)
+        a, b = self.lo.abs(), self.hi.abs()
+        lo = torch.where(straddle, torch.zeros_like(a), torch.minimum(a, b))
+        return Interval(lo, torch.maximum(a, b))
+
+    def relu(self) -> Interval:
+        return Interval(torch.clamp(self.lo, min=0.0), torch.clamp(self.hi, min=0.0))
+
+    def leaky_relu(self, slope: float) -> Interval:
+        def f(x):
+            neg = x * slope
+            return torch.where(x < 0, neg, x), x < 0
+
+        lo, lneg = f(self.lo)
+        hi, hneg = f(self.hi)
+        if slope < 0:
+            raise ValueError("leaky_relu with a negative slope is not monotone")
+        return Interval(torch.where(lneg, down0(lo), lo), torch.where(hneg, up0(hi), hi))
+
+    def clamp(self, min=None, max=None) -> Interval:
+        return Interval(
+            torch.clamp(self.lo, min=min, max=max), torch.clamp(self.hi, min=min, max=max)
+        )
+
+    def step(self) -> Interval:
+        """The Clarke hull of the derivative of relu: 0 below 0, 1 above, [0, 1] if 0 is inside."""
+        lo = (self.lo > 0).to(self.lo.dtype)
+        hi = (self.hi >= 0).to(self.hi.dtype)
+        return Interval(lo, hi)
+
+    def contains_zero(self) -> torch.Tensor:
+        return (self.lo <= 0) & (self.hi >= 0)
+
+    def masked_unbounded(self, mask: torch.Tensor) -> Interval:
+        """Zero where ``mask`` is false, unbounded where it is true (the derivative of a step)."""
+        zero = torch.zeros_like(self.lo)
+        return Interval(
+            torch.where(mask, torch.full_like(zero, -_INF), zero),
+            torch.where(mask, torch.full_like(zero, _INF), zero),
+        )
+
+    # ----------------------------------------------------------------- reductions, linear maps
+
+    def sum(self, dim=None, keepdim: bool = False) -> Interval:
+        if dim is None:
+            n = self.lo.numel()
+            lo, hi = self.lo.sum(), self.hi.sum()
+            alo, ahi = self.lo.abs().sum(), self.hi.abs().sum()
+        else:
+            dims = (dim,) if isinstance(dim, int) else tuple(dim)
+            n = math.prod(self.lo.shape[d] for d in dims)
+            lo = self.lo.sum(dim=dims, keepdim=keepdim)
+            hi = self.hi.sum(dim=dims, keepdim=keepdim)
+            alo = self.lo.abs().sum(dim=dims, keepdim=keepdim)
+            ahi = self.hi.abs().sum(dim=dims, keepdim=keepdim)
+        g = gamma(n)
+        return Interval(down(lo - g * alo - TINY), up(hi + g * ahi + TINY))
+
+    def linear(self, weight: torch.Tensor, bias: torch.Tensor | None = None) -> Interval:
+        """``x @ weight.T + bias`` (torch.nn.functional.linear) with exact constants."""
+        mid = self.mid
+        rad = up(torch.maximum(self.hi - mid, mid - self.lo))
+        w_abs = weight.abs()
+        y_mid = torch.nn.functional.linear(mid, weight, bias)
+        y_rad = torch.nn.functional.linear(rad, w_abs)
+        scale = torch.nn.functional.linear(mid.abs(), w_abs) + y_rad
+        if bias is not None:
+            scale = scale + bias.abs()
+        err = gamma(weight.shape[-1] + 2) * scale + TINY
+        lo = down(y_mid - y_rad - err - gamma(4) * (y_rad + err))
+        hi = up(y_mid + y_rad + err + gamma(4) * (y_rad + err))
+        return Interval(lo, hi)
+
+    # ----------------------------------------------------------------- structure
+
+    def __getitem__(self, index) -> Interval:
+        return Interval(self.lo[index], self.hi[index])
+
+    def apply(self, fn, *args, **kwargs) -> Interval:
+        """A shape operation (reshape, unsqueeze, ...) applied to both endpoints."""
+        return Interval(fn(self.lo, *args, **kwargs), fn(self.hi, *args, **kwargs))
+
+    @staticmethod
+    def stack(items: Sequence[Interval], dim: int = 0) -> Interval:
+        return Interval(
+            torch.stack([i.lo for i in items], dim), torch.stack([i.hi for i in items], dim)
+        )
+
+    @staticmethod
+    def cat(items: Sequence[Interval], dim: int = 0) -> Interval:
+        return Interval(
+            torch.cat([i.lo for i in items], dim), torch.cat([i.hi for i in items], dim)
+        )
+
+    @staticmethod
+    def minimum(a: Interval, b: Interval) -> Interval:
+        return Interval(torch.minimum(a.lo, b.lo), torch.minimum(a.hi, b.hi))
+
+    @staticmethod
+    def maximum(a: Interval, b: Interval) -> Interval:
+        return Interval(torch.maximum(a.lo, b.lo), torch.maximum(a.hi, b.hi))
+
+    def intersect(self, other: Interval) -> Interval:
+        """Both enclose the same values, so their intersection does too."""
+        return Interval(torch.maximum(self.lo, other.lo), torch.minimum(self.hi, other.hi))
+
+    def hull(self, other: Interval) -> Interval:
+        return Interval(torch.minimum(self.lo, other.lo), torch.maximum(self.hi, other.hi))
+
+
+def _const(value, like: torch.Tensor) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        return value.to(dtype=like.dtype, device=like.device)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return torch.tensor(float(value), dtype=like.dtype, device=like.device)
+    raise TypeError(f"cannot combine an interval with {type(value).__name__}")
+
+
+def lift(value, like: torch.Tensor) -> Interval:
+    """A constant (tensor or number) as an exact point interval broadcast like ``like``."""
+    if isinstance(value, Interval):
+        return value
+    c = torch.as_tensor(value, dtype=like.dtype, device=like.device)
+    return Interval(c, c)

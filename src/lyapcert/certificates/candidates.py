@@ -1,0 +1,147 @@
+"""Lyapunov function candidates ``V: [batch, n] -> [batch]``.
+
+* ``ExpressionCandidate``: ``V`` written in the state names (``"0.5*x2**2 + 1 - cos(x1)"``); its
+  Lie derivative along an equation-defined system is formed symbolically (sympy), which keeps
+  cancellations that interval bounds would lose.
+* ``QuadraticCandidate``: ``V = (x - x*)' P (x - x*)``.
+* ``NetworkCandidate``: any ``torch.nn.Module``; its Lie derivative is bounded by forward-mode
+  differentiation of the captured graph.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+import numpy as np
+import sympy
+import torch
+
+from lyapcert.errors import VerificationError
+from lyapcert.systems.equations import compile_expression, compile_vector, parse_expression
+from lyapcert.systems.system import System
+
+
+class Candidate:
+    """Base class: ``value(x) [batch, n] -> [batch]`` and what the verifier needs to capture it."""
+
+    family = "candidate"
+
+    def value(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def value_function(self):
+        """A torch function or module of one input ``[batch, n] -> [batch]`` to capture."""
+        return self.value
+
+    def lie_derivative_function(self, system: System, controlled: bool):
+        """A function ``x -> dV/dt [batch]`` formed symbolically, or None (use forward mode)."""
+        return None
+
+    def describe(self) -> str:
+        return self.family
+
+    def to_dict(self) -> dict:
+        raise NotImplementedError
+
+    def content_hash(self) -> str:
+        import json
+
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+class ExpressionCandidate(Candidate):
+    """``V`` given as an expression in the state names (parsed safely, compiled to torch)."""
+
+    family = "expression"
+
+    def __init__(self, expression: str | sympy.Expr, system: System):
+        self.system = system
+        self.symbols = [sympy.Symbol(s, real=True) for s in system.state_names]
+        table = {s.name: s for s in self.symbols}
+        if system.symbolic is not None:
+            table.update({k: sympy.Float(v, 30) for k, v in system.symbolic.params.items()})
+        if isinstance(expression, sympy.Expr):
+            self.expr = expression
+            self.text = str(expression)
+        else:
+            self.text = str(expression)
+            self.expr = parse_expression(expression, table, "candidate")
+        unknown = self.expr.free_symbols - set(self.symbols)
+        if unknown:
+            raise VerificationError(
+                f"candidate: unknown symbols {', '.join(sorted(map(str, unknown)))}; "
+                f"use the state names {', '.join(system.state_names)}"
+            )
+        compile_expression(self.expr)  # typed error now rather than during verification
+        self._fn = compile_vector([self.expr], [self.symbols])
+
+    def value(self, x: torch.Tensor) -> torch.Tensor:
+        return self._fn(x)[:, 0]
+
+    def lie_derivative_function(self, system: System, controlled: bool):
+        if controlled or system.symbolic is None or system.is_discrete or system.input_names:
+            return None
+        params = {
+            sympy.Symbol(k, real=True): sympy.Float(v, 30)
+            for k, v in system.symbolic.params.items()
+        }
+        f = [e.subs(params) for e in system.symbolic.dynamics]
+        lie = sum(sympy.diff(self.expr, s) * fi for s, fi in zip(self.symbols, f))
+        expanded = sympy.expand(lie)
+        if sympy.count_ops(expanded) <= 4 * sympy.count_ops(lie) + 10:
+            lie = expanded
+        fn = compile_vector([lie], [self.symbols])
+        self.lie_expr = lie
+        return lambda x: fn(x)[:, 0]
+
+    def describe(self) -> str:
+        return f"V = {self.text}"
+
+    def to_dict(self) -> dict:
+        return {"family": self.family, "expression": self.text}
+
+
+class QuadraticCandidate(ExpressionCandidate):
+    """``V(x) = (x - x*)' P (x - x*)`` with a symmetric ``P [n, n]``."""
+
+    family = "quadratic"
+
+    def __init__(self, P: np.ndarray | Sequence[Sequence[float]], system: System):
+        P = np.asarray(P, dtype=np.float64)
+        n = system.n_states
+        if P.shape != (n, n) or not np.all(np.isfinite(P)):
+            raise VerificationError(f"P: expected a finite {n}x{n} matrix, got shape {P.shape}")
+        if not np.allclose(P, P.T, rtol=0, atol=0):
+            P = (P + P.T) / 2
+        self.P = P
+        symbols = [sympy.Symbol(s, real=True) for s in system.state_names]
+        e = [s - xs for s, xs in zip(symbols, system.equilibrium)]
+        expr = sum(sympy.Float(P[i, j], 30) * e[i] * e[j] for i in range(n) for j in range(n))
+        super().__init__(expr, system)
+
+    def to_dict(self) -> dict:
+        return {"family": self.family, "P": self.P.tolist()}
+
+
+class NetworkCandidate(Candidate):
+    """A network ``V``: any module mapping ``[batch, n]`` to ``[batch]`` or ``[batch, 1]``."""
+
+    family = "network"
+
+    def __init__(self, module: torch.nn.Module):
+        self.module = module.double().eval()
+
+    def value(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.module(x)
+        return out.reshape(x.shape[0])
+
+    def value_function(self):
+        return self.module
+
+    def to_dict(self) -> dict:
+        digest = hashlib.sha256()
+        for k, v in sorted(self.module.state_dict().items()):
+            digest.update(k.encode())
+            digest.update(v.detach().cpu().double().numpy().tobytes())
+        return {"family": self.family, "weights_sha256": digest.hexdigest()}

@@ -1,0 +1,6 @@
+"""Lyapunov conditions, the local certificate near x*, branch and bound, and ``Result``."""
+
+from lyapcert.verify.lyapunov import VerifyOptions, verify_candidate
+from lyapcert.verify.result import Condition, Result, Verdict
+
+__all__ = ["Condition", "Result", "Verdict", "VerifyOptions", "verify_candidate"]

@@ -1,0 +1,229 @@
+"""The local certificate that closes the hole around the equilibrium (continuous time).
+
+With ``e = x - x*``, ``J`` an enclosure of the Jacobian of the closed loop at ``x*`` and ``P`` the
+solution of ``A'P + PA = -I`` for ``A = mid(J)`` (a floating-point proposal), every quantity below
+is a rigorous bound:
+
+* ``lam_Q <= lambda_min(-(P J + J' P))`` for every ``J`` in its enclosure (interval Cholesky);
+* ``norm_P >= ||P||_2`` and ``lam_P <= lambda_min(P)`` (interval Cholesky);
+* ``|r(e)| <= M |e|^2`` on the ball ``|e| <= rho`` for the remainder ``r(e) = f(x* + e) - J e``,
+  with ``M = 1/2 sqrt(sum_i ||H_i||_F^2)`` and the Hessians ``H_i`` of ``f_i`` enclosed over the box
+  ``x* +- rho`` by second-order forward mode.
+
+Then ``d/dt V_q <= -lam_Q |e|^2 + 2 norm_P M |e|^3 < 0`` for ``0 < |e| < r = min(rho,
+lam_Q / (2 norm_P M))``, so ``{V_q <= c_q}`` with ``c_q = lam_P r^2`` (rounded down) lies in that
+ball and in the domain, and is a proven region of attraction of ``x*`` (Lyapunov's theorem with
+``V_q = e' P e``). No branch and bound is needed at the equilibrium.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg
+import torch
+
+from lyapcert.bounds.dual import Dual
+from lyapcert.bounds.graph import BoundGraph
+from lyapcert.bounds.interval import Interval
+
+
+@dataclass(frozen=True)
+class LocalCertificate:
+    """``{(x - x*)' P (x - x*) <= level}``: a proven region of attraction around ``x*``.
+
+    ``P [n, n]`` (float64, exactly the matrix used in the proof), ``radius``: the ball it lies in,
+    ``decay``: the proven lower bound ``lam_Q`` of the decrease rate coefficient.
+    """
+
+    P: np.ndarray
+    level: float
+    radius: float
+    decay: float
+    norm_P: float
+    lam_P: float
+    remainder_M: float
+
+    def value(self, x: torch.Tensor, x_star: torch.Tensor) -> torch.Tensor:
+        e = x - x_star
+        P = torch.as_tensor(self.P, dtype=x.dtype, device=x.device)
+        return ((e @ P) * e).sum(dim=-1)
+
+    def to_dict(self) -> dict:
+        return {
+            "P": self.P.tolist(),
+            "level": self.level,
+            "radius": self.radius,
+            "decay": self.decay,
+            "norm_P": self.norm_P,
+            "lam_P": self.lam_P,
+            "remainder_M": self.remainder_M,
+        }
+
+
+@dataclass(frozen=True)
+class LocalFailure:
+    """Why no local certificate exists (for example a linearisation that is not Hurwitz)."""
+
+    reason: str
+
+
+# ------------------------------------------------------------------------ small interval algebra
+
+
+def _iv(lo, hi) -> Interval:
+    return Interval(
+        torch.as_tensor(lo, dtype=torch.float64), torch.as_tensor(hi, dtype=torch.float64)
+    )
+
+
+def interval_cholesky_pd(lo: np.ndarray, hi: np.ndarray) -> bool:
+    """True only if every symmetric matrix with entries in ``[lo, hi]`` is positive definite
+    (interval Cholesky succeeds with positive pivots; lower triangle is used)."""
+    n = lo.shape[0]
+    L: list[list[Interval | None]] = [[None] * n for _ in range(n)]
+    for j in range(n):
+        s = _iv(lo[j, j], hi[j, j])
+        for k in range(j):
+            s = s - L[j][k].square()
+        if not bool(s.lo > 0):
+            return False
+        d = s.sqrt()
+        L[j][j] = d
+        for i in range(j + 1, n):
+            t = _iv(lo[i, j], hi[i, j])
+            for k in range(j):
+                t = t - L[i][k] * L[j][k]
+            L[i][j] = t / d
+            if not (torch.isfinite(L[i][j].lo) and torch.isfinite(L[i][j].hi)):
+                return False
+    return True
+
+
+def lower_eigenvalue_bound(lo: np.ndarray, hi: np.ndarray) -> float:
+    """A proven ``t`` with ``lambda_min(M) >= t`` for every symmetric ``M`` in ``[lo, hi]``
+    (``-inf`` if none is found)."""
+    mid = (lo + hi) / 2
+    guess = float(np.linalg.eigvalsh((mid + mid.T) / 2).min())
+    scale = max(1.0, float(np.abs(mid).max()))
+    for k in range(40):
+        t = guess - abs(guess) * 1e-9 * 4**k - scale * 1e-14 * 4**k
+        eye = np.eye(len(lo)) * t
+        # lo - t and hi - t rounded outward
+        if interval_cholesky_pd(np.nextafter(lo - eye, -np.inf), np.nextafter(hi - eye, np.inf)):
+            return t
+    return -math.inf
+
+
+def upper_eigenvalue_bound(lo: np.ndarray, hi: np.ndarray) -> float:
+    """A proven ``t >= lambda_max(M)`` for every symmetric ``M`` in ``[lo, hi]``."""
+    return -lower_eigenvalue_bound(-hi, -lo)
+
+
+# ------------------------------------------------------------------------ Jacobians and Hessians
+
+
+def jacobian_enclosure(
+    field: BoundGraph, x_star: torch.Tensor, u_fn
+) -> tuple[np.ndarray, np.ndarray]:
+    """Enclosure ``[lo, hi]`` (``[n, n]`` each) of the Jacobian of the closed loop at ``x*``."""
+    n = x_star.shape[-1]
+    eye = torch.eye(n, dtype=torch.float64)
+    x = Dual(Interval(x_star.expand(n, n).clone(), x_star.expand(n, n).clone()), Interval(eye, eye))
+    out = field.evaluate(x, u_fn(x)).tangent  # row j: d f / d x_j
+    return out.lo.T.numpy().copy(), out.hi.T.numpy().copy()
+
+
+def hessian_norm_bound(
+    field: BoundGraph, box_lo: torch.Tensor, box_hi: torch.Tensor, u_fn
+) -> float:
+    """``1/2 sqrt(sum_i ||H_i||_F^2)`` with the Hessians of ``f_i`` enclosed over the box."""
+    n = box_lo.shape[-1]
+    eye = torch.eye(n, dtype=torch.float64)
+    j_idx = torch.arange(n).repeat_interleave(n)
+    k_idx = torch.arange(n).repeat(n)
+    lo = box_lo.expand(n * n, n).clone()
+    hi = box_hi.expand(n * n, n).clone()
+    inner = Dual(Interval(lo, hi), Interval(eye[k_idx], eye[k_idx]))
+    zero = torch.zeros(n * n, n, dtype=torch.float64)
+    tangent = Dual(Interval(eye[j_idx], eye[j_idx]), Interval(zero, zero))
+    x = Dual(inner, tangent)
+    out = field.evaluate(x, u_fn(x)).tangent.tangent  # [n*n, n]: d2 f_i / dx_j dx_k
+    sup = torch.maximum(out.lo.abs(), out.hi.abs())
+    if not torch.isfinite(sup).all():
+        return math.inf
+    total = float((sup * sup).sum())
+    return 0.5 * math.sqrt(total) * (1 + 1e-12) + 1e-300
+
+
+# ------------------------------------------------------------------------ the certificate
+
+
+def local_certificate(
+    field: BoundGraph,
+    x_star: torch.Tensor,
+    domain_lo: torch.Tensor,
+    domain_hi: torch.Tensor,
+    u_fn,
+    iterations: int = 12,
+) -> LocalCertificate | LocalFailure:
+    """Prove a quadratic region of attraction around ``x*`` (see the module docstring)."""
+    x_star = x_star.reshape(1, -1).to(torch.float64)
+    n = x_star.shape[1]
+    j_lo, j_hi = jacobian_enclosure(field, x_star, u_fn)
+    if not (np.isfinite(j_lo).all() and np.isfinite(j_hi).all()):
+        return LocalFailure("the Jacobian at x* could not be bounded")
+    a_mid = (j_lo + j_hi) / 2
+    eig = np.linalg.eigvals(a_mid)
+    if not np.all(eig.real < 0):
+        return LocalFailure(
+            "the linearisation at x* is not Hurwitz (eigenvalues "
+            + ", ".join(f"{e:.4g}" for e in eig)
+            + "): no quadratic local certificate"
+        )
+    P = scipy.linalg.solve_continuous_lyapunov(a_mid.T, -np.eye(n))
+    P = (P + P.T) / 2
+    # Q = -(P J + J' P) over the Jacobian enclosure, with outward rounding
+    PJ = _mat_interval_product(P, j_lo, j_hi)
+    q_lo = -np.nextafter(PJ[1] + PJ[1].T, np.inf)
+    q_hi = -np.nextafter(PJ[0] + PJ[0].T, -np.inf)
+    q_lo, q_hi = np.nextafter(q_lo, -np.inf), np.nextafter(q_hi, np.inf)
+    lam_Q = lower_eigenvalue_bound(q_lo, q_hi)
+    if not lam_Q > 0:
+        return LocalFailure("could not prove that -(PJ + J'P) is positive definite")
+    lam_P = lower_eigenvalue_bound(P, P)
+    norm_P = upper_eigenvalue_bound(P, P)
+    if not (lam_P > 0 and math.isfinite(norm_P)):
+        return LocalFailure("could not bound the eigenvalues of P")
+    xs = x_star[0]
+    rho = float(torch.minimum(xs - domain_lo, domain_hi - xs).min())
+    if not rho > 0:
+        return LocalFailure("x* lies on the boundary of the domain")
+    best = None
+    for _ in range(iterations):
+        box_lo = (xs - rho).reshape(1, -1)
+        box_hi = (xs + rho).reshape(1, -1)
+        M = hessian_norm_bound(field, box_lo, box_hi, u_fn)
+        r_star = lam_Q / (2 * norm_P * M) if M > 0 else math.inf
+        r = min(rho, r_star * (1 - 1e-9))
+        if r > 0 and math.isfinite(r):
+            level = lam_P * r * r * (1 - 1e-9)
+            if best is None or level > best.level:
+                best = LocalCertificate(P, level, r, lam_Q, norm_P, lam_P, M)
+        if r_star >= rho:
+            break
+        rho = max(r_star, rho / 8)
+    if best is None:
+        return LocalFailure("the remainder of the linearisation could not be bounded")
+    return best
+
+
+def _mat_interval_product(
+    P: np.ndarray, lo: np.ndarray, hi: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Enclosure of ``P @ J`` for ``J`` in ``[lo, hi]`` (exact ``P``), outward rounded."""
+    J = Interval(torch.as_tensor(lo.T.copy()), torch.as_tensor(hi.T.copy()))  # rows: columns of J
+    out = J.linear(torch.as_tensor(P))  # row j: (P @ J[:, j])'
+    return out.lo.numpy().T.copy(), out.hi.numpy().T.copy()

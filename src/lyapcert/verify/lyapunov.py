@@ -1,0 +1,458 @@
+"""Lyapunov conditions in continuous time, without a hole, and the largest certified level.
+
+The proof (shared/design.md, "the no-hole argument") for a candidate ``V`` on the box ``B``:
+
+1. a local quadratic certificate ``Q = {V_q <= c_q}`` around ``x*`` (``verify.local``);
+2. an inner level ``c0 > 0`` with ``V > c0`` on ``B \\ int Q``, so ``{V <= c0} subset Q``;
+3. ``dV/dt < 0`` on ``{x in B : c0 <= V(x) <= c}`` and ``V > c`` on the boundary of ``B``.
+
+Then ``{x in B : V(x) <= c}`` is positively invariant, ``V`` falls below ``c0`` in finite time
+and the trajectory converges inside ``Q``: every point of the sublevel set converges to ``x*``.
+Step 3 is a branch and bound for ``inf V`` over the set where the decrease fails and over the
+boundary of ``B``; every level below that infimum is certified.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from lyapcert.bounds.dual import Dual, lift_like
+from lyapcert.bounds.forms import Bounds, best_bounds, interval_bounds
+from lyapcert.bounds.graph import capture
+from lyapcert.bounds.interval import Interval
+from lyapcert.certificates.candidates import Candidate
+from lyapcert.errors import VerificationError
+from lyapcert.systems.system import System
+from lyapcert.verify.local import LocalCertificate, LocalFailure, local_certificate
+from lyapcert.verify.result import Condition, Result, Verdict, provenance
+from lyapcert.verify.search import Budget, SearchStats, minimize
+
+
+@dataclass
+class VerifyOptions:
+    """Settings of the verifier (all have defaults).
+
+    ``time_limit`` and ``max_boxes`` bound each branch and bound; ``level_tolerance`` is the
+    relative gap at which the search for the largest level stops; ``mean_value`` turns on the
+    mean-value form next to interval bounds; ``device`` runs the boxes on CPU or CUDA.
+    """
+
+    time_limit: float = 120.0
+    max_boxes: int = 5_000_000
+    batch_size: int = 4096
+    level_tolerance: float = 1e-3
+    inner_tolerance: float = 0.2
+    mean_value: bool = True
+    device: str = "cpu"
+    progress: bool = False
+
+    def budget(self) -> Budget:
+        return Budget(
+            max_boxes=self.max_boxes, time_limit=self.time_limit, batch_size=self.batch_size
+        )
+
+
+@dataclass
+class _Problem:
+    system: System
+    candidate: Candidate
+    value_q: object
+    lie_q: object
+    v_q: object
+    field: object
+    u_fn: object
+    x_star: torch.Tensor
+    lo: torch.Tensor
+    hi: torch.Tensor
+    scale: torch.Tensor
+    options: VerifyOptions
+    stats: SearchStats = field(default_factory=SearchStats)
+
+
+def _u_fn(system: System, controller_graph):
+    """Inputs as bound values: the controller's graph, or the constant ``u*``."""
+    if controller_graph is not None:
+        return lambda x: controller_graph.evaluate(x)
+
+    def constant(x):
+        base = x
+        while isinstance(base, Dual):
+            base = base.value
+        u = system.equilibrium_input_tensor(base.lo.dtype, base.lo.device).expand(
+            base.lo.shape[0], -1
+        )
+        return lift_like(u, x)
+
+    return constant
+
+
+def build_problem(
+    system: System, candidate: Candidate, controller=None, options: VerifyOptions | None = None
+) -> _Problem:
+    if system.is_discrete:
+        raise VerificationError(
+            f"{system.name!r} is discrete-time; this verifier handles continuous time "
+            "(the discrete-time condition V(x+) - V(x) <= -k V(x) is not implemented yet)"
+        )
+    options = options or VerifyOptions()
+    device = torch.device(options.device)
+    value_graph = capture(candidate.value_function(), 1)
+    field_graph = capture(system.dynamics, 2)
+    controller_graph = capture(controller, 1) if controller is not None else None
+    u_fn = _u_fn(system, controller_graph)
+
+    def value_q(x):
+        out = value_graph.evaluate(x)
+        return out.apply(torch.reshape, (out.shape[0],))
+
+    lie_fn = candidate.lie_derivative_function(system, controlled=controller is not None)
+    if lie_fn is not None:
+        lie_graph = capture(lie_fn, 1)
+
+        def lie_q(x):
+            out = lie_graph.evaluate(x)
+            return out.apply(torch.reshape, (out.shape[0],))
+    else:
+
+        def lie_q(x):
+            fx = field_graph.evaluate(x, u_fn(x))
+            out = value_graph.evaluate(Dual(x, fx)).tangent
+            return out.apply(torch.reshape, (out.shape[0],))
+
+    lo, hi = system.domain.as_tensors(torch.float64, device)
+    x_star = system.equilibrium_tensor(torch.float64, device)
+    return _Problem(
+        system, candidate, value_q, lie_q, None, field_graph, u_fn, x_star, lo, hi, hi - lo, options
+    )
+
+
+def _bounds(q, boxes: Interval, mean_value: bool) -> Bounds:
+    return best_bounds(q, boxes, mean_value) if mean_value else interval_bounds(q, boxes)
+
+
+def _point_values(q, points: torch.Tensor) -> Interval:
+    out = q(Interval(points, points))
+    return out
+
+
+def inner_level(problem: _Problem, local: LocalCertificate) -> tuple[float, SearchStats]:
+    """A proven ``c0`` with ``V > c0`` on ``B \\ int Q`` (so ``{V <= c0}`` lies in ``Q``)."""
+    P = torch.as_tensor(local.P, dtype=torch.float64, device=problem.lo.device)
+    xs = problem.x_star
+
+    def vq(x):
+        e = x - lift_like(xs.expand(_rows(x), -1), x)
+        return (e.linear(P) * e).sum(dim=1)
+
+    def bounds_fn(boxes):
+        vb = _bounds(problem.value_q, boxes, problem.options.mean_value)
+        q = interval_bounds(vq, boxes)
+        vb.q_hi = q.hi
+        return vb
+
+    def clear(boxes, vb):
+        return vb.q_hi < local.level  # the whole box is inside Q: no point of B \ int Q
+
+    def in_set(points):
+        v = _point_values(problem.value_q, points)
+        q = _point_values(vq, points)
+        return q.lo >= local.level, v.hi
+
+    res = minimize(
+        bounds_fn,
+        clear,
+        in_set,
+        problem.lo[None],
+        problem.hi[None],
+        problem.scale,
+        problem.options.budget(),
+        rel_tol=problem.options.inner_tolerance,
+    )
+    return res.lower, res.stats
+
+
+def _rows(x) -> int:
+    while isinstance(x, Dual):
+        x = x.value
+    return x.lo.shape[0]
+
+
+def level_search(problem: _Problem, c0: float, strict: bool = True, target: float | None = None):
+    """``inf V`` over the points of the box where the decrease fails (``dV/dt >= 0``, or ``> 0``
+    when ``strict`` is False) with ``V >= c0``, and over the boundary of the box."""
+    opts = problem.options
+
+    def bounds_fn(boxes):
+        vb = _bounds(problem.value_q, boxes, opts.mean_value)
+        lb = _bounds(problem.lie_q, boxes, opts.mean_value)
+        vb.lie_hi = lb.hi
+        if lb.sensitivity is not None:
+            vb.sensitivity = lb.sensitivity
+        return vb
+
+    def clear(boxes, vb):
+        ok = vb.lie_hi < 0 if strict else vb.lie_hi <= 0
+        return ok | (vb.hi < c0)
+
+    def in_set(points):
+        v = _point_values(problem.value_q, points)
+        lie = _point_values(problem.lie_q, points)
+        bad = lie.lo >= 0 if strict else lie.lo > 0
+        return bad & (v.lo >= c0), v.hi
+
+    decrease = minimize(
+        bounds_fn,
+        clear,
+        in_set,
+        problem.lo[None],
+        problem.hi[None],
+        problem.scale,
+        opts.budget(),
+        target=target,
+        rel_tol=opts.level_tolerance,
+    )
+    # the boundary of the box: 2n faces
+    n = problem.lo.shape[0]
+    face_lo, face_hi = [], []
+    for i in range(n):
+        for side in (problem.lo[i], problem.hi[i]):
+            flo, fhi = problem.lo.clone(), problem.hi.clone()
+            flo[i] = side
+            fhi[i] = side
+            face_lo.append(flo)
+            face_hi.append(fhi)
+
+    def face_bounds(boxes):
+        return (
+            interval_bounds(problem.value_q, boxes)
+            if not opts.mean_value
+            else best_bounds(problem.value_q, boxes)
+        )
+
+    def face_clear(boxes, vb):
+        return torch.zeros(vb.lo.shape[0], dtype=torch.bool, device=vb.lo.device)
+
+    def face_point(points):
+        v = _point_values(problem.value_q, points)
+        return torch.ones(points.shape[0], dtype=torch.bool, device=points.device), v.hi
+
+    boundary = minimize(
+        face_bounds,
+        face_clear,
+        face_point,
+        torch.stack(face_lo),
+        torch.stack(face_hi),
+        problem.scale,
+        opts.budget(),
+        target=target,
+        rel_tol=opts.level_tolerance,
+    )
+    return decrease, boundary
+
+
+def verify_candidate(
+    system: System,
+    candidate: Candidate,
+    level: float | None = None,
+    controller=None,
+    options: VerifyOptions | None = None,
+) -> Result:
+    """Verify ``candidate`` on ``system`` (continuous time): prove asymptotic stability of ``x*``
+    on ``{x in box : V(x) <= level}``, or find the largest such level when ``level`` is None.
+
+    Never raises on numerical trouble: NaN or an exception inside the engine gives UNKNOWN.
+    """
+    options = options or VerifyOptions()
+    started = time.perf_counter()
+    if level is not None and not (
+        isinstance(level, (int, float)) and math.isfinite(level) and level > 0
+    ):
+        raise VerificationError(f"level: expected a finite number > 0, got {level!r}")
+    problem = build_problem(system, candidate, controller, options)
+    base = dict(
+        system=system.name,
+        candidate=candidate.describe(),
+        provenance=provenance(system, candidate, options),
+    )
+    try:
+        return _verify(problem, level, started, base)
+    except VerificationError:
+        raise
+    except Exception as exc:  # fail closed: an engine error can never yield VERIFIED
+        return Result(
+            verdict=Verdict.UNKNOWN,
+            condition=Condition.NONE,
+            level=None,
+            message=f"the verifier failed ({type(exc).__name__}: {exc}); nothing was proven",
+            seconds=time.perf_counter() - started,
+            **base,
+        )
+
+
+def _verify(problem: _Problem, level: float | None, started: float, base: dict) -> Result:
+    stats = SearchStats()
+    local = local_certificate(
+        problem.field, problem.x_star.cpu(), problem.lo.cpu(), problem.hi.cpu(), _cpu_u_fn(problem)
+    )
+    v_star = _point_values(problem.value_q, problem.x_star)
+    v_at_eq = (float(v_star.lo[0]), float(v_star.hi[0]))
+    if isinstance(local, LocalFailure):
+        return Result(
+            verdict=Verdict.UNKNOWN,
+            condition=Condition.NONE,
+            level=None,
+            hole=f"no local certificate: {local.reason}",
+            message="the neighbourhood of x* cannot be closed, so asymptotic stability is not proven",
+            seconds=time.perf_counter() - started,
+            v_at_equilibrium=v_at_eq,
+            **base,
+        )
+    c0, st = inner_level(problem, local)
+    stats = stats.merge(st)
+    if not (c0 > 0 and math.isfinite(c0)):
+        return Result(
+            verdict=Verdict.UNKNOWN,
+            condition=Condition.NONE,
+            level=None,
+            local=local.to_dict(),
+            hole="V is not proven positive outside the local certificate's region (inner level <= 0)",
+            message="V <= 0 somewhere on the box outside the local region, or the bound is too loose",
+            seconds=time.perf_counter() - started,
+            stats=stats,
+            v_at_equilibrium=v_at_eq,
+            **base,
+        )
+    c0 = math.nextafter(c0, -math.inf) * (1 - 1e-9)
+    target = level
+    decrease, boundary = level_search(problem, c0, strict=True, target=target)
+    stats = stats.merge(decrease.stats).merge(boundary.stats)
+    proven = math.nextafter(min(decrease.lower, boundary.lower), -math.inf)
+    counterexample = None
+    if decrease.witness is not None:
+        counterexample = {"point": decrease.witness, "kind": "dV/dt >= 0", "V": decrease.upper}
+    if boundary.witness is not None and (counterexample is None or boundary.upper < decrease.upper):
+        if level is not None and boundary.upper <= level:
+            counterexample = {
+                "point": boundary.witness,
+                "kind": "V <= level on the boundary of the box",
+                "V": boundary.upper,
+            }
+    common = dict(
+        local=local.to_dict(), inner_level=c0, stats=stats, v_at_equilibrium=v_at_eq, **base
+    )
+
+    if level is not None:
+        if proven >= level:
+            return _done(
+                problem,
+                Verdict.VERIFIED,
+                Condition.ASYMPTOTIC,
+                level,
+                counterexample=None,
+                started=started,
+                **common,
+            )
+        violated = min(decrease.upper, boundary.upper if boundary.witness else math.inf) <= level
+        if violated:
+            return _nonstrict_or(
+                problem, Verdict.FALSIFIED, level, c0, counterexample, started, common
+            )
+        return _done(
+            problem,
+            Verdict.UNKNOWN,
+            Condition.NONE,
+            level,
+            counterexample=None,
+            started=started,
+            message=f"budget exhausted: proven only up to level {proven:.6g}",
+            **common,
+        )
+
+    if proven > c0:
+        return _done(
+            problem,
+            Verdict.VERIFIED,
+            Condition.ASYMPTOTIC,
+            proven,
+            counterexample=counterexample,
+            started=started,
+            level_upper=min(decrease.upper, boundary.upper),
+            **common,
+        )
+    if counterexample is not None:
+        return _nonstrict_or(problem, Verdict.FALSIFIED, None, c0, counterexample, started, common)
+    return _done(
+        problem,
+        Verdict.UNKNOWN,
+        Condition.NONE,
+        None,
+        counterexample=None,
+        started=started,
+        message="no level above the inner level could be proven within the budget",
+        **common,
+    )
+
+
+def _nonstrict_or(problem, verdict, level, c0, counterexample, started, common) -> Result:
+    """After strict decrease failed: is the decrease at least non-strict (V' <= 0)?"""
+    decrease, boundary = level_search(problem, c0, strict=False, target=level)
+    common = dict(common)
+    common["stats"] = common["stats"].merge(decrease.stats).merge(boundary.stats)
+    proven = math.nextafter(min(decrease.lower, boundary.lower), -math.inf)
+    ok = proven >= level if level is not None else proven > c0
+    if ok:
+        lvl = level if level is not None else proven
+        return _done(
+            problem,
+            verdict,
+            Condition.NONSTRICT,
+            lvl,
+            counterexample=counterexample,
+            started=started,
+            message="dV/dt <= 0 holds on the level set but not strictly: Lyapunov stability "
+            "only, no asymptotic-stability certificate from this V",
+            **common,
+        )
+    return _done(
+        problem,
+        verdict,
+        Condition.NONE,
+        level,
+        counterexample=counterexample,
+        started=started,
+        message="the decrease condition is violated (counterexample replayed with interval "
+        "arithmetic at the point)",
+        **common,
+    )
+
+
+def _done(
+    problem,
+    verdict,
+    condition,
+    level,
+    counterexample,
+    started,
+    message="",
+    level_upper=None,
+    **common,
+) -> Result:
+    return Result(
+        verdict=verdict,
+        condition=condition,
+        level=level,
+        counterexample=counterexample,
+        level_upper=level_upper,
+        message=message,
+        seconds=time.perf_counter() - started,
+        hole=None,
+        **common,
+    )
+
+
+def _cpu_u_fn(problem: _Problem):
+    return problem.u_fn

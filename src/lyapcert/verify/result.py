@@ -1,0 +1,98 @@
+"""The verifier's answer: a ``Result`` with a verdict, the condition proved, the level and how."""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+
+from lyapcert.verify.search import SearchStats
+
+
+class Verdict(str, Enum):
+    """VERIFIED: proven. FALSIFIED: a replayed counterexample violates the condition. UNKNOWN:
+    neither (budget, loose bounds, an engine error, or a hole that could not be closed)."""
+
+    VERIFIED = "verified"
+    FALSIFIED = "falsified"
+    UNKNOWN = "unknown"
+
+
+class Condition(str, Enum):
+    """What was proven on the certified level set."""
+
+    ASYMPTOTIC = "asymptotic stability (dV/dt < 0 away from x*, no hole)"
+    NONSTRICT = "dV/dt <= 0 only (Lyapunov stability; not asymptotic)"
+    NONE = "none"
+
+
+@dataclass
+class Result:
+    """Outcome of a verification.
+
+    ``level``: the certified (or checked) level ``c`` of the region ``{x in box : V(x) <= c}``;
+    ``level_upper``: a level at which a violation is known (the largest level lies in between);
+    ``hole``: None when the neighbourhood of ``x*`` is covered by the local certificate, else why
+    not; ``counterexample``: a point where a condition provably fails (checked by interval
+    arithmetic at that point, so the violation is real); ``inner_level``: ``c0`` of the proof.
+    """
+
+    verdict: Verdict
+    condition: Condition
+    level: float | None
+    system: str = ""
+    candidate: str = ""
+    hole: str | None = None
+    counterexample: dict | None = None
+    level_upper: float | None = None
+    inner_level: float | None = None
+    local: dict | None = None
+    v_at_equilibrium: tuple[float, float] | None = None
+    message: str = ""
+    seconds: float = 0.0
+    stats: SearchStats = field(default_factory=SearchStats)
+    provenance: dict = field(default_factory=dict)
+    certified_volume: float | None = None
+    roa_fraction: float | None = None
+
+    @property
+    def verified(self) -> bool:
+        return (
+            self.verdict is Verdict.VERIFIED
+            and self.condition is Condition.ASYMPTOTIC
+            and self.hole is None
+        )
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["verdict"] = self.verdict.value
+        d["condition"] = self.condition.name.lower()
+        d["condition_text"] = self.condition.value
+        d["verify_seconds"] = self.seconds
+        d["hole"] = self.hole if self.hole is not None else "none"
+        return d
+
+    def summary_line(self) -> str:
+        lvl = f"{self.level:.6g}" if self.level is not None else "-"
+        return f"{self.verdict.value.upper()}: {self.condition.value}; level {lvl}; hole: {self.hole or 'none'}"
+
+
+def provenance(system, candidate, options) -> dict:
+    import numpy
+    import scipy
+    import sympy
+    import torch
+
+    from lyapcert import __version__
+
+    return {
+        "lyapcert": __version__,
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "scipy": scipy.__version__,
+        "sympy": sympy.__version__,
+        "python": platform.python_version(),
+        "system_fingerprint": system.fingerprint(),
+        "candidate_hash": candidate.content_hash(),
+        "settings": {k: v for k, v in vars(options).items()},
+    }

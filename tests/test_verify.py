@@ -1,0 +1,221 @@
+"""The verifier: known answers, and candidates that must never be verified."""
+
+import math
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+
+from lyapcert.certificates import ExpressionCandidate, NetworkCandidate, QuadraticCandidate
+from lyapcert.errors import UnsupportedOperationError, VerificationError
+from lyapcert.systems import System, get_system
+from lyapcert.verify import Condition, Verdict, VerifyOptions, verify_candidate
+
+FAST = VerifyOptions(time_limit=20.0, max_boxes=400_000)
+
+
+def lyapunov_P(system):
+    a, _ = system.linearize()
+    return scipy.linalg.solve_continuous_lyapunov(a.T, -np.eye(system.n_states))
+
+
+def dense_check(system, candidate, level, n=200_000, seed=0):
+    """Sampling: points of {V <= level} in the box where dV/dt >= 0 (excluding a tiny ball),
+    and boundary points with V <= level. Returns the number of violations found."""
+    rng = np.random.default_rng(seed)
+    lo, hi = np.asarray(system.domain.lower), np.asarray(system.domain.upper)
+    x = torch.as_tensor(lo + (hi - lo) * rng.random((n, system.n_states)))
+    x.requires_grad_(True)
+    v = candidate.value(x)
+    (grad,) = torch.autograd.grad(v.sum(), x)
+    lie = (grad * system.f(x.detach())).sum(1)
+    far = x.detach().norm(dim=1) > 1e-3
+    bad = ((v <= level) & (lie >= 0) & far).sum()
+    edge = x.detach().clone()
+    dims = torch.as_tensor(rng.integers(0, system.n_states, n))
+    side = torch.as_tensor(rng.integers(0, 2, n)).bool()
+    edge[torch.arange(n), dims] = torch.where(
+        side, torch.as_tensor(hi)[dims], torch.as_tensor(lo)[dims]
+    )
+    bad_edge = (candidate.value(edge) <= level).sum()
+    return int(bad) + int(bad_edge)
+
+
+def test_vanderpol_quadratic_matches_the_published_level():
+    s = get_system("vanderpol")
+    cand = QuadraticCandidate(lyapunov_P(s), s)
+    r = verify_candidate(s, cand, options=FAST)
+    assert r.verified and r.verdict is Verdict.VERIFIED and r.hole is None
+    assert r.level == pytest.approx(2.30, abs=0.01)  # shared/benchmarks.md: x'Px <= 2.30
+    assert r.level < r.level_upper <= r.level * 1.002
+    assert dense_check(s, cand, r.level) == 0
+    # and just above the level, sampling finds a violation: the level is tight
+    assert dense_check(s, cand, r.level * 1.02) > 0
+
+
+def test_linear_system_quadratic_certificate_is_exact():
+    s = get_system("damped_sho")
+    P = lyapunov_P(s)
+    r = verify_candidate(s, QuadraticCandidate(P, s), options=FAST)
+    assert r.verified
+    # the exact answer: the minimum of x'Px on the boundary of the box
+    t = np.linspace(-1, 1, 400_001)
+    faces = [np.stack([np.full_like(t, 5.0), 2 * t]), np.stack([5 * t, np.full_like(t, 2.0)])]
+    exact = min(float(np.einsum("in,ij,jn->n", f, P, f).min()) for f in faces)
+    assert exact * (1 - 2e-3) <= r.level <= exact
+
+
+def test_pendulum_energy_decreases_but_not_strictly():
+    s = get_system("pendulum")
+    r = verify_candidate(s, ExpressionCandidate("0.5*x2**2 + 1 - cos(x1)", s), options=FAST)
+    assert r.verdict is Verdict.FALSIFIED and not r.verified
+    assert r.condition is Condition.NONSTRICT
+    cx = r.counterexample["point"]
+    assert cx[1] == 0.0 and abs(cx[0]) > 0  # dV/dt = -0.1 x2^2 = 0 on the x1 axis
+    assert r.level == pytest.approx(1 - math.cos(3.5), rel=2e-3)
+
+
+def test_given_level_is_checked():
+    s = get_system("vanderpol")
+    cand = QuadraticCandidate(lyapunov_P(s), s)
+    ok = verify_candidate(s, cand, level=2.0, options=FAST)
+    assert ok.verified and ok.level == 2.0
+    bad = verify_candidate(s, cand, level=3.0, options=FAST)
+    assert bad.verdict is Verdict.FALSIFIED and bad.counterexample is not None
+    # the counterexample is real: dV/dt >= 0 there, with V <= 3
+    p = torch.tensor([bad.counterexample["point"]], requires_grad=True)
+    v = cand.value(p)
+    (g,) = torch.autograd.grad(v.sum(), p)
+    assert float((g * s.f(p.detach())).sum()) >= 0 and float(v.detach()) <= 3.0
+
+
+def test_saddle_is_never_verified():
+    s = System.from_equations("saddle", ["x", "y"], ["x", "-y"], [[-1, 1], [-1, 1]])
+    r = verify_candidate(s, ExpressionCandidate("x**2 + y**2", s), options=FAST)
+    assert not r.verified and r.verdict is not Verdict.VERIFIED
+
+
+def test_hole_exploit_is_not_verified():
+    # unstable origin inside a stable limit cycle (Hopf normal form, r' = r (0.1 - r^2)):
+    # V = x^2 + y^2 decreases everywhere outside r = 0.32, which a verifier with a hole accepts
+    s = System.from_equations(
+        "hopf",
+        ["x", "y"],
+        ["0.1*x - y - x*(x**2 + y**2)", "x + 0.1*y - y*(x**2 + y**2)"],
+        [[-2, 2], [-2, 2]],
+    )
+    r = verify_candidate(s, ExpressionCandidate("x**2 + y**2", s), options=FAST)
+    assert not r.verified and r.verdict is not Verdict.VERIFIED
+    assert r.hole is not None and "Hurwitz" in r.hole
+
+
+def test_network_candidate_uses_forward_mode():
+    s = get_system("vanderpol")
+    L = np.linalg.cholesky(lyapunov_P(s))  # P = L L'
+
+    class Quadratic(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(2, 2, bias=False)
+            self.lin.weight.data = torch.as_tensor(L.T.copy())
+
+        def forward(self, x):
+            return (self.lin(x) ** 2).sum(dim=-1)
+
+    r = verify_candidate(s, NetworkCandidate(Quadratic()), options=FAST)
+    assert r.verified and r.level == pytest.approx(2.30, abs=0.01)
+
+
+def test_tanh_network_candidate_is_sound():
+    torch.manual_seed(0)
+    s = get_system("vanderpol")
+    P = torch.as_tensor(lyapunov_P(s))
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = torch.nn.Sequential(
+                torch.nn.Linear(2, 16), torch.nn.Tanh(), torch.nn.Linear(16, 2)
+            )
+            for p in self.body.parameters():
+                p.data *= 0.05
+
+        def forward(self, x):
+            phi = self.body(x) - self.body(torch.zeros_like(x))
+            return (phi**2).sum(-1) + ((x @ P) * x).sum(-1)
+
+    cand = NetworkCandidate(Net())
+    r = verify_candidate(s, cand, options=FAST)
+    assert r.verdict is Verdict.VERIFIED and r.level > 1.0
+    assert dense_check(s, cand, r.level) == 0
+
+
+def test_unsupported_operations_are_listed_together():
+    class Odd(torch.nn.Module):
+        def forward(self, x):
+            return torch.floor(x).sum(-1) + torch.erf(x).sum(-1)
+
+    s = get_system("vanderpol")
+    with pytest.raises(UnsupportedOperationError) as info:
+        verify_candidate(s, NetworkCandidate(Odd()), options=FAST)
+    assert "floor" in str(info.value) and "erf" in str(info.value)
+
+
+def test_bad_level_is_rejected():
+    s = get_system("vanderpol")
+    with pytest.raises(VerificationError, match="level"):
+        verify_candidate(s, QuadraticCandidate(np.eye(2), s), level=-1.0)
+
+
+def test_engine_exception_fails_closed(monkeypatch):
+    from lyapcert.bounds import interval
+
+    s = get_system("vanderpol")
+    cand = QuadraticCandidate(lyapunov_P(s), s)
+
+    def boom(self, other):
+        raise RuntimeError("injected fault")
+
+    monkeypatch.setattr(interval.Interval, "__mul__", boom)
+    r = verify_candidate(s, cand, options=FAST)
+    assert r.verdict is Verdict.UNKNOWN and not r.verified
+    assert "injected fault" in r.message
+
+
+def test_nan_inside_the_engine_fails_closed(monkeypatch):
+    from lyapcert.bounds import interval
+
+    s = get_system("vanderpol")
+    cand = QuadraticCandidate(lyapunov_P(s), s)
+    original = interval.Interval.square
+
+    def nan_square(self):
+        out = original(self)
+        return interval.Interval(out.lo * float("nan"), out.hi * float("nan"))
+
+    monkeypatch.setattr(interval.Interval, "square", nan_square)
+    r = verify_candidate(s, cand, options=FAST)
+    assert not r.verified
+
+
+@pytest.mark.slow
+def test_mutated_certificates_are_never_verified():
+    s = get_system("vanderpol")
+    P0 = lyapunov_P(s)
+    rng = np.random.default_rng(7)
+    opts = VerifyOptions(time_limit=10.0, max_boxes=200_000)
+    checked = 0
+    verified_bad = []
+    while checked < 200:
+        noise = rng.normal(scale=0.4, size=(2, 2))
+        P = P0 + (noise + noise.T) / 2
+        level = float(rng.uniform(0.5, 6.0))
+        cand = QuadraticCandidate(P, s)
+        if dense_check(s, cand, level, n=20_000, seed=checked) == 0:
+            continue  # only mutants whose violation sampling finds
+        checked += 1
+        r = verify_candidate(s, cand, level=level, options=opts)
+        if r.verdict is Verdict.VERIFIED:
+            verified_bad.append((P.tolist(), level))
+    assert verified_bad == []
