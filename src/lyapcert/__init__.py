@@ -1,5 +1,6 @@
 """lyapcert: learn, formally certify and compare Lyapunov functions and regions of attraction."""
 
+from lyapcert.certificates.store import Certificate, load
 from lyapcert.errors import LyapcertError
 from lyapcert.systems import Box, System, get_system, resolve_system, system_names
 
@@ -7,10 +8,12 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Box",
+    "Certificate",
     "LyapcertError",
     "System",
     "__version__",
     "get_system",
+    "load",
     "resolve_system",
     "system_names",
 ]

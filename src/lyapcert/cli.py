@@ -340,15 +340,21 @@ def _print_roa(s, estimate, stable, plot_path) -> None:
 @app.command("verify")
 @handles_errors
 def verify_command(
-    system: SystemArg,
-    candidate: Annotated[
+    system: Annotated[
         str,
+        typer.Argument(
+            help="A registry name or .toml system file (with --candidate), or a certificate "
+            "directory to re-check."
+        ),
+    ],
+    candidate: Annotated[
+        str | None,
         typer.Option(
             "--candidate",
             "-c",
             help="V as an expression in the state names, e.g. '0.5*x2**2 + 1 - cos(x1)'.",
         ),
-    ],
+    ] = None,
     level: Annotated[
         float | None,
         typer.Option(help="Check this level; default: find the largest certified level."),
@@ -366,11 +372,17 @@ def verify_command(
             help="Report the certified volume and its share of the true ROA (uses the `roa` cache).",
         ),
     ] = True,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", help="Save the certificate directory here (when a level was found)."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Verify a Lyapunov function candidate: asymptotic stability on {V <= c}, with no hole.
 
-    Exit status 0 when verified, 1 when falsified or unknown, 2 on bad input.
+    `lyapcert verify DIR` re-runs the proof of a saved certificate and must reach its verdict.
+    Exit status 0 when verified (for DIR: and the saved verdict is reproduced), 1 when
+    falsified, unknown or not reproduced, 2 on bad input.
     """
     import torch
 
@@ -379,11 +391,22 @@ def verify_command(
     from lyapcert.systems import resolve_system
     from lyapcert.verify import VerifyOptions, verify_candidate
 
-    s = resolve_system(system)
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise VerificationError(
             "--device: CUDA was asked for but torch sees no CUDA device; use --device cpu"
         )
+    if Path(system).is_dir():
+        if candidate is not None or level is not None:
+            raise VerificationError(
+                "a certificate directory is re-checked as saved: drop --candidate and --level"
+            )
+        _recheck(Path(system), as_json)
+        return
+    if candidate is None:
+        raise VerificationError(
+            "--candidate: required when verifying a system (or pass a certificate directory)"
+        )
+    s = resolve_system(system)
     for name, value in (("--time-limit", time_limit), ("--tolerance", tolerance)):
         if not (math.isfinite(value) and value > 0):
             raise VerificationError(f"{name}: expected a finite number > 0, got {value}")
@@ -397,11 +420,44 @@ def verify_command(
     if volume and result.level is not None and result.level > 0:
         _attach_volume(s, cand, result)
     payload = result.to_dict()
+    if out_dir is not None and result.level is not None:
+        from lyapcert.certificates.store import save
+
+        payload["certificate_dir"] = str(save(out_dir, s, cand, result).parent)
     if as_json:
         _emit_json(payload)
     else:
         _print_verify(s, result)
+        if payload.get("certificate_dir"):
+            out.print(
+                f"certificate: {payload['certificate_dir']} "
+                f"(re-check with `lyapcert verify {payload['certificate_dir']}`)"
+            )
     if not result.verified:
+        raise typer.Exit(EXIT_NEGATIVE)
+
+
+def _recheck(directory: Path, as_json: bool) -> None:
+    from lyapcert.verify import recheck
+
+    cert, result = recheck(directory)
+    reproduced = (
+        result.verdict.value == cert.verdict and result.condition.name.lower() == cert.condition
+    )
+    payload = result.to_dict()
+    payload.update(
+        saved_verdict=cert.verdict,
+        saved_condition=cert.condition,
+        reproduced=reproduced,
+        certificate_dir=str(directory),
+    )
+    if as_json:
+        _emit_json(payload)
+    else:
+        _print_verify(cert.system, result)
+        mark = "[green]reproduced[/]" if reproduced else "[red]NOT reproduced[/]"
+        out.print(f"saved verdict: {cert.verdict} ({cert.condition}); re-check: {mark}")
+    if not (reproduced and result.verified):
         raise typer.Exit(EXIT_NEGATIVE)
 
 

@@ -65,3 +65,7 @@ class UnsupportedOperationError(LyapcertError, TypeError):
 
 class VerificationError(LyapcertError, ValueError):
     """A verification request is invalid (for example a candidate of the wrong shape)."""
+
+
+class CertificateFileError(LyapcertError, ValueError):
+    """A certificate directory is missing, unreadable or malformed."""

@@ -487,7 +487,9 @@ def capture(fn: Callable, n_inputs: int) -> BoundGraph:
     module = torch.fx.GraphModule(root, graph)
     missing = []
     for node in module.graph.nodes:
-        if (node.op == "call_function" and node.target not in FUNCTION_RULES) or (node.op == "call_method" and node.target not in METHOD_RULES):
+        if (node.op == "call_function" and node.target not in FUNCTION_RULES) or (
+            node.op == "call_method" and node.target not in METHOD_RULES
+        ):
             missing.append(_describe(node))
         elif node.op == "call_module":  # pragma: no cover
             missing.append(f"module {node.target}")

@@ -1,0 +1,138 @@
+"""Certificate directories: ``certificate.json`` with everything needed to re-run the proof.
+
+Layout::
+
+    DIR/certificate.json
+        format, version
+        system:     {"registry": NAME} or {"spec": {...the system file's fields...}}
+        candidate:  {"family": "expression", "expression": TEXT}
+                  | {"family": "quadratic", "P": [[...]]}
+        level, verdict, condition, hole, inner_level, local  (the proof's numbers)
+        settings    (verifier options), provenance (versions, content hashes)
+
+``load(DIR)`` returns a ``Certificate`` with ``value(x)``, ``level`` and ``contains(x)``;
+``lyapcert.verify.recheck(DIR)`` re-runs the proof from the saved system, candidate and level.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from lyapcert.certificates.candidates import Candidate, ExpressionCandidate, QuadraticCandidate
+from lyapcert.errors import CertificateFileError
+from lyapcert.systems.registry import _ENTRIES, get_system
+from lyapcert.systems.spec import system_from_spec
+from lyapcert.systems.system import System
+
+FORMAT = "lyapcert-certificate"
+VERSION = 1
+FILENAME = "certificate.json"
+
+
+def system_to_dict(system: System) -> dict:
+    """A registry reference when ``system`` is the registry's own, else its full definition."""
+    if system.name in _ENTRIES and get_system(system.name).fingerprint() == system.fingerprint():
+        return {"registry": system.name}
+    if system.symbolic is None:
+        raise CertificateFileError(
+            f"system {system.name!r} was defined in Python; only registry systems and systems "
+            "built from equations or files can be saved in a certificate"
+        )
+    return {"spec": json.loads(json.dumps(dict(system.symbolic.spec)))}
+
+
+def system_from_dict(data: dict) -> System:
+    if not isinstance(data, dict) or len(data) != 1 or not ({"registry", "spec"} & set(data)):
+        raise CertificateFileError(
+            f"system: expected {{'registry': NAME}} or {{'spec': {{...}}}}, got {data!r}"
+        )
+    if "registry" in data:
+        return get_system(data["registry"])
+    return system_from_spec(data["spec"])
+
+
+def candidate_from_dict(data: dict, system: System) -> Candidate:
+    family = data.get("family") if isinstance(data, dict) else None
+    if family == "expression":
+        return ExpressionCandidate(data["expression"], system)
+    if family == "quadratic":
+        return QuadraticCandidate(data["P"], system)
+    raise CertificateFileError(
+        f"candidate: unknown family {family!r}; expected 'expression' or 'quadratic'"
+    )
+
+
+def save(directory: str | Path, system: System, candidate: Candidate, result) -> Path:
+    """Write ``DIR/certificate.json`` for ``result`` (atomically); returns the file's path."""
+    directory = Path(directory)
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "system": system_to_dict(system),
+        "candidate": candidate.to_dict(),
+        "level": result.level,
+        "verdict": result.verdict.value,
+        "condition": result.condition.name.lower(),
+        "hole": result.hole,
+        "inner_level": result.inner_level,
+        "local": result.local,
+        "settings": result.provenance.get("settings", {}),
+        "provenance": {k: v for k, v in result.provenance.items() if k != "settings"},
+        "verify_seconds": result.seconds,
+    }
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / FILENAME
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, default=float))
+    os.replace(tmp, path)
+    return path
+
+
+def read(directory: str | Path) -> dict:
+    path = Path(directory) / FILENAME
+    if not path.exists():
+        raise CertificateFileError(
+            f"{path}: no certificate here (expected {FILENAME} in the folder)"
+        )
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CertificateFileError(f"{path}: not a readable certificate: {exc}") from None
+    if data.get("format") != FORMAT or data.get("version") != VERSION:
+        raise CertificateFileError(f"{path}: not a {FORMAT} version {VERSION} file")
+    return data
+
+
+@dataclass
+class Certificate:
+    """A loaded certificate: the region ``{x in box : V(x) <= level}`` and its proof record."""
+
+    system: System
+    candidate: Candidate
+    level: float
+    verdict: str
+    condition: str
+    record: dict
+
+    def value(self, x: torch.Tensor) -> torch.Tensor:
+        """``V(x)``, ``[batch, n] -> [batch]``."""
+        return self.candidate.value(x)
+
+    def contains(self, x: torch.Tensor) -> torch.Tensor:
+        """``[batch]`` booleans: inside the box and ``V(x) <= level``."""
+        return self.system.domain.contains(x) & (self.value(x) <= self.level)
+
+
+def load(directory: str | Path) -> Certificate:
+    data = read(directory)
+    system = system_from_dict(data["system"])
+    candidate = candidate_from_dict(data["candidate"], system)
+    level = data.get("level")
+    if not isinstance(level, (int, float)):
+        raise CertificateFileError(f"level: expected a number, got {level!r}")
+    return Certificate(system, candidate, float(level), data["verdict"], data["condition"], data)
