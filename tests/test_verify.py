@@ -219,3 +219,101 @@ def test_mutated_certificates_are_never_verified():
         if r.verdict is Verdict.VERIFIED:
             verified_bad.append((P.tolist(), level))
     assert verified_bad == []
+
+
+def _saturated_gain(K):
+    K = torch.as_tensor(K, dtype=torch.float64)
+
+    def controller(x):
+        return torch.clamp(x @ K.T, -6.0, 6.0)
+
+    return controller
+
+
+@pytest.mark.parametrize(
+    "name, discrete",
+    [
+        ("vanderpol", False),
+        ("power_system", False),
+        ("inverted_pendulum", False),
+        ("inverted_pendulum-dt", True),
+    ],
+)
+def test_local_certificate_claims_hold_on_dense_samples(name, discrete):
+    """Inside {V_q <= c_q} the quadratic strictly decreases (sampled, float64, margin-free)."""
+    from lyapcert.verify.local import LocalCertificate, local_certificate
+    from lyapcert.verify.lyapunov import build_problem
+
+    s = get_system(name)
+    ctrl = _saturated_gain([[-4.0, -1.0]]) if s.input_names else None
+    pb = build_problem(s, QuadraticCandidate(np.eye(2), s), ctrl, FAST)
+    loc = local_certificate(pb.field, pb.x_star, pb.lo, pb.hi, pb.u_fn, discrete=discrete)
+    assert isinstance(loc, LocalCertificate) and np.isfinite(loc.remainder_M)
+    rng = np.random.default_rng(1)
+    # points on and inside the boundary of the ellipse {e'Pe <= c}
+    L = np.linalg.cholesky(np.linalg.inv(loc.P))
+    d = rng.normal(size=(50_000, 2))
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    e = (L @ (d * np.sqrt(loc.level) * rng.uniform(0.01, 1, (50_000, 1)) ** 0.5).T).T
+    x = torch.as_tensor(e)
+    Pt = torch.as_tensor(loc.P)
+    vq = ((x @ Pt) * x).sum(1)
+    assert float(vq.max()) <= loc.level * (1 + 1e-9)
+    assert s.domain.contains(x).all()
+    u = ctrl(x) if ctrl else None
+    fx = s.f(x, u)
+    if discrete:
+        change = ((fx @ Pt) * fx).sum(1) - vq
+    else:
+        change = 2 * ((x @ Pt) * fx).sum(1)
+    assert bool((change < 0).all())
+
+
+def test_discrete_time_quadratic_certificate():
+    s = get_system("damped_sho").discretize(0.1)
+    a, _ = s.linearize()
+    P = scipy.linalg.solve_discrete_lyapunov(a.T, np.eye(2))
+    r = verify_candidate(s, QuadraticCandidate(P, s), options=FAST)
+    assert r.verified
+    # sampled: in {V <= level}, V decreases and x+ stays in the box
+    rng = np.random.default_rng(0)
+    x = torch.as_tensor(rng.uniform([-5, -2], [5, 2], (100_000, 2)))
+    cand = QuadraticCandidate(P, s)
+    inside = cand.value(x) <= r.level
+    nxt = s.f(x)
+    assert bool((cand.value(nxt)[inside] < cand.value(x)[inside]).all())
+    assert bool(s.domain.contains(nxt[inside]).all())
+
+
+def test_discrete_time_cubic_map_interval():
+    s = System.from_equations(
+        "cubic_map", ["x"], ["x + 0.1*(-x + x**3)"], [[-2, 2]], time="discrete", dt=0.1
+    )
+    r = verify_candidate(s, ExpressionCandidate("x**2", s), options=FAST)
+    assert r.verified and 0.998 <= r.level < 1.0  # the true ROA is (-1, 1)
+
+
+def test_saturated_controller_closed_loop_ct_and_dt():
+    ctrl = _saturated_gain([[-4.0, -1.0]])
+    for name, solve in (("inverted_pendulum", "ct"), ("inverted_pendulum-dt", "dt")):
+        s = get_system(name)
+        a, b = s.linearize()
+        acl = a + b @ np.array([[-4.0, -1.0]])
+        if solve == "ct":
+            P = scipy.linalg.solve_continuous_lyapunov(acl.T, -np.eye(2))
+        else:
+            P = scipy.linalg.solve_discrete_lyapunov(acl.T, np.eye(2))
+        r = verify_candidate(s, QuadraticCandidate(P, s), controller=ctrl, options=FAST)
+        assert r.verified, (name, r.message)
+        # sampled check of the claim
+        rng = np.random.default_rng(2)
+        x = torch.as_tensor(rng.uniform(-12, 12, (200_000, 2)))
+        cand = QuadraticCandidate(P, s)
+        inside = (cand.value(x) <= r.level) & (x.norm(dim=1) > 1e-3)
+        if solve == "ct":
+            xg = x.clone().requires_grad_(True)
+            (g,) = torch.autograd.grad(cand.value(xg).sum(), xg)
+            assert bool(((g * s.f(x, ctrl(x))).sum(1)[inside] < 0).all())
+        else:
+            nxt = s.f(x, ctrl(x))
+            assert bool((cand.value(nxt)[inside] < cand.value(x)[inside]).all())

@@ -14,6 +14,15 @@ Then ``d/dt V_q <= -lam_Q |e|^2 + 2 norm_P M |e|^3 < 0`` for ``0 < |e| < r = min
 lam_Q / (2 norm_P M))``, so ``{V_q <= c_q}`` with ``c_q = lam_P r^2`` (rounded down) lies in that
 ball and in the domain, and is a proven region of attraction of ``x*`` (Lyapunov's theorem with
 ``V_q = e' P e``). No branch and bound is needed at the equilibrium.
+
+Discrete time (``x+ = F(x)``, ``J`` the Jacobian of the map): ``P`` solves ``A'PA - P = -I``,
+``lam_Q <= lambda_min(P - J'PJ)``, and with ``F(x* + e) - x* = J e + r(e)``::
+
+    V_q(x+) - V_q(x) <= -lam_Q |e|^2 + 2 ||J'P|| M |e|^3 + ||P|| M^2 |e|^4,
+
+negative for ``0 < |e| < r``, the positive root of ``lam_Q = 2 a r + b r^2`` (``a = ||J'P|| M``,
+``b = ||P|| M^2``; ``||J'P||`` bounded by the Frobenius norm of its enclosure). Sublevel sets of
+``V_q`` inside that ball are then invariant and attracted to ``x*``.
 """
 
 from __future__ import annotations
@@ -168,6 +177,7 @@ def local_certificate(
     domain_hi: torch.Tensor,
     u_fn,
     iterations: int = 12,
+    discrete: bool = False,
 ) -> LocalCertificate | LocalFailure:
     """Prove a quadratic region of attraction around ``x*`` (see the module docstring)."""
     x_star = x_star.reshape(1, -1).to(torch.float64)
@@ -177,19 +187,37 @@ def local_certificate(
         return LocalFailure("the Jacobian at x* could not be bounded")
     a_mid = (j_lo + j_hi) / 2
     eig = np.linalg.eigvals(a_mid)
-    if not np.all(eig.real < 0):
-        return LocalFailure(
-            "the linearisation at x* is not Hurwitz (eigenvalues "
-            + ", ".join(f"{e:.4g}" for e in eig)
-            + "): no quadratic local certificate"
-        )
-    P = scipy.linalg.solve_continuous_lyapunov(a_mid.T, -np.eye(n))
-    P = (P + P.T) / 2
-    # Q = -(P J + J' P) over the Jacobian enclosure, with outward rounding
-    PJ = _mat_interval_product(P, j_lo, j_hi)
-    q_lo = -np.nextafter(PJ[1] + PJ[1].T, np.inf)
-    q_hi = -np.nextafter(PJ[0] + PJ[0].T, -np.inf)
-    q_lo, q_hi = np.nextafter(q_lo, -np.inf), np.nextafter(q_hi, np.inf)
+    if discrete:
+        if not np.all(np.abs(eig) < 1):
+            return LocalFailure(
+                "the linearisation of the map at x* is not Schur stable (|eigenvalues| "
+                + ", ".join(f"{abs(e):.4g}" for e in eig)
+                + "): no quadratic local certificate"
+            )
+        P = scipy.linalg.solve_discrete_lyapunov(a_mid.T, np.eye(n))
+        P = (P + P.T) / 2
+        # Q = P - J'PJ over the Jacobian enclosure
+        PJ = _mat_interval_product(P, j_lo, j_hi)
+        JtPJ = _mat_interval_product_left_t(j_lo, j_hi, PJ)
+        q_lo = np.nextafter(P - JtPJ[1], -np.inf)
+        q_hi = np.nextafter(P - JtPJ[0], np.inf)
+        jtp_sup = np.maximum(np.abs(PJ[0]), np.abs(PJ[1]))  # (J'P)' = PJ: same norm
+        norm_JtP = float(np.sqrt((jtp_sup**2).sum())) * (1 + 1e-12) + 1e-300
+    else:
+        if not np.all(eig.real < 0):
+            return LocalFailure(
+                "the linearisation at x* is not Hurwitz (eigenvalues "
+                + ", ".join(f"{e:.4g}" for e in eig)
+                + "): no quadratic local certificate"
+            )
+        P = scipy.linalg.solve_continuous_lyapunov(a_mid.T, -np.eye(n))
+        P = (P + P.T) / 2
+        # Q = -(P J + J' P) over the Jacobian enclosure, with outward rounding
+        PJ = _mat_interval_product(P, j_lo, j_hi)
+        q_lo = -np.nextafter(PJ[1] + PJ[1].T, np.inf)
+        q_hi = -np.nextafter(PJ[0] + PJ[0].T, -np.inf)
+        q_lo, q_hi = np.nextafter(q_lo, -np.inf), np.nextafter(q_hi, np.inf)
+        norm_JtP = 0.0
     lam_Q = lower_eigenvalue_bound(q_lo, q_hi)
     if not lam_Q > 0:
         return LocalFailure("could not prove that -(PJ + J'P) is positive definite")
@@ -206,9 +234,21 @@ def local_certificate(
         box_lo = (xs - rho).reshape(1, -1)
         box_hi = (xs + rho).reshape(1, -1)
         M = hessian_norm_bound(field, box_lo, box_hi, u_fn)
-        r_star = lam_Q / (2 * norm_P * M) if M > 0 else math.inf
+        if M <= 0:
+            r_star = math.inf
+        elif discrete:
+            a, b = norm_JtP * M, norm_P * M * M
+            if b > 0:
+                r_star = (-2 * a + math.sqrt(4 * a * a + 4 * b * lam_Q)) / (2 * b)
+            else:  # b underflows: the quadratic term is negligible, and a > 0 here
+                r_star = lam_Q / (2 * a) if a > 0 else math.inf
+            r_star *= 1 - 1e-6  # margin for the rounding of this formula
+        else:
+            r_star = lam_Q / (2 * norm_P * M)
+        if not r_star >= 0:  # NaN from an unbounded remainder: nothing is proven at this rho
+            r_star = 0.0
         r = min(rho, r_star * (1 - 1e-9))
-        if r > 0 and math.isfinite(r):
+        if r > 0 and math.isfinite(r) and math.isfinite(M):
             level = lam_P * r * r * (1 - 1e-9)
             if best is None or level > best.level:
                 best = LocalCertificate(P, level, r, lam_Q, norm_P, lam_P, M)
@@ -227,3 +267,20 @@ def _mat_interval_product(
     J = Interval(torch.as_tensor(lo.T.copy()), torch.as_tensor(hi.T.copy()))  # rows: columns of J
     out = J.linear(torch.as_tensor(P))  # row j: (P @ J[:, j])'
     return out.lo.numpy().T.copy(), out.hi.numpy().T.copy()
+
+
+def _mat_interval_product_left_t(
+    j_lo: np.ndarray, j_hi: np.ndarray, pj: tuple[np.ndarray, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Enclosure of ``J' (P J)`` for ``J`` in ``[j_lo, j_hi]`` and ``PJ`` in ``pj`` (elementwise
+    interval products summed with outward rounding)."""
+    n = j_lo.shape[0]
+    JT = Interval(torch.as_tensor(j_lo.T.copy()), torch.as_tensor(j_hi.T.copy()))  # row i: J[:, i]
+    PJ = Interval(torch.as_tensor(pj[0]), torch.as_tensor(pj[1]))
+    lo = np.empty((n, n))
+    hi = np.empty((n, n))
+    for i in range(n):
+        for j in range(n):
+            term = (JT[i] * PJ[:, j]).sum()
+            lo[i, j], hi[i, j] = float(term.lo), float(term.hi)
+    return lo, hi

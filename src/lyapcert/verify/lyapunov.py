@@ -49,6 +49,7 @@ class VerifyOptions:
     mean_value: bool = True
     device: str = "cpu"
     progress: bool = False
+    decay_rate: float = 0.0  # discrete time: prove V(x+) - V(x) <= -decay_rate V(x), strictly
 
     def budget(self) -> Budget:
         return Budget(
@@ -61,8 +62,8 @@ class _Problem:
     system: System
     candidate: Candidate
     value_q: object
-    lie_q: object
-    v_q: object
+    lie_q: object  # CT: dV/dt; DT: V(x+) - V(x) + k V(x)
+    succ_q: object  # DT: x+ = F(x) as a bound function; CT: None
     field: object
     u_fn: object
     x_star: torch.Tensor
@@ -93,11 +94,6 @@ def _u_fn(system: System, controller_graph):
 def build_problem(
     system: System, candidate: Candidate, controller=None, options: VerifyOptions | None = None
 ) -> _Problem:
-    if system.is_discrete:
-        raise VerificationError(
-            f"{system.name!r} is discrete-time; this verifier handles continuous time "
-            "(the discrete-time condition V(x+) - V(x) <= -k V(x) is not implemented yet)"
-        )
     options = options or VerifyOptions()
     device = torch.device(options.device)
     value_graph = capture(candidate.value_function(), 1)
@@ -110,12 +106,25 @@ def build_problem(
         return out.apply(torch.reshape, (out.shape[0],))
 
     lie_fn = candidate.lie_derivative_function(system, controlled=controller is not None)
-    if lie_fn is not None:
+    succ_q = None
+    if system.is_discrete:
+        k = float(options.decay_rate)
+
+        def succ_q(x):
+            return field_graph.evaluate(x, u_fn(x))
+
+        def lie_q(x):
+            v_now = value_q(x)
+            out = value_q(succ_q(x)) - v_now
+            return out + v_now * k if k else out
+
+    elif lie_fn is not None:
         lie_graph = capture(lie_fn, 1)
 
         def lie_q(x):
             out = lie_graph.evaluate(x)
             return out.apply(torch.reshape, (out.shape[0],))
+
     else:
 
         def lie_q(x):
@@ -126,7 +135,18 @@ def build_problem(
     lo, hi = system.domain.as_tensors(torch.float64, device)
     x_star = system.equilibrium_tensor(torch.float64, device)
     return _Problem(
-        system, candidate, value_q, lie_q, None, field_graph, u_fn, x_star, lo, hi, hi - lo, options
+        system,
+        candidate,
+        value_q,
+        lie_q,
+        succ_q,
+        field_graph,
+        u_fn,
+        x_star,
+        lo,
+        hi,
+        hi - lo,
+        options,
     )
 
 
@@ -186,22 +206,39 @@ def level_search(problem: _Problem, c0: float, strict: bool = True, target: floa
     when ``strict`` is False) with ``V >= c0``, and over the boundary of the box."""
     opts = problem.options
 
+    discrete = problem.succ_q is not None
+    lo_b, hi_b = problem.lo, problem.hi
+
+    def successor_inside(boxes) -> torch.Tensor:
+        nxt = problem.succ_q(boxes)
+        return ((nxt.lo >= lo_b) & (nxt.hi <= hi_b)).all(dim=1)
+
+    def successor_outside(points) -> torch.Tensor:
+        nxt = problem.succ_q(Interval(points, points))
+        return ((nxt.lo > hi_b) | (nxt.hi < lo_b)).any(dim=1)
+
     def bounds_fn(boxes):
         vb = _bounds(problem.value_q, boxes, opts.mean_value)
         lb = _bounds(problem.lie_q, boxes, opts.mean_value)
         vb.lie_hi = lb.hi
+        if discrete:
+            vb.inside = successor_inside(boxes)
         if lb.sensitivity is not None:
             vb.sensitivity = lb.sensitivity
         return vb
 
     def clear(boxes, vb):
         ok = vb.lie_hi < 0 if strict else vb.lie_hi <= 0
+        if discrete:
+            ok = ok & vb.inside
         return ok | (vb.hi < c0)
 
     def in_set(points):
         v = _point_values(problem.value_q, points)
         lie = _point_values(problem.lie_q, points)
         bad = lie.lo >= 0 if strict else lie.lo > 0
+        if discrete:
+            bad = bad | successor_outside(points)
         return bad & (v.lo >= c0), v.hi
 
     decrease = minimize(
@@ -215,6 +252,10 @@ def level_search(problem: _Problem, c0: float, strict: bool = True, target: floa
         target=target,
         rel_tol=opts.level_tolerance,
     )
+    if discrete:  # the region is {x in B : V <= c} and x+ stays in B: no face condition
+        from lyapcert.verify.search import SearchResult
+
+        return decrease, SearchResult(lower=math.inf, upper=math.inf, witness=None)
     # the boundary of the box: 2n faces
     n = problem.lo.shape[0]
     face_lo, face_hi = [], []
@@ -296,7 +337,12 @@ def verify_candidate(
 def _verify(problem: _Problem, level: float | None, started: float, base: dict) -> Result:
     stats = SearchStats()
     local = local_certificate(
-        problem.field, problem.x_star.cpu(), problem.lo.cpu(), problem.hi.cpu(), _cpu_u_fn(problem)
+        problem.field,
+        problem.x_star.cpu(),
+        problem.lo.cpu(),
+        problem.hi.cpu(),
+        _cpu_u_fn(problem),
+        discrete=problem.succ_q is not None,
     )
     v_star = _point_values(problem.value_q, problem.x_star)
     v_at_eq = (float(v_star.lo[0]), float(v_star.hi[0]))
@@ -333,7 +379,12 @@ def _verify(problem: _Problem, level: float | None, started: float, base: dict) 
     proven = math.nextafter(min(decrease.lower, boundary.lower), -math.inf)
     counterexample = None
     if decrease.witness is not None:
-        counterexample = {"point": decrease.witness, "kind": "dV/dt >= 0", "V": decrease.upper}
+        kind = (
+            "V(x+) - V(x) + k V(x) >= 0 or x+ outside the box"
+            if problem.succ_q is not None
+            else "dV/dt >= 0"
+        )
+        counterexample = {"point": decrease.witness, "kind": kind, "V": decrease.upper}
     if boundary.witness is not None and (counterexample is None or boundary.upper < decrease.upper):
         if level is not None and boundary.upper <= level:
             counterexample = {

@@ -21,8 +21,8 @@ class Verdict(str, Enum):
 class Condition(str, Enum):
     """What was proven on the certified level set."""
 
-    ASYMPTOTIC = "asymptotic stability (dV/dt < 0 away from x*, no hole)"
-    NONSTRICT = "dV/dt <= 0 only (Lyapunov stability; not asymptotic)"
+    ASYMPTOTIC = "asymptotic stability (strict decrease of V away from x*, no hole)"
+    NONSTRICT = "non-strict decrease only (dV/dt <= 0: Lyapunov stability, not asymptotic)"
     NONE = "none"
 
 
