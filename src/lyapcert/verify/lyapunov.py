@@ -50,6 +50,7 @@ class VerifyOptions:
     device: str = "cpu"
     progress: bool = False
     decay_rate: float = 0.0  # discrete time: prove V(x+) - V(x) <= -decay_rate V(x), strictly
+    falsify_samples: int = 8192  # Sobol samples for the falsifier (0: off)
 
     def budget(self) -> Budget:
         return Budget(
@@ -72,6 +73,8 @@ class _Problem:
     scale: torch.Tensor
     options: VerifyOptions
     stats: SearchStats = field(default_factory=SearchStats)
+    falsifier_points: torch.Tensor | None = None
+    controller: object = None
 
 
 def _u_fn(system: System, controller_graph):
@@ -251,6 +254,8 @@ def level_search(problem: _Problem, c0: float, strict: bool = True, target: floa
         opts.budget(),
         target=target,
         rel_tol=opts.level_tolerance,
+        initial_points=problem.falsifier_points,
+        progress=_progress_callback(problem, "decrease"),
     )
     if discrete:  # the region is {x in B : V <= c} and x+ stays in B: no face condition
         from lyapcert.verify.search import SearchResult
@@ -373,6 +378,7 @@ def _verify(problem: _Problem, level: float | None, started: float, base: dict) 
             **base,
         )
     c0 = math.nextafter(c0, -math.inf) * (1 - 1e-9)
+    problem.falsifier_points = _falsify(problem)
     target = level
     decrease, boundary = level_search(problem, c0, strict=True, target=target)
     stats = stats.merge(decrease.stats).merge(boundary.stats)
@@ -385,6 +391,7 @@ def _verify(problem: _Problem, level: float | None, started: float, base: dict) 
             else "dV/dt >= 0"
         )
         counterexample = {"point": decrease.witness, "kind": kind, "V": decrease.upper}
+        counterexample["replay"] = replay(problem, decrease.witness)
     if boundary.witness is not None and (counterexample is None or boundary.upper < decrease.upper):
         if level is not None and boundary.upper <= level:
             counterexample = {
@@ -507,3 +514,67 @@ def _done(
 
 def _cpu_u_fn(problem: _Problem):
     return problem.u_fn
+
+
+def _falsify(problem: _Problem) -> torch.Tensor | None:
+    """Sampling and gradient search for violations (candidates only; intervals decide)."""
+    from lyapcert.verify.falsify import decrease_function, falsification_points
+
+    if problem.options.falsify_samples <= 0:
+        return None
+    try:
+        fn = decrease_function(
+            problem.system, problem.candidate, problem.controller, problem.options.decay_rate
+        )
+        return falsification_points(
+            fn, problem.lo, problem.hi, n_samples=problem.options.falsify_samples
+        )
+    except Exception:  # the falsifier is a heuristic: its failure only costs speed
+        return None
+
+
+def _progress_callback(problem: _Problem, label: str):
+    if not problem.options.progress:
+        return None
+    from lyapcert.verify.progress import SearchProgress
+
+    return SearchProgress.shared(label)
+
+
+def replay(problem: _Problem, point: list[float]) -> dict:
+    """Re-evaluate the decrease quantity at a counterexample: as a float64 interval (rigorous),
+    in plain float64, and with 50 significant digits (sympy/mpmath) when ``V`` and the system
+    are symbolic and no controller is involved."""
+    x = torch.tensor([point], dtype=torch.float64, device=problem.lo.device)
+    iv = problem.lie_q(Interval(x, x))
+    out = {"interval": [float(iv.lo[0]), float(iv.hi[0])]}
+    try:
+        from lyapcert.verify.falsify import decrease_function
+
+        fn = decrease_function(
+            problem.system, problem.candidate, problem.controller, problem.options.decay_rate
+        )
+        out["float64"] = float(fn(x)[0])
+    except Exception:  # pragma: no cover - the interval value above is the rigorous one
+        pass
+    expr = getattr(problem.candidate, "expr", None)
+    sym = problem.system.symbolic
+    if (
+        expr is not None
+        and sym is not None
+        and problem.controller is None
+        and not problem.system.input_names
+    ):
+        import sympy
+
+        states = problem.candidate.symbols
+        params = {sympy.Symbol(k, real=True): sympy.Float(v, 60) for k, v in sym.params.items()}
+        at = {s: sympy.Rational(float(v)) for s, v in zip(states, point)}  # the exact float
+        f = [e.subs(params) for e in sym.dynamics]
+        if problem.system.is_discrete:
+            nxt = {s: fi.subs(at) for s, fi in zip(states, f)}
+            q = expr.subs(nxt) - expr.subs(at) + problem.options.decay_rate * expr.subs(at)
+        else:
+            q = sum(sympy.diff(expr, s) * fi for s, fi in zip(states, f)).subs(at)
+        out["mp50"] = str(sympy.N(q, 50))
+    return out

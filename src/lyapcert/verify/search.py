@@ -99,11 +99,13 @@ def minimize(
     rel_tol: float = 1e-3,
     abs_tol: float = 1e-12,
     progress: Callable[[float, float, int], None] | None = None,
+    initial_points: torch.Tensor | None = None,
 ) -> SearchResult:
     """Lower and upper bounds of ``inf { V(x) : x in D, x in the boxes [lo, hi] }``.
 
     ``bounds_fn(boxes)`` encloses ``V`` on boxes; ``point_in_set(points)`` returns
-    ``(in_D [k], V_upper [k])`` for points ``[k, n]``; ``scale [n]`` normalises widths for the
+    ``(in_D [k], V_upper [k])`` for points ``[k, n]``; ``initial_points`` are tested first (the
+    falsifier's candidates); ``scale [n]`` normalises widths for the
     split heuristic. With ``target``, the search stops as soon as ``lower > target`` (proof) or
     ``upper <= target`` (disproof).
     """
@@ -113,6 +115,13 @@ def minimize(
     keys = torch.full((lo.shape[0],), -math.inf, dtype=lo.dtype, device=device)
     depth = torch.zeros(lo.shape[0], dtype=torch.long, device=device)
     upper, witness = math.inf, None
+    if initial_points is not None and initial_points.shape[0]:
+        # candidates from falsification (sampling, gradient search): keep the proven ones
+        in_set, v_up = point_in_set(initial_points)
+        v_up = torch.where(in_set, v_up, torch.full_like(v_up, math.inf))
+        if torch.isfinite(v_up).any():
+            j = int(torch.argmin(v_up))
+            upper, witness = float(v_up[j]), initial_points[j].tolist()
     stuck_lower = math.inf
     min_width = budget.min_width * scale
 
