@@ -104,7 +104,7 @@ def test_certificate_of_a_file_system_embeds_its_definition(tmp_path):
     save(tmp_path / "c", s, cand, r)
     data = json.loads((tmp_path / "c" / "certificate.json").read_text())
     assert "spec" in data["system"] and data["system"]["spec"]["name"] == "duffing"
-    cert, again = recheck(tmp_path / "c")
+    _cert, again = recheck(tmp_path / "c")
     assert again.verdict.value == r.verdict.value
 
 

@@ -383,22 +383,21 @@ def _verify(problem: _Problem, level: float | None, started: float, base: dict) 
     decrease, boundary = level_search(problem, c0, strict=True, target=target)
     stats = stats.merge(decrease.stats).merge(boundary.stats)
     proven = math.nextafter(min(decrease.lower, boundary.lower), -math.inf)
-    counterexample = None
+    found = []
     if decrease.witness is not None:
         kind = (
             "V(x+) - V(x) + k V(x) >= 0 or x+ outside the box"
             if problem.succ_q is not None
             else "dV/dt >= 0"
         )
-        counterexample = {"point": decrease.witness, "kind": kind, "V": decrease.upper}
-        counterexample["replay"] = replay(problem, decrease.witness)
-    if boundary.witness is not None and (counterexample is None or boundary.upper < decrease.upper):
-        if level is not None and boundary.upper <= level:
-            counterexample = {
-                "point": boundary.witness,
-                "kind": "V <= level on the boundary of the box",
-                "V": boundary.upper,
-            }
+        cx = {"point": decrease.witness, "kind": kind, "V": decrease.upper}
+        cx["replay"] = replay(problem, decrease.witness)
+        found.append(cx)
+    if boundary.witness is not None:
+        found.append(
+            {"point": boundary.witness, "kind": "on the boundary of the box", "V": boundary.upper}
+        )
+    counterexample = min(found, key=lambda c: c["V"]) if found else None
     common = dict(
         local=local.to_dict(), inner_level=c0, stats=stats, v_at_equilibrium=v_at_eq, **base
     )
