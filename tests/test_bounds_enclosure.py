@@ -283,12 +283,55 @@ def _crit_zero(value: A):
     return crit
 
 
-def _sigmoid(v: A) -> A:
+# Beyond |x| ~ 1000, exp, tanh, sigmoid and softplus differ from 0, +-1 or x by less than any
+# precision arb can carry (1 - tanh(1e300) = 2 e^(-2e300)). There the oracle returns a *proxy*
+# ball that decides exactly the same float comparisons as the true value: the true value is
+# ``base + d`` with ``0 < d < 2**-1400`` (or above the largest float), and ``base + [2**-1401,
+# 2**-1399]`` lies above a float ``lo`` iff ``lo <= base`` and below a float ``hi`` iff
+# ``hi > base``, exactly as ``base + d`` does (for |base| >= 1 or base = 0).
+FAR = 1000.0
+
+
+def _far_gap() -> A:
+    return A(2) ** -1400 * A(1, 2.0**-20)  # in (2**-1401, 2**-1399)
+
+
+def _above(base: A) -> A:
+    return base + _far_gap()
+
+
+def _below(base: A) -> A:
+    return base - _far_gap()
+
+
+def _exp(x: float) -> object:
+    if x > FAR:
+        return INF  # above every float: the bound must be +inf
+    return _above(A(0)) if x < -FAR else A(x).exp()
+
+
+def _tanh(x: float) -> A:
+    if abs(x) > FAR:
+        return _below(A(1)) if x > 0 else -_below(A(1))
+    return A(x).tanh()
+
+
+def _sigmoid(x: float) -> A:
+    if x > FAR:
+        return _below(A(1))
+    if x < -FAR:
+        return _above(A(0))
+    v = A(x)
     return 1 / (1 + (-v).exp())
 
 
-def _softplus(v: A, beta: float = 1.0) -> A:
-    return (v * A(beta)).exp().log1p() / A(beta)
+def _softplus(x: float, beta: float = 1.0) -> A:
+    z = A(x) * A(beta)
+    if z > FAR:
+        return _above(A(x))
+    if z < -FAR:
+        return _above(A(0))
+    return z.exp().log1p() / A(beta)
 
 
 def _pow_exact(n: int):
@@ -365,7 +408,7 @@ UNARY: dict[str, Unary] = {
     "**-1.5": Unary(
         lambda x: x**-1.5, lambda x: None if x <= 0.0 else A(x) ** A(-1.5), _POS
     ),
-    "exp": Unary(lambda x: x.exp(), lambda x: A(x).exp(), {"emax": 2.9}),
+    "exp": Unary(lambda x: x.exp(), _exp, {"emax": 2.9}),
     "log": Unary(lambda x: x.log(), _ex_log, _POS),
     "sqrt": Unary(lambda x: x.sqrt(), _ex_sqrt, _POS),
     "sin": Unary(
@@ -380,19 +423,19 @@ UNARY: dict[str, Unary] = {
         {"emax": 6.0, "extra": _near_half_pi_multiples},
         _crit_periodic(0.0, 0.5),
     ),
-    "tanh": Unary(lambda x: x.tanh(), lambda x: A(x).tanh(), {"emax": 3.0}),
-    "sigmoid": Unary(lambda x: x.sigmoid(), lambda x: _sigmoid(A(x)), {"emax": 3.0}),
+    "tanh": Unary(lambda x: x.tanh(), _tanh, {"emax": 3.0}),
+    "sigmoid": Unary(lambda x: x.sigmoid(), _sigmoid, {"emax": 3.0}),
     "atan": Unary(lambda x: x.atan(), lambda x: A(x).atan()),
     # exact-real softplus; intervals around and across torch's threshold 20 included
     "softplus": Unary(
         lambda x: x.softplus(),
-        lambda x: _softplus(A(x)),
+        _softplus,
         {"emax": 3.0, "extra": _around(20.0)},
     ),
     # beta a power of two: beta * x and the division by beta are exact in float64
     "softplus(beta=2,threshold=5)": Unary(
         lambda x: x.softplus(2.0, 5.0),
-        lambda x: _softplus(A(x), 2.0),
+        lambda x: _softplus(x, 2.0),
         {"emax": 3.0, "extra": _around(2.5)},
     ),
     "abs": Unary(lambda x: x.abs(), lambda x: abs(A(x)), {}, _crit_zero(A(0))),
@@ -742,3 +785,556 @@ def test_matmul_and_linear_through_graph():
             rep.expect(s_lo, out.lo[i, r].item(), out.hi[i, r].item(), f"box {i} out {r}")
             rep.expect(s_hi, out.lo[i, r].item(), out.hi[i, r].item(), f"box {i} out {r}")
     rep.done(60)
+
+
+# --------------------------------------------------------------- unbounded and undefined results
+
+
+def _full(out: Interval) -> bool:
+    return bool(torch.all(out.lo == -INF) and torch.all(out.hi == INF))
+
+
+def _iv(lo, hi) -> Interval:
+    return Interval(_t([lo]), _t([hi]))
+
+
+def test_undefined_results_are_unbounded_not_nan():
+    """log / sqrt / ** of intervals reaching negatives, 0 * inf, inf - inf and NaN inputs give
+    +-inf endpoints, never NaN."""
+    cases = {
+        "log([-1, 2])": (_iv(-1.0, 2.0).log(), True),
+        "log([-3, -1])": (_iv(-3.0, -1.0).log(), True),
+        "sqrt([-1, 4])": (_iv(-1.0, 4.0).sqrt(), True),
+        "[-1, 4] ** 0.5": (_iv(-1.0, 4.0) ** 0.5, True),
+        "[0, 1] * [1, inf]": (_iv(0.0, 1.0) * _iv(1.0, INF), False),
+        "[0, 0] * [-inf, inf]": (_iv(0.0, 0.0) * _iv(-INF, INF), False),
+        "[-inf, inf] * 0": (_iv(-INF, INF) * 0.0, False),
+        "[-inf, 1] + [1, inf]": (_iv(-INF, 1.0) + _iv(1.0, INF), True),
+        "[-inf, inf] - [-inf, inf]": (_iv(-INF, INF) - _iv(-INF, INF), True),
+        "[1, inf] / [1, inf]": (_iv(1.0, INF) / _iv(1.0, INF), False),
+        "Interval(nan, nan)": (_iv(math.nan, math.nan), True),
+        "exp([-inf, inf])": (_iv(-INF, INF).exp(), False),
+        "[0, 1e300] ** 7": (_iv(0.0, 1e300).pow_int(7), False),
+        "[-1e200, 1e200] ** 3": (_iv(-1e200, 1e200).pow_int(3), True),
+    }
+    for name, (out, must_be_full) in cases.items():
+        assert not bool(torch.isnan(out.lo).any() or torch.isnan(out.hi).any()), name
+        if must_be_full:
+            assert _full(out), f"{name}: {out}"
+    assert _iv(-1.0, 4.0).pow_int(7).lo.item() <= -1.0
+    out = _iv(-1.0, 4.0) ** 1.5  # x ** 1.5 on x >= 0: [0, 8]; no NaN from the negative part
+    assert out.lo.item() <= 0.0 and out.hi.item() >= 8.0
+    full = _iv(-INF, INF)
+    for fn, lo, hi in ((Interval.sin, -1.0, 1.0), (Interval.cos, -1.0, 1.0),
+                       (Interval.tanh, -1.0, 1.0), (Interval.sigmoid, 0.0, 1.0)):
+        out = fn(full)
+        assert (out.lo.item(), out.hi.item()) == (lo, hi), fn.__name__
+    out = full.atan()  # the range (-pi/2, pi/2); float(pi/2) is below pi/2
+    assert encloses(A.pi() / 2, out.lo.item(), out.hi.item())
+    assert encloses(-A.pi() / 2, out.lo.item(), out.hi.item())
+
+
+def test_division_by_interval_containing_zero_is_unbounded():
+    for num in ((1.0, 2.0), (-2.0, -1.0), (-1.0, 1.0), (0.0, 3.0)):
+        for den in ((-1.0, 1.0), (0.0, 1.0), (-1.0, 0.0), (-0.0, 0.0), (-1e-300, 5e-324)):
+            assert _full(_iv(*num) / _iv(*den)), (num, den)
+        assert _full(_iv(*num) / 0.0)
+        assert _full(_iv(*num) / torch.zeros(1))
+    for den in ((-1.0, 1.0), (0.0, 1.0), (-1.0, 0.0)):
+        assert _full(_iv(*den).reciprocal())
+        assert _full(3.0 / _iv(*den))
+        assert _full(_iv(*den).pow_int(-1)) and _full(_iv(*den).pow_int(-3))
+        assert _iv(*den).pow_int(-2).hi.item() == INF
+    # an exactly zero numerator over a zero-free interval stays bounded
+    out = _iv(0.0, 0.0) / _iv(1.0, 2.0)
+    assert out.lo.item() <= 0.0 <= out.hi.item() and math.isfinite(out.hi.item())
+
+
+def test_huge_and_exact_zero_values():
+    big = _iv(1e300, 1e300)
+    assert (big * big).hi.item() == INF and (big * big).lo.item() >= 1.7e308
+    assert (big * -big).lo.item() == -INF
+    assert big.exp().hi.item() == INF and (-big).exp().lo.item() == 0.0
+    assert (-big).exp().hi.item() > 0.0
+    assert (_iv(1e308, 1e308) + _iv(1e308, 1e308)).hi.item() == INF
+    sq = _iv(1e150, 1e150).square()
+    assert encloses(A(1e150) * A(1e150), sq.lo.item(), sq.hi.item())
+    zero = _iv(0.0, 0.0)
+    for out in (zero + zero, zero - zero, zero * _iv(-3.0, 5.0), zero * 7.0, zero.square(),
+                zero.relu(), zero.abs(), zero.leaky_relu(0.1), zero.clamp(-1.0, 1.0)):
+        assert out.lo.item() == 0.0 and out.hi.item() == 0.0, out
+    x = _iv(0.1, 0.1)
+    assert (x - x).lo.item() <= 0.0 <= (x - x).hi.item()
+    one = _iv(1.0, 1.0)
+    assert (one.sqrt().lo.item(), one.sqrt().hi.item()) == (math.nextafter(1.0, 0.0),
+                                                           math.nextafter(1.0, 2.0))
+
+
+# --------------------------------------------------------------------- forward mode (Dual) oracle
+
+
+class AD:
+    """Exact forward-mode value ``v`` and directional derivative ``d`` in arb."""
+
+    __slots__ = ("d", "v")
+
+    def __init__(self, v: A, d: A | None = None):
+        self.v = v
+        self.d = A(0) if d is None else d
+
+    @staticmethod
+    def lift(o) -> AD:
+        return o if isinstance(o, AD) else AD(A(o))
+
+    def __add__(self, o):
+        o = AD.lift(o)
+        return AD(self.v + o.v, self.d + o.d)
+
+    __radd__ = __add__
+
+    def __neg__(self):
+        return AD(-self.v, -self.d)
+
+    def __sub__(self, o):
+        return self + (-AD.lift(o))
+
+    def __rsub__(self, o):
+        return AD.lift(o) - self
+
+    def __mul__(self, o):
+        o = AD.lift(o)
+        return AD(self.v * o.v, self.v * o.d + self.d * o.v)
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, o):
+        o = AD.lift(o)
+        return AD(self.v / o.v, (self.d * o.v - self.v * o.d) / (o.v * o.v))
+
+    def __rtruediv__(self, o):
+        return AD.lift(o) / self
+
+    def __pow__(self, p):
+        if isinstance(p, int):
+            return AD(self.v**p, p * self.v ** (p - 1) * self.d)
+        return AD(self.v ** A(p), A(p) * self.v ** A(p - 1) * self.d)
+
+    # method forms, as on tensors (x.sin(), ...)
+    def sin(self):
+        return ArbOps.sin(self)
+
+    def tanh(self):
+        return ArbOps.tanh(self)
+
+    def sqrt(self):
+        return ArbOps.sqrt(self)
+
+    def sigmoid(self):
+        return ArbOps.sigmoid(self)
+
+    def atan(self):
+        return ArbOps.atan(self)
+
+    def abs(self):
+        return ArbOps.abs(self)
+
+    def log(self):
+        return ArbOps.log(self)
+
+    def exp(self):
+        return ArbOps.exp(self)
+
+
+class ArbOps:
+    """The functions of the compositions below, on ``AD``."""
+
+    @staticmethod
+    def sin(x):
+        return AD(x.v.sin(), x.d * x.v.cos())
+
+    @staticmethod
+    def cos(x):
+        return AD(x.v.cos(), -x.d * x.v.sin())
+
+    @staticmethod
+    def exp(x):
+        e = x.v.exp()
+        return AD(e, x.d * e)
+
+    @staticmethod
+    def log(x):
+        return AD(x.v.log(), x.d / x.v)
+
+    @staticmethod
+    def sqrt(x):
+        s = x.v.sqrt()
+        return AD(s, x.d / (2 * s))
+
+    @staticmethod
+    def tanh(x):
+        t = x.v.tanh()
+        return AD(t, x.d * (1 - t * t))
+
+    @staticmethod
+    def sigmoid(x):
+        s = 1 / (1 + (-x.v).exp())
+        return AD(s, x.d * s * (1 - s))
+
+    @staticmethod
+    def atan(x):
+        return AD(x.v.atan(), x.d / (1 + x.v * x.v))
+
+    @staticmethod
+    def softplus(x):
+        return AD(x.v.exp().log1p(), x.d / (1 + (-x.v).exp()))
+
+    @staticmethod
+    def _kinked(x, slope_neg):
+        if x.v > 0:
+            return x
+        if x.v < 0:
+            return AD(x.v * slope_neg, x.d * slope_neg)
+        # on the kink: the value is still exact; no classical derivative (NaN: not checked)
+        return AD(x.v.union(x.v * slope_neg), A.nan())
+
+    @staticmethod
+    def relu(x):
+        return ArbOps._kinked(x, A(0))
+
+    @staticmethod
+    def leaky(x):
+        return ArbOps._kinked(x, A(0.1))
+
+    @staticmethod
+    def abs(x):
+        return ArbOps._kinked(x, A(-1))
+
+    @staticmethod
+    def maximum(a, b):
+        return b + ArbOps.relu(a - b)
+
+    @staticmethod
+    def minimum(a, b):
+        return a - ArbOps.relu(a - b)
+
+    @staticmethod
+    def clamp(x, lo, hi):
+        return ArbOps.minimum(ArbOps.maximum(x, AD(A(lo))), AD(A(hi)))
+
+
+TorchOps = type(
+    "TorchOps",
+    (),
+    {
+        name: staticmethod(fn)
+        for name, fn in {
+            "sin": torch.sin, "cos": torch.cos, "exp": torch.exp, "log": torch.log,
+            "sqrt": torch.sqrt, "tanh": torch.tanh, "sigmoid": torch.sigmoid,
+            "atan": torch.atan, "softplus": F.softplus, "relu": torch.relu,
+            "leaky": lambda x: F.leaky_relu(x, 0.1), "abs": torch.abs,
+            "maximum": torch.maximum, "minimum": torch.minimum,
+            "clamp": lambda x, lo, hi: torch.clamp(x, lo, hi),
+        }.items()
+    },
+)
+
+
+def _f_trig(ns, x, y):
+    return ns.sin(x) * ns.exp(y) + ns.tanh(x * y)
+
+
+def _f_poly(ns, x, y):
+    return x**3 - 2 * x * y
+
+
+def _f_mixed(ns, x, y):
+    return ns.sigmoid(x) / (1 + y**2) + ns.atan(x - y) * ns.cos(y)
+
+
+def _f_roots(ns, x, y):
+    return ns.sqrt(x * x + y * y + 1.0) - ns.log(2.0 + ns.sin(x * y)) + 1.0 / (1.5 + ns.cos(x))
+
+
+def _f_powers(ns, x, y):
+    return (x * x + 0.5) ** 1.5 - ns.softplus(x - y) * y + (y * y + 1.0) ** -2 + x / (3.0 - y)
+
+
+def _f_kinks(ns, x, y):
+    return ns.relu(x - y) * y + ns.abs(x) - ns.leaky(y * 2.0)
+
+
+def _f_minmax(ns, x, y):
+    return ns.clamp(x * y, -0.5, 0.7) + ns.maximum(x, y) * 2.0 - ns.minimum(x, 0.3 * y)
+
+
+def _f_methods(ns, x, y):
+    return (
+        (x.sin() * y).tanh()
+        + (x * x + 1.0).sqrt()
+        - y.sigmoid() * x.atan()
+        + (y.abs() + 1.0).log()
+        + (0.2 * x - 0.1 * y).exp()
+    )
+
+
+COMPOSITIONS = {
+    "sin(x)*exp(y)+tanh(x*y)": _f_trig,
+    "x**3-2*x*y": _f_poly,
+    "sigmoid/atan/cos": _f_mixed,
+    "sqrt/log/reciprocal": _f_roots,
+    "pow/softplus/quotient": _f_powers,
+    "relu/abs/leaky_relu": _f_kinks,
+    "clamp/maximum/minimum": _f_minmax,
+    "tensor methods": _f_methods,
+}
+
+
+def _seeded(value: Interval, tangent: torch.Tensor) -> Dual:
+    return Dual(value, Interval(tangent, tangent))
+
+
+def check_composition(name: str, n: int, tier: str) -> Report:
+    """Value and tangent of ``Dual`` evaluation (through graph.capture) against the exact value and
+    directional derivative at corners and random interior points of each box."""
+    f = COMPOSITIONS[name]
+    g = capture(lambda x, y: f(TorchOps, x, y), 2)
+    rng = _rng(name, tier)
+    centre = rng.uniform(-2.5, 2.5, (2, n))
+    width = 10.0 ** rng.uniform(-14.0, 0.0, (2, n)) * (rng.random((2, n)) < 0.95)
+    lo, hi = centre - width * rng.random((2, n)), centre + width * rng.random((2, n))
+    lo[1], hi[1] = np.clip(lo[1], -2.9, 2.9), np.clip(hi[1], -2.9, 2.9)  # keep 3 - y away from 0
+    tx, ty = rng.normal(size=(2, n)) * (rng.random((2, n)) < 0.9)
+    out = g.evaluate(_seeded(Interval(_t(lo[0]), _t(hi[0])), _t(tx)),
+                     _seeded(Interval(_t(lo[1]), _t(hi[1])), _t(ty)))
+    rep = Report(name)
+    _no_nan(rep, out.value, name)
+    _no_nan(rep, out.tangent, name)
+    vlo, vhi = out.value.lo.tolist(), out.value.hi.tolist()
+    dlo, dhi = out.tangent.lo.tolist(), out.tangent.hi.tolist()
+    xin = _interior(rng, lo[0], hi[0], 3).tolist()
+    yin = _interior(rng, lo[1], hi[1], 3).tolist()
+    for i in range(n):
+        rep.cases += 1
+        pts = [(x, y) for x in (lo[0, i], hi[0, i]) for y in (lo[1, i], hi[1, i])]
+        pts += list(zip(xin[i], yin[i]))
+        for x, y in pts:
+            x, y = float(x), float(y)
+
+            def at(x=x, y=y, i=i):
+                return f(ArbOps, AD(A(x), A(float(tx[i]))), AD(A(y), A(float(ty[i]))))
+
+            where = f"{name} at ({x!r}, {y!r}) in box {i}, t=({tx[i]!r}, {ty[i]!r})"
+            rep.check(lambda at=at: _part(at(), "v"), (), vlo[i], vhi[i], where + " value")
+            rep.check(lambda at=at: _part(at(), "d"), (), dlo[i], dhi[i], where + " tangent")
+    return rep
+
+
+def _part(r: AD, which: str):
+    v = getattr(r, which)
+    return None if v.is_nan() else v
+
+
+@pytest.mark.parametrize("name", list(COMPOSITIONS))
+def test_dual_compositions(name):
+    check_composition(name, FAST_N, "fast").done(FAST_N)
+
+
+@slow
+@pytest.mark.parametrize("name", list(COMPOSITIONS))
+def test_dual_compositions_many(name):
+    check_composition(name, SLOW_N // 2, "slow").done(SLOW_N // 2)
+
+
+# ------------------------------------------------------------------ networks and mean-value forms
+
+ACTIVATIONS = {
+    "tanh": (nn.Tanh, ArbOps.tanh),
+    "sigmoid": (nn.Sigmoid, ArbOps.sigmoid),
+    "softplus": (nn.Softplus, ArbOps.softplus),
+    "relu": (nn.ReLU, ArbOps.relu),
+    "leaky_relu": (lambda: nn.LeakyReLU(0.1), ArbOps.leaky),
+}
+
+
+def make_net(act: str, widths: tuple[int, ...], seed: int, scale: float = 1.5):
+    """A float64 ``nn.Sequential`` (Linear, act, ..., Linear) and its weights as Python floats."""
+    torch.manual_seed(seed)
+    layers: list[nn.Module] = []
+    for a, b in zip(widths[:-1], widths[1:]):
+        lin = nn.Linear(a, b).to(torch.float64)
+        with torch.no_grad():
+            lin.weight.mul_(scale)
+        layers += [lin, ACTIVATIONS[act][0]()]
+    net = nn.Sequential(*layers[:-1])
+    params = [(m.weight.tolist(), m.bias.tolist()) for m in net if isinstance(m, nn.Linear)]
+    return net, params
+
+
+def net_arb(params, act: Callable, xs: list[AD]) -> list[AD]:
+    h = xs
+    for k, (w, b) in enumerate(params):
+        h = [sum((hj * wij for hj, wij in zip(h, row)), AD(A(bi))) for row, bi in zip(w, b)]
+        if k < len(params) - 1:
+            h = [act(v) for v in h]
+    return h
+
+
+def _random_boxes2(rng, n, radius=2.0, wmin=-5.0, wmax=0.0):
+    c = rng.uniform(-radius, radius, (n, 2))
+    w = 10.0 ** rng.uniform(wmin, wmax, (n, 2))
+    return c - w * rng.random((n, 2)), c + w * rng.random((n, 2))
+
+
+def check_mlp_dual(n: int, tier: str) -> Report:
+    """The tanh MLP of the brief through ``graph.capture`` on an ``nn.Sequential``: Dual value
+    and tangent, and ``forms.gradient_enclosure``, against exact arb derivatives."""
+    rng = _rng("mlp", tier)
+    net, params = make_net("tanh", (2, 8, 1), seed=7)
+    g = capture(net, 1)
+    lo, hi = _random_boxes2(rng, n, 2.5, -14.0, 0.0)
+    t = rng.normal(size=(n, 2))
+    box = Interval(_t(lo), _t(hi))
+    out = g.evaluate(_seeded(box, _t(t)))
+    grad = forms.gradient_enclosure(lambda z: g.evaluate(z), box)  # [2, n]
+    rep = Report("tanh MLP")
+    _no_nan(rep, out.tangent, "tangent")
+    inner = _interior(rng, lo[:, 0], hi[:, 0], 3).tolist(), _interior(rng, lo[:, 1], hi[:, 1], 3).tolist()
+    for i in range(n):
+        rep.cases += 1
+        pts = [(x, y) for x in (lo[i, 0], hi[i, 0]) for y in (lo[i, 1], hi[i, 1])]
+        pts += list(zip(inner[0][i], inner[1][i]))
+        for x, y in pts:
+            x, y = float(x), float(y)
+            where = f"MLP at ({x!r}, {y!r}) box {i}"
+
+            def at(tx, ty, x=x, y=y):
+                return net_arb(params, ArbOps.tanh, [AD(A(x), A(tx)), AD(A(y), A(ty))])[0]
+
+            ti = (float(t[i, 0]), float(t[i, 1]))
+            rep.check(lambda: at(*ti).v, (), out.value.lo[i, 0].item(), out.value.hi[i, 0].item(), where)
+            rep.check(lambda: at(*ti).d, (), out.tangent.lo[i, 0].item(), out.tangent.hi[i, 0].item(), where + " Dt")
+            for j, seed in enumerate(((1.0, 0.0), (0.0, 1.0))):
+                rep.check(lambda: at(*seed).d, (), grad.lo[j, i].item(), grad.hi[j, i].item(), where + f" d/dx{j}")
+    return rep
+
+
+def test_mlp_dual_and_gradient():
+    check_mlp_dual(FAST_N, "fast").done(FAST_N)
+
+
+@slow
+def test_mlp_dual_and_gradient_many():
+    check_mlp_dual(SLOW_N // 2, "slow").done(SLOW_N // 2)
+
+
+def _grid_points(rng, lo, hi, k=5, n_random=4):
+    gx, gy = np.linspace(lo[0], hi[0], k), np.linspace(lo[1], hi[1], k)
+    pts = [(float(x), float(y)) for x in gx for y in gy]
+    pts += [(float(x), float(y)) for x, y in zip(rng.uniform(lo[0], hi[0], n_random),
+                                                rng.uniform(lo[1], hi[1], n_random))]
+    return [(min(max(x, lo[0]), hi[0]), min(max(y, lo[1]), hi[1])) for x, y in pts]
+
+
+def check_forms(quantity: Callable, exact: Callable, lo, hi, label: str, rng) -> Report:
+    """``interval_bounds``, ``mean_value_bounds`` and ``best_bounds`` of ``quantity`` on each box
+    enclose the exact values (``exact(x, y) -> A``) on a dense grid of the box."""
+    box = Interval(_t(lo), _t(hi))
+    results = {
+        "interval": forms.interval_bounds(quantity, box),
+        "mean value": forms.mean_value_bounds(quantity, box),
+        "best": forms.best_bounds(quantity, box),
+    }
+    rep = Report(label)
+    for kind, b in results.items():
+        rep.require(not bool(torch.isnan(b.lo).any() or torch.isnan(b.hi).any()), f"{kind}: NaN")
+        rep.require(bool(torch.all(b.lo <= b.hi)), f"{kind}: an empty bound")
+    bounds = {k: (b.lo.tolist(), b.hi.tolist()) for k, b in results.items()}
+    for i in range(lo.shape[0]):
+        rep.cases += 1
+        for x, y in _grid_points(rng, lo[i], hi[i]):
+            for kind, (blo, bhi) in bounds.items():
+                rep.check(exact, (x, y), blo[i], bhi[i], f"{label} {kind} at ({x!r}, {y!r}) box {i}")
+    # the mean-value form must be finite (and so actually tested) on most small boxes
+    mv = results["mean value"]
+    small = torch.as_tensor((hi - lo).max(axis=1) < 0.1)
+    finite = torch.isfinite(mv.lo) & torch.isfinite(mv.hi)
+    rep.require(bool(finite[small].float().mean() > 0.5) if bool(small.any()) else True,
+                f"{label}: mean-value form unbounded on most small boxes")
+    return rep
+
+
+def check_networks(act: str, n: int, tier: str) -> Report:
+    rng = _rng(f"forms-{act}", tier)
+    net, params = make_net(act, (2, 10, 10, 1), seed=zlib.crc32(act.encode()) % 1000)
+    g = capture(net, 1)
+    lo, hi = _random_boxes2(rng, n)
+
+    def exact(x, y):
+        return net_arb(params, ACTIVATIONS[act][1], [AD(A(x)), AD(A(y))])[0].v
+
+    return check_forms(lambda z: g.evaluate(z), exact, lo, hi, f"{act} network", rng)
+
+
+@pytest.mark.parametrize("act", list(ACTIVATIONS))
+def test_forms_enclose_random_networks(act):
+    check_networks(act, 16, "fast").done(16)
+
+
+@slow
+@pytest.mark.parametrize("act", list(ACTIVATIONS))
+def test_forms_enclose_random_networks_many(act):
+    check_networks(act, 300, "slow").done(300)
+
+
+def _vanderpol_quantities():
+    system = get_system("vanderpol")
+    g = capture(system.dynamics, 2)
+
+    def f(z):
+        base = z
+        while isinstance(base, Dual):
+            base = base.value
+        b = base.lo.shape[0]
+        u = Interval(torch.zeros(b, 0), torch.zeros(b, 0))
+        return g.evaluate(z, u)
+
+    mu = A(1.0)
+
+    def exact_f(x, y):
+        x, y = A(x), A(y)
+        return -y, x - mu * (1 - x * x) * y
+
+    return system, {
+        "f1": (lambda z: f(z)[:, 0], lambda x, y: exact_f(x, y)[0]),
+        "f2": (lambda z: f(z)[:, 1], lambda x, y: exact_f(x, y)[1]),
+        "x.f": (
+            lambda z: (f(z) * z).sum(1),
+            lambda x, y: A(x) * exact_f(x, y)[0] + A(y) * exact_f(x, y)[1],
+        ),
+    }
+
+
+def check_vanderpol(n: int, tier: str) -> Report:
+    system, quantities = _vanderpol_quantities()
+    x = torch.tensor([[0.3, -1.25]])
+    expected = torch.tensor([[1.25, 0.3 - (1 - 0.3**2) * -1.25]])
+    assert torch.allclose(system.dynamics(x, torch.zeros(1, 0)), expected, rtol=1e-15, atol=0)
+    rng = _rng("vanderpol", tier)
+    rep = Report("vanderpol")
+    for name, (q, exact) in quantities.items():
+        c = rng.uniform(-1.0, 1.0, (n, 2)) * np.array([2.5, 3.5])
+        w = 10.0 ** rng.uniform(-6.0, 0.3, (n, 2))
+        sub = check_forms(q, exact, c - w * rng.random((n, 2)), c + w * rng.random((n, 2)),
+                          f"vanderpol {name}", rng)
+        rep.cases += sub.cases
+        rep.failures += sub.failures
+    return rep
+
+
+def test_forms_enclose_vanderpol():
+    check_vanderpol(40, "fast").done(120)
+
+
+@slow
+def test_forms_enclose_vanderpol_many():
+    check_vanderpol(1500, "slow").done(4500)

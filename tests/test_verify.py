@@ -317,3 +317,13 @@ def test_saturated_controller_closed_loop_ct_and_dt():
         else:
             nxt = s.f(x, ctrl(x))
             assert bool((cand.value(nxt)[inside] < cand.value(x)[inside]).all())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_verification_matches_cpu():
+    s = get_system("vanderpol")
+    cand = QuadraticCandidate(lyapunov_P(s), s)
+    cpu = verify_candidate(s, cand, options=FAST)
+    gpu = verify_candidate(s, cand, options=VerifyOptions(time_limit=20.0, device="cuda"))
+    assert gpu.verified and cpu.verified
+    assert gpu.level == pytest.approx(cpu.level, rel=2e-3)

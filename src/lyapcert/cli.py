@@ -414,7 +414,11 @@ def verify_command(
         raise VerificationError(f"--max-boxes: expected a positive integer, got {max_boxes}")
     cand = ExpressionCandidate(candidate, s)
     options = VerifyOptions(
-        time_limit=time_limit, max_boxes=max_boxes, level_tolerance=tolerance, device=device
+        time_limit=time_limit,
+        max_boxes=max_boxes,
+        level_tolerance=tolerance,
+        device=device,
+        progress=err.is_terminal and not as_json,
     )
     result = verify_candidate(s, cand, level=level, options=options)
     if volume and result.level is not None and result.level > 0:
@@ -492,7 +496,7 @@ def _print_verify(s, result) -> None:
             )
         )
     out.print(f"hole: {result.hole or 'none (local quadratic certificate around x*)'}")
-    if result.inner_level is not None and result.local:
+    if result.inner_level is not None and result.local and result.level is not None:
         out.print(
             f"proof: local certificate x'Px <= {result.local['level']:.4g} (radius {result.local['radius']:.3g}), "
             f"inner level c0 = {result.inner_level:.4g}, decrease proven on c0 <= V <= level"

@@ -337,6 +337,11 @@ def verify_candidate(
             seconds=time.perf_counter() - started,
             **base,
         )
+    finally:
+        if options.progress:
+            from lyapcert.verify.progress import SearchProgress
+
+            SearchProgress.close_all()
 
 
 def _verify(problem: _Problem, level: float | None, started: float, base: dict) -> Result:
@@ -399,7 +404,13 @@ def _verify(problem: _Problem, level: float | None, started: float, base: dict) 
         )
     counterexample = min(found, key=lambda c: c["V"]) if found else None
     common = dict(
-        local=local.to_dict(), inner_level=c0, stats=stats, v_at_equilibrium=v_at_eq, **base
+        positivity=f"V > {c0:.6g} > 0 proven on the box outside the local region "
+        f"{{(x-x*)'P(x-x*) < {local.level:.6g}}}; V(x*) in [{v_at_eq[0]:.3g}, {v_at_eq[1]:.3g}]",
+        local=local.to_dict(),
+        inner_level=c0,
+        stats=stats,
+        v_at_equilibrium=v_at_eq,
+        **base,
     )
 
     if level is not None:

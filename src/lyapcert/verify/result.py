@@ -34,7 +34,9 @@ class Result:
     ``level_upper``: a level at which a violation is known (the largest level lies in between);
     ``hole``: None when the neighbourhood of ``x*`` is covered by the local certificate, else why
     not; ``counterexample``: a point where a condition provably fails (checked by interval
-    arithmetic at that point, so the violation is real); ``inner_level``: ``c0`` of the proof.
+    arithmetic at that point, so the violation is real); ``inner_level``: ``c0`` of the proof;
+    ``v_at_equilibrium``: an enclosure of ``V(x*)``; ``positivity``: what is proven about the sign
+    of ``V`` (``V > c0 > 0`` outside the local region; the proof itself does not need more).
     """
 
     verdict: Verdict
@@ -48,6 +50,7 @@ class Result:
     inner_level: float | None = None
     local: dict | None = None
     v_at_equilibrium: tuple[float, float] | None = None
+    positivity: str | None = None
     message: str = ""
     seconds: float = 0.0
     stats: SearchStats = field(default_factory=SearchStats)
