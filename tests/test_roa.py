@@ -218,3 +218,18 @@ def test_cuda_dynamics_in_both_precisions():
         out = s.f(x.cuda(), u.cuda())
         assert out.device.type == "cuda" and out.dtype == dtype
         torch.testing.assert_close(out.cpu(), s.f(x, u))
+
+
+def test_a_box_that_is_all_roa_is_drawn_shaded(tmp_path):
+    import matplotlib.image
+
+    from lyapcert.viz.roa_plot import ROA_COLOUR, plot_roa
+
+    s = get_system("damped_sho")
+    est = true_roa(s, resolution=40, cache=False)
+    assert est.fraction == 1.0
+    img = matplotlib.image.imread(plot_roa(s, est, tmp_path / "all.png"))[..., :3]
+    blue = np.array([int(ROA_COLOUR[i : i + 2], 16) / 255 for i in (1, 3, 5)])
+    shaded = 0.55 * blue + 0.45  # the ROA colour at alpha 0.55 over white
+    close = np.abs(img - shaded).max(axis=-1) < 0.05
+    assert close.mean() > 0.3

@@ -138,6 +138,11 @@ class Dual:
         # form across it (unbounded derivative where the switch may lie inside)
         value = self.value.softplus(beta, threshold)
         slope = (self.value * beta).sigmoid()
+        # above the threshold torch's slope is exactly 1 (the identity branch)
+        above = (self.value * beta - threshold).contains_zero() | _above(
+            self.value * beta, threshold
+        )
+        slope = _with_upper_one(slope, above)
         tangent = self.tangent * slope
         crossing = (self.value - threshold / beta).contains_zero()
         return Dual(value, _unbounded_where(tangent, crossing))
@@ -231,3 +236,16 @@ def _base_tensor(x) -> torch.Tensor:
     while isinstance(x, Dual):
         x = x.value
     return x.lo
+
+
+def _above(x, threshold: float) -> torch.Tensor:
+    while isinstance(x, Dual):
+        x = x.value
+    return x.hi > threshold
+
+
+def _with_upper_one(slope, mask: torch.Tensor):
+    """``slope`` with its upper end raised to 1 where ``mask`` holds (hull with the identity's)."""
+    if isinstance(slope, Interval):
+        return Interval(slope.lo, torch.where(mask, torch.ones_like(slope.hi), slope.hi))
+    return Dual(_with_upper_one(slope.value, mask), slope.tangent)

@@ -92,7 +92,8 @@ class Interval:
 
     @property
     def mid(self) -> torch.Tensor:
-        return 0.5 * self.lo + 0.5 * self.hi
+        """A point of the interval near its centre (clamped: ``0.5 lo + 0.5 hi`` may underflow)."""
+        return torch.minimum(torch.maximum(0.5 * self.lo + 0.5 * self.hi, self.lo), self.hi)
 
     @property
     def width(self) -> torch.Tensor:
@@ -174,7 +175,12 @@ class Interval:
         if torch.any(c == 0):
             return Interval.full(self.shape, self.lo)
         a, b = self.lo / c, self.hi / c
-        return Interval(down0(torch.minimum(a, b)), up0(torch.maximum(a, b)))
+        # a quotient is exactly 0 only when its numerator is 0 (one that underflows is not)
+        a_lo = torch.where(self.lo == 0, a, down(a))
+        a_hi = torch.where(self.lo == 0, a, up(a))
+        b_lo = torch.where(self.hi == 0, b, down(b))
+        b_hi = torch.where(self.hi == 0, b, up(b))
+        return Interval(torch.minimum(a_lo, b_lo), torch.maximum(a_hi, b_hi))
 
     def __rtruediv__(self, other) -> Interval:
         return self.reciprocal() * other
@@ -184,7 +190,10 @@ class Interval:
         straddle = (self.lo < 0) & (self.hi > 0)
         low = torch.where(straddle, torch.zeros_like(lo2), torch.minimum(lo2, hi2))
         high = torch.maximum(lo2, hi2)
-        return Interval(down0(low), up0(high))
+        both_zero = (self.lo == 0) & (self.hi == 0)
+        # a square that underflows to 0 is not exactly 0: widen it (the lower end stays >= 0)
+        low = torch.where(straddle, low, torch.clamp(down(low), min=0.0))
+        return Interval(low, torch.where(both_zero, high, up(high)))
 
     def pow_int(self, n: int) -> Interval:
         """``x ** n`` for an integer ``n``."""
@@ -259,15 +268,22 @@ class Interval:
         """Bounds of torch's softplus: log(1 + exp(beta x)) / beta, and x itself above
         ``threshold / beta`` where torch switches to the identity (the hull of both)."""
 
-        def exact(x):
-            return torch.nn.functional.softplus(x, beta=beta, threshold=1e300)
+        def exact(z):  # softplus with beta 1 and no threshold, on z = beta x
+            return torch.nn.functional.softplus(z, beta=1.0, threshold=1e300)
 
-        lo = down_lib(exact(self.lo))
-        hi = up_lib(exact(self.hi))
-        lin = self.lo * beta > threshold
-        lo = torch.where(lin, torch.minimum(lo, self.lo), lo)
-        linh = self.hi * beta > threshold
-        hi = torch.where(linh, torch.maximum(hi, self.hi), hi)
+        if beta <= 0:
+            raise ValueError(f"softplus: expected beta > 0, got {beta}")
+        z_lo, z_hi = self.lo * beta, self.hi * beta
+        if beta != 1.0:  # round beta x outward, then divide by beta outward
+            z_lo, z_hi = down(z_lo), up(z_hi)
+        lo = down_lib(exact(z_lo))
+        hi = up_lib(exact(z_hi))
+        if beta != 1.0:
+            lo, hi = down(lo / beta), up(hi / beta)
+        # torch returns x itself where beta x > threshold: include that branch (the hull)
+        reach = self.hi * beta > threshold
+        lo = torch.where(reach, torch.minimum(lo, self.lo), lo)
+        hi = torch.where(reach, torch.maximum(hi, self.hi), hi)
         return Interval(torch.clamp(lo, min=0.0), hi)
 
     def _periodic(self, fn, max_phase: float, min_phase: float) -> Interval:
@@ -311,7 +327,9 @@ class Interval:
         hi, hneg = f(self.hi)
         if slope < 0:
             raise ValueError("leaky_relu with a negative slope is not monotone")
-        return Interval(torch.where(lneg, down0(lo), lo), torch.where(hneg, up0(hi), hi))
+        exact_lo = ~lneg | (slope == 0)
+        exact_hi = ~hneg | (slope == 0)
+        return Interval(torch.where(exact_lo, lo, down(lo)), torch.where(exact_hi, hi, up(hi)))
 
     def clamp(self, min=None, max=None) -> Interval:
         return Interval(

@@ -106,6 +106,8 @@ def _plot_2d(system, estimate, controller):
             cmap=matplotlib.colors.ListedColormap(["white", ROA_COLOUR]),
             alpha=0.55,
             interpolation="nearest",
+            vmin=0.0,
+            vmax=1.0,
         )
     else:
         pts = estimate.points[estimate.inside]
@@ -150,8 +152,31 @@ def _plot_slices(system, estimate, slices, controller):
             cmap=matplotlib.colors.ListedColormap(["white", ROA_COLOUR]),
             alpha=0.55,
             interpolation="nearest",
+            vmin=0.0,
+            vmax=1.0,
+        )
+        # the field projected on the slice plane (other states at x*)
+        gi = np.linspace(sl.axis_i[0], sl.axis_i[-1], 30)
+        gj = np.linspace(sl.axis_j[0], sl.axis_j[-1], 30)
+        mi, mj = np.meshgrid(gi, gj)
+        pts = np.tile(np.asarray(system.equilibrium, dtype=float), (mi.size, 1))
+        pts[:, i], pts[:, j] = mi.ravel(), mj.ravel()
+        vec = _field(system, controller, pts)
+        u, v = vec[:, i].reshape(mi.shape), vec[:, j].reshape(mi.shape)
+        ok = np.isfinite(u) & np.isfinite(v)
+        ax.streamplot(
+            gi,
+            gj,
+            np.where(ok, u, 0),
+            np.where(ok, v, 0),
+            color="0.4",
+            linewidth=0.5,
+            density=0.9,
+            arrowsize=0.6,
         )
         ax.plot(system.equilibrium[i], system.equilibrium[j], "k*", ms=9)
+        ax.set_xlim(sl.axis_i[0], sl.axis_i[-1])
+        ax.set_ylim(sl.axis_j[0], sl.axis_j[-1])
         ax.set_xlabel(system.state_names[i])
         ax.set_ylabel(system.state_names[j])
         others = [s for t, s in enumerate(system.state_names) if t not in (i, j)]
