@@ -365,6 +365,10 @@ def verify_command(
         float, typer.Option(help="Relative tolerance of the largest level.")
     ] = 1e-3,
     device: Annotated[str, typer.Option(help="torch device for the boxes: cpu or cuda.")] = "cpu",
+    decay_rate: Annotated[
+        float,
+        typer.Option(help="Discrete time: prove V(x+) - V(x) <= -k V(x) with this k (strictly)."),
+    ] = 0.0,
     volume: Annotated[
         bool,
         typer.Option(
@@ -407,6 +411,8 @@ def verify_command(
             "--candidate: required when verifying a system (or pass a certificate directory)"
         )
     s = resolve_system(system)
+    if not (math.isfinite(decay_rate) and 0 <= decay_rate < 1):
+        raise VerificationError(f"--decay-rate: expected 0 <= k < 1, got {decay_rate}")
     for name, value in (("--time-limit", time_limit), ("--tolerance", tolerance)):
         if not (math.isfinite(value) and value > 0):
             raise VerificationError(f"{name}: expected a finite number > 0, got {value}")
@@ -418,6 +424,7 @@ def verify_command(
         max_boxes=max_boxes,
         level_tolerance=tolerance,
         device=device,
+        decay_rate=decay_rate,
         progress=err.is_terminal and not as_json,
     )
     result = verify_candidate(s, cand, level=level, options=options)
