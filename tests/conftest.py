@@ -1,7 +1,12 @@
 """Shared test set-up: float64 everywhere, and a private cache folder for the true-ROA cache."""
 
+import os
+
 import pytest
 import torch
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)  # one worker per core: avoid oversubscribing the 2 cores
 
 
 @pytest.fixture(autouse=True)

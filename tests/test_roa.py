@@ -233,3 +233,35 @@ def test_a_box_that_is_all_roa_is_drawn_shaded(tmp_path):
     shaded = 0.55 * blue + 0.45  # the ROA colour at alpha 0.55 over white
     close = np.abs(img - shaded).max(axis=-1) < 0.05
     assert close.mean() > 0.3
+
+
+def test_slow_convergence_extends_the_horizon():
+    # a lightly damped pendulum from a file without simulation hints: the default horizon (50) is
+    # too short, the extension reaches the answer of the registry pendulum (about 50 % of the box)
+    s = System.from_equations(
+        "light_pendulum", ["x1", "x2"], ["x2", "-sin(x1) - 0.1*x2"], [[-3.5, 3.5], [-3, 3]]
+    )
+    est = true_roa(s, resolution=60, cache=False)
+    assert est.fraction == pytest.approx(0.50, abs=0.03)
+    short = true_roa(
+        s, resolution=60, cache=False, criterion=ConvergenceCriterion(max_horizon_factor=1.0)
+    )
+    assert short.fraction < 0.1
+
+
+def test_simulation_table_sets_the_defaults(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text(
+        'name = "s"\nstates = ["x"]\ndynamics = ["-x"]\ndomain = [[-1, 1]]\n'
+        "[simulation]\nhorizon = 7\nstep = 0.5\n"
+    )
+    crit = ConvergenceCriterion.for_system(System.from_file(path))
+    assert crit.horizon == 7 and crit.step == 0.5
+    path.write_text(
+        'name = "s"\nstates = ["x"]\ndynamics = ["-x"]\ndomain = [[-1, 1]]\n'
+        "[simulation]\nhorizn = 7\n"
+    )
+    from lyapcert.errors import SystemDefinitionError
+
+    with pytest.raises(SystemDefinitionError, match="horizn"):
+        System.from_file(path)

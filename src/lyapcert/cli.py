@@ -74,7 +74,9 @@ def handles_errors(fn):
         except LyapcertError as exc:
             if kwargs.get("as_json"):
                 _emit_json({"error": str(exc), "error_type": type(exc).__name__})
-            err.print(f"[bold red]error:[/] {exc}", markup=True, soft_wrap=True)
+            from rich.markup import escape
+
+            err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, soft_wrap=True)
             raise typer.Exit(EXIT_BAD_INPUT) from None
 
     return wrapper

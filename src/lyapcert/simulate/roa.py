@@ -9,7 +9,10 @@ one of these happens, checked every ``check_every`` steps:
 * escaped: ``max_i |z_i| >= escape_radius`` or a non-finite state;
 * settled elsewhere: the state moved less than ``settle_tolerance`` (scaled) since the last check
   while outside the convergence box (it rests at another equilibrium);
-* undecided: the horizon ended first.
+* undecided: the horizon ended first. Past the nominal ``horizon`` the simulation goes on, in
+  windows of a quarter horizon up to ``max_horizon_factor`` times the horizon, while more than
+  ``extension_threshold`` of the sample converged in the last window (slowly converging systems
+  get the time they need; stalled ones stop at the horizon).
 
 Only "converged" counts as inside the ROA. The volume is (number of converged points) / (number of
 points) x (box volume); on a grid each point stands for its cell.
@@ -59,6 +62,8 @@ class ConvergenceCriterion:
     escape_radius: float = 20.0
     settle_tolerance: float = 1e-9
     check_every: int = 20
+    max_horizon_factor: float = 4.0
+    extension_threshold: float = 1e-3
 
     def __post_init__(self) -> None:
         for name in ("horizon", "step", "convergence_radius", "escape_radius"):
@@ -85,18 +90,22 @@ class ConvergenceCriterion:
 
     @classmethod
     def for_system(cls, system: System, **overrides) -> ConvergenceCriterion:
-        """Defaults from the registry entry of ``system`` (if it is one), then ``overrides``."""
+        """Defaults from the registry entry of ``system`` or the ``[simulation]`` table of its
+        file, then ``overrides``."""
         from lyapcert.systems.registry import _ENTRIES
 
         base = cls()
         entry = _ENTRIES.get(system.name)
-        if entry is not None:
+        hints = dict(system.symbolic.spec.get("simulation") or {}) if system.symbolic else {}
+        if entry is not None and not hints:
             base = replace(
                 base,
                 horizon=entry.horizon,
                 step=entry.step,
                 convergence_radius=entry.convergence_radius,
             )
+        if hints:
+            base = replace(base, **hints)
         clean = {k: v for k, v in overrides.items() if v is not None}
         return replace(base, **clean) if clean else base
 
@@ -242,10 +251,16 @@ def label_convergence(
     x = points.clone()
     previous = x.clone()
 
+    window = max(criterion.check_every, steps // 4)
+    max_steps = max(steps, int(round(steps * criterion.max_horizon_factor)))
     bar = _progress_bar(progress, description, steps)
+    converged_at_window_start = 0
+    n_converged = 0
+    k = 0
     try:
         with torch.no_grad():
-            for k in range(1, steps + 1):
+            while k < max_steps:
+                k += 1
                 x = stepper(x)
                 if k % criterion.check_every and k != steps:
                     continue
@@ -258,13 +273,22 @@ def label_convergence(
                 outcomes[active[converged]] = CONVERGED
                 outcomes[active[escaped & ~converged]] = ESCAPED
                 outcomes[active[settled & ~escaped]] = SETTLED_ELSEWHERE
+                n_converged += int(converged.sum())
                 keep = ~(converged | escaped | settled)
                 active, x = active[keep], x[keep]
                 previous = x.clone()
                 if bar is not None:
-                    bar.update(k, len(active))
+                    bar.update(min(k, steps), len(active))
                 if active.numel() == 0:
                     break
+                if k >= steps and k % window == 0:
+                    # past the nominal horizon: go on only while points still converge to x*
+                    gained = n_converged - converged_at_window_start
+                    converged_at_window_start = n_converged
+                    if gained <= criterion.extension_threshold * points.shape[0]:
+                        break
+                elif k % window == 0:
+                    converged_at_window_start = n_converged
     finally:
         if bar is not None:
             bar.close()

@@ -14,6 +14,8 @@ Fields (``*`` = required)::
     time                "continuous" (default) or "discrete"
     dt                  step of a discrete-time system
     description, source text
+    simulation          table with horizon, step, convergence_radius, escape_radius: defaults
+                        for the true region of attraction (``lyapcert roa``)
 
 Numbers in ``domain``, ``equilibrium``, ``equilibrium_input`` and ``input_bounds`` may be
 constant expressions such as ``"-pi"`` or ``"m*g/2"``. Unknown keys are errors.
@@ -55,7 +57,9 @@ OPTIONAL = (
     "dt",
     "description",
     "source",
+    "simulation",
 )
+SIMULATION_FIELDS = ("horizon", "step", "convergence_radius", "escape_radius")
 FIELDS = REQUIRED + OPTIONAL
 
 
@@ -161,6 +165,24 @@ def system_from_spec(spec: Mapping[str, object]) -> System:
         raise SystemDefinitionError(f"expected a number, got {dt!r}", "dt")
     if dt is not None and not (math.isfinite(dt) and dt > 0):
         raise SystemDefinitionError(f"expected a finite step > 0, got {dt!r}", "dt")
+    sim = spec.get("simulation")
+    if sim is not None:
+        if not isinstance(sim, Mapping):
+            raise SystemDefinitionError(f"expected a table, got {sim!r}", "simulation")
+        for key, value in sim.items():
+            if key not in SIMULATION_FIELDS:
+                raise SystemDefinitionError(
+                    f"unknown key {key!r}; expected some of: {', '.join(SIMULATION_FIELDS)}",
+                    "simulation",
+                )
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not (math.isfinite(value) and value > 0)
+            ):
+                raise SystemDefinitionError(
+                    f"expected a finite number > 0, got {value!r}", f"simulation.{key}"
+                )
     for key in ("description", "source"):
         if not isinstance(spec.get(key, ""), str):
             raise SystemDefinitionError(f"expected a text, got {spec[key]!r}", key)
