@@ -252,7 +252,7 @@ def label_convergence(
     previous = x.clone()
 
     window = max(criterion.check_every, steps // 4)
-    max_steps = max(steps, int(round(steps * criterion.max_horizon_factor)))
+    max_steps = max(steps, round(steps * criterion.max_horizon_factor))
     bar = _progress_bar(progress, description, steps)
     converged_at_window_start = 0
     n_converged = 0
