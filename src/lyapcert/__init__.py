@@ -1,6 +1,7 @@
 """lyapcert: learn, formally certify and compare Lyapunov functions and regions of attraction."""
 
 from lyapcert.certificates.store import Certificate, load
+from lyapcert.certify import CertifyResult, certify
 from lyapcert.errors import LyapcertError
 from lyapcert.systems import Box, System, get_system, resolve_system, system_names
 
@@ -9,9 +10,11 @@ __version__ = "0.1.0"
 __all__ = [
     "Box",
     "Certificate",
+    "CertifyResult",
     "LyapcertError",
     "System",
     "__version__",
+    "certify",
     "get_system",
     "load",
     "resolve_system",

@@ -528,6 +528,98 @@ def _print_verify(s, result) -> None:
     out.print(f"time: {result.seconds:.2f} s; {st.boxes:,} boxes, depth {st.max_depth}")
 
 
+@app.command("certify")
+@handles_errors
+def certify_command(
+    system: SystemArg,
+    method: Annotated[str, typer.Option(help="Method: see `lyapcert methods`.")] = "quadratic",
+    option: Annotated[
+        list[str] | None,
+        typer.Option("--option", "-o", help="A method option as key=value (repeatable)."),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(help="TOML file of method options (top level or a [METHOD] table)."),
+    ] = None,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Save the certificate directory here.")
+    ] = None,
+    time_limit: Annotated[float, typer.Option(help="Seconds per branch-and-bound search.")] = 120.0,
+    tolerance: Annotated[
+        float, typer.Option(help="Relative tolerance of the largest level.")
+    ] = 1e-3,
+    device: Annotated[
+        str, typer.Option(help="torch device for verification: cpu or cuda.")
+    ] = "cpu",
+    as_json: JsonOpt = False,
+) -> None:
+    """Fit a Lyapunov function with a method, verify it, and compare it with the true ROA.
+
+    Exit status 0 when verified, 1 when not, 2 on bad input (nothing written).
+    """
+    from lyapcert.certify import certify
+    from lyapcert.errors import VerificationError
+    from lyapcert.methods import get_method
+    from lyapcert.methods.options import build_options, parse_assignments, read_config
+    from lyapcert.systems import resolve_system
+    from lyapcert.verify import VerifyOptions
+
+    s = resolve_system(system)
+    m = get_method(method)
+    values = read_config(config, method) if config is not None else {}
+    values.update(parse_assignments(option))
+    options = build_options(m.Options, values, where=f"{method} options")
+    if not (
+        math.isfinite(time_limit) and time_limit > 0 and math.isfinite(tolerance) and tolerance > 0
+    ):
+        raise VerificationError("--time-limit and --tolerance: expected finite numbers > 0")
+    show = err.is_terminal and not as_json
+    verify_options = VerifyOptions(
+        time_limit=time_limit, level_tolerance=tolerance, device=device, progress=show
+    )
+    res = certify(s, method, options, verify_options=verify_options, out=out_dir, progress=show)
+    payload = res.to_dict()
+    if as_json:
+        _emit_json(payload)
+    else:
+        _print_verify(s, res.result)
+        out.print(
+            f"method: {method}; train {res.train_seconds:.2f} s, verify {res.verify_seconds:.2f} s"
+        )
+        if res.true_roa_volume is not None:
+            out.print(f"true ROA volume: {res.true_roa_volume:.6g}")
+        if res.certificate_dir:
+            out.print(f"certificate: {res.certificate_dir}")
+    if not res.verified:
+        raise typer.Exit(EXIT_NEGATIVE)
+
+
+@app.command("methods")
+@handles_errors
+def methods_command(as_json: JsonOpt = False) -> None:
+    """List the methods and their options (name, type, default, meaning)."""
+    from lyapcert.methods import METHODS
+    from lyapcert.methods.options import describe
+
+    data = {
+        name: [
+            {"name": n, "type": t, "default": d, "doc": doc}
+            for n, t, d, doc in describe(cls.Options)
+        ]
+        for name, cls in METHODS.items()
+    }
+    if as_json:
+        _emit_json({"methods": data})
+        return
+    for name, opts in data.items():
+        table = Table(title=f"--method {name}")
+        for col in ("option", "type", "default", "meaning"):
+            table.add_column(col, overflow="fold")
+        for o in opts:
+            table.add_row(o["name"], o["type"], str(o["default"]), o["doc"])
+        out.print(table)
+
+
 def main() -> None:  # pragma: no cover - entry point
     app()
 

@@ -69,3 +69,11 @@ class VerificationError(LyapcertError, ValueError):
 
 class CertificateFileError(LyapcertError, ValueError):
     """A certificate directory is missing, unreadable or malformed."""
+
+
+class OptionsError(LyapcertError, ValueError):
+    """A method option is unknown or has a value of the wrong type."""
+
+
+class MethodError(LyapcertError, RuntimeError):
+    """A method failed to produce a candidate (for example NaN weights or a failed solver)."""

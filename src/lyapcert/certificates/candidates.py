@@ -120,6 +120,10 @@ class QuadraticCandidate(ExpressionCandidate):
         expr = sum(sympy.Float(P[i, j], 30) * e[i] * e[j] for i in range(n) for j in range(n))
         super().__init__(expr, system)
 
+    def describe(self) -> str:
+        rows = "; ".join(" ".join(f"{v:.6g}" for v in row) for row in self.P)
+        return f"V = (x - x*)' P (x - x*), P = [{rows}]"
+
     def to_dict(self) -> dict:
         return {"family": self.family, "P": self.P.tolist()}
 

@@ -67,7 +67,9 @@ def candidate_from_dict(data: dict, system: System) -> Candidate:
     )
 
 
-def save(directory: str | Path, system: System, candidate: Candidate, result) -> Path:
+def save(
+    directory: str | Path, system: System, candidate: Candidate, result, extra: dict | None = None
+) -> Path:
     """Write ``DIR/certificate.json`` for ``result`` (atomically); returns the file's path."""
     directory = Path(directory)
     payload = {
@@ -84,6 +86,7 @@ def save(directory: str | Path, system: System, candidate: Candidate, result) ->
         "settings": result.provenance.get("settings", {}),
         "provenance": {k: v for k, v in result.provenance.items() if k != "settings"},
         "verify_seconds": result.seconds,
+        **(extra or {}),
     }
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / FILENAME

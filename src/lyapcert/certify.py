@@ -1,0 +1,142 @@
+"""``certify``: fit a candidate with a method, verify it, measure it against the true ROA, save it.
+
+The method only proposes; the sound verifier finds the largest certified level; the volume is
+counted on the cached sample of ``lyapcert roa`` (``RoaEstimate.fraction_of_roa``), the same for
+every method.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lyapcert.errors import MethodError
+from lyapcert.methods import get_method
+from lyapcert.methods.options import build_options
+from lyapcert.systems.system import System
+from lyapcert.verify import Result, VerifyOptions, verify_candidate
+
+
+@dataclass
+class CertifyResult:
+    """The verifier's ``Result`` plus what the comparison needs (times, volumes, where saved)."""
+
+    result: Result
+    method: str
+    options: dict
+    train_seconds: float
+    verify_seconds: float
+    true_roa_volume: float | None = None
+    certified_volume: float | None = None
+    roa_fraction: float | None = None
+    certificate_dir: str | None = None
+    info: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def verified(self) -> bool:
+        return self.result.verified
+
+    def to_dict(self) -> dict:
+        d = self.result.to_dict()
+        d.update(
+            method=self.method,
+            options=self.options,
+            train_seconds=self.train_seconds,
+            verify_seconds=self.verify_seconds,
+            true_roa_volume=self.true_roa_volume,
+            certified_volume=self.certified_volume,
+            roa_fraction=self.roa_fraction,
+            certificate_dir=self.certificate_dir,
+            method_info=self.info,
+        )
+        return d
+
+
+def certify(
+    system: System,
+    method: str = "quadratic",
+    options=None,
+    verify_options: VerifyOptions | None = None,
+    out: str | Path | None = None,
+    roa: bool = True,
+    progress: bool = False,
+    **option_values,
+) -> CertifyResult:
+    """Fit with ``method``, verify (largest level), compare with the true ROA, save to ``out``.
+
+    ``options`` is the method's options dataclass, or a mapping; extra keyword arguments are
+    option values too (``certify(s, "quadratic", optimize=True)``).
+    """
+    m = get_method(method)
+    if options is None or isinstance(options, dict):
+        options = build_options(m.Options, {**(options or {}), **option_values}, where=method)
+    elif option_values:
+        options = dataclasses.replace(options, **option_values)
+    torch.manual_seed(getattr(options, "seed", 0))
+    fit = m.fit(system, options, progress=progress)
+    _check_finite(fit)
+    verify_options = verify_options or VerifyOptions(progress=progress)
+    started = time.perf_counter()
+    result = verify_candidate(
+        system, fit.candidate, controller=fit.controller, options=verify_options
+    )
+    verify_seconds = time.perf_counter() - started
+    out_result = CertifyResult(
+        result=result,
+        method=method,
+        options=dataclasses.asdict(options),
+        train_seconds=fit.train_seconds,
+        verify_seconds=verify_seconds,
+        info=fit.info,
+    )
+    if roa:
+        from lyapcert.simulate.roa import true_roa
+
+        est = true_roa(system, cache=True, progress=progress)
+        out_result.true_roa_volume = est.volume
+        if result.level is not None and result.verified:
+            with torch.no_grad():
+                v = fit.candidate.value(torch.as_tensor(est.points, dtype=torch.float64)).numpy()
+            inside = np.asarray(v <= result.level)
+            out_result.certified_volume = float(inside.mean() * est.box_volume)
+            out_result.roa_fraction = est.fraction_of_roa(inside)
+            result.certified_volume = out_result.certified_volume
+            result.roa_fraction = out_result.roa_fraction
+    if out is not None and result.level is not None:
+        from lyapcert.certificates.store import save
+
+        path = save(
+            out,
+            system,
+            fit.candidate,
+            result,
+            extra={
+                "method": method,
+                "options": out_result.options,
+                "train_seconds": fit.train_seconds,
+            },
+        )
+        out_result.certificate_dir = str(path.parent)
+    return out_result
+
+
+def _check_finite(fit) -> None:
+    cand = fit.candidate
+    for name in ("P",):
+        value = getattr(cand, name, None)
+        if value is not None and not np.all(np.isfinite(value)):
+            raise MethodError(
+                f"the method produced non-finite coefficients ({name}); no certificate"
+            )
+    module = getattr(cand, "module", None)
+    if module is not None:
+        for pname, p in module.named_parameters():
+            if not torch.isfinite(p).all():
+                raise MethodError(
+                    f"the method produced NaN or inf weights ({pname}); no certificate written"
+                )

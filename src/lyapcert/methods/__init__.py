@@ -1,0 +1,21 @@
+"""Methods that propose Lyapunov function candidates (the verifier decides)."""
+
+from lyapcert.errors import OptionsError
+from lyapcert.methods.base import Fit, Method
+from lyapcert.methods.quadratic import QuadraticMethod, QuadraticOptions
+
+METHODS: dict[str, type[Method]] = {
+    QuadraticMethod.name: QuadraticMethod,
+}
+
+
+def get_method(name: str) -> Method:
+    """The method called ``name`` (see ``METHODS``)."""
+    if name not in METHODS:
+        raise OptionsError(
+            f"--method: unknown method {name!r}; expected one of {', '.join(METHODS)}"
+        )
+    return METHODS[name]()
+
+
+__all__ = ["METHODS", "Fit", "Method", "QuadraticMethod", "QuadraticOptions", "get_method"]

@@ -1,0 +1,128 @@
+"""certify(): method -> verifier -> metric -> certificate; options and the certify command."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import lyapcert
+from lyapcert.certificates import NetworkCandidate
+from lyapcert.cli import app
+from lyapcert.errors import MethodError, OptionsError
+from lyapcert.methods import METHODS, Fit, Method, QuadraticOptions
+from lyapcert.methods.options import build_options, read_config
+from lyapcert.systems import get_system
+from lyapcert.verify import recheck
+
+
+def test_quadratic_on_a_linear_system_is_exact(tmp_path):
+    s = get_system("damped_sho")
+    res = lyapcert.certify(s, "quadratic", out=tmp_path / "c")
+    assert res.verified and res.result.hole is None
+    saved = json.loads((tmp_path / "c" / "certificate.json").read_text())
+    assert saved["method"] == "quadratic"
+    P = np.array(saved["candidate"]["P"])
+    t = np.linspace(-1, 1, 200_001)
+    faces = [np.stack([np.full_like(t, 5.0), 2 * t]), np.stack([5 * t, np.full_like(t, 2.0)])]
+    exact = min(float(np.einsum("in,ij,jn->n", f, P, f).min()) for f in faces)
+    assert exact * (1 - 2e-3) <= res.result.level <= exact
+    assert res.true_roa_volume == pytest.approx(40.0)
+    _, again = recheck(tmp_path / "c")
+    assert again.verified
+
+
+def test_quadratic_on_cubic_1d_stays_inside_the_true_roa():
+    res = lyapcert.certify(get_system("cubic_1d"), "quadratic")
+    assert res.verified
+    half_width = np.sqrt(res.result.level / 0.5)  # V = x^2 / 2 for Q = 1
+    assert 0.99 < half_width < 1.0
+    assert res.roa_fraction == pytest.approx(half_width, abs=0.01)
+
+
+def test_optimised_q_is_at_least_as_good_on_samples():
+    s = get_system("power_system")
+    plain = lyapcert.certify(s, "quadratic")
+    tuned = lyapcert.certify(s, "quadratic", optimize=True, iterations=100)
+    assert tuned.verified and plain.verified
+    assert tuned.roa_fraction >= plain.roa_fraction - 0.005
+
+
+def test_options_are_typed_and_unknown_keys_rejected(tmp_path):
+    assert build_options(QuadraticOptions, {"optimize": "true", "samples": "500"}).samples == 500
+    with pytest.raises(OptionsError, match="unknown option"):
+        build_options(QuadraticOptions, {"optimise": True})
+    with pytest.raises(OptionsError, match="integer"):
+        build_options(QuadraticOptions, {"samples": "many"})
+    with pytest.raises(OptionsError, match="q_scale"):
+        build_options(QuadraticOptions, {"q_scale": -1})
+    cfg = tmp_path / "cfg.toml"
+    cfg.write_text("seed = 3\n[quadratic]\noptimize = true\n")
+    assert read_config(cfg, "quadratic") == {"seed": 3, "optimize": True}
+
+
+def test_nan_weights_end_with_a_clear_error_and_nothing_written(tmp_path, monkeypatch):
+    class Broken(Method):
+        name = "broken"
+        Options = QuadraticOptions
+
+        def fit(self, system, options, progress=False):
+            net = torch.nn.Linear(2, 1)
+            net.weight.data[:] = float("nan")
+            return Fit(NetworkCandidate(net), 0.0)
+
+    monkeypatch.setitem(METHODS, "broken", Broken)
+    with pytest.raises(MethodError, match="NaN"):
+        lyapcert.certify(get_system("vanderpol"), "broken", out=tmp_path / "c")
+    assert not (tmp_path / "c").exists()
+    result = CliRunner().invoke(
+        app, ["certify", "vanderpol", "--method", "broken", "--out", str(tmp_path / "c")]
+    )
+    assert result.exit_code == 2 and not (tmp_path / "c").exists()
+
+
+def test_certify_command_json(tmp_path):
+    result = CliRunner().invoke(
+        app,
+        ["certify", "vanderpol", "--method", "quadratic", "--json", "--out", str(tmp_path / "c")],
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    for key in (
+        "verdict",
+        "condition",
+        "level",
+        "hole",
+        "certified_volume",
+        "true_roa_volume",
+        "roa_fraction",
+        "train_seconds",
+        "verify_seconds",
+        "certificate_dir",
+    ):
+        assert key in data
+    assert data["verdict"] == "verified" and data["hole"] == "none"
+    assert data["roa_fraction"] == pytest.approx(0.4715, abs=0.002)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--method", "nope"],
+        ["-o", "optimise=true"],
+        ["-o", "samples=lots"],
+        ["-o", "novalue"],
+        ["--config", "missing.toml"],
+    ],
+)
+def test_certify_bad_input_exits_2(args, tmp_path):
+    result = CliRunner().invoke(app, ["certify", "vanderpol", *args, "--out", str(tmp_path / "c")])
+    assert result.exit_code == 2, result.output
+    assert not (tmp_path / "c").exists()
+
+
+def test_methods_command_lists_options():
+    result = CliRunner().invoke(app, ["methods", "--json"])
+    data = json.loads(result.stdout)["methods"]
+    assert "quadratic" in data and any(o["name"] == "optimize" for o in data["quadratic"])
