@@ -126,3 +126,35 @@ def test_methods_command_lists_options():
     result = CliRunner().invoke(app, ["methods", "--json"])
     data = json.loads(result.stdout)["methods"]
     assert "quadratic" in data and any(o["name"] == "optimize" for o in data["quadratic"])
+
+
+def test_sos_on_a_linear_system(tmp_path):
+    res = lyapcert.certify(get_system("damped_sho"), "sos", degree=2, out=tmp_path / "c")
+    assert res.verified and res.info["solver_statuses"]
+    _, again = recheck(tmp_path / "c")
+    assert again.verified
+
+
+def test_sos_on_cubic_1d_stays_inside_the_true_roa():
+    s = get_system("cubic_1d")
+    res = lyapcert.certify(s, "sos", degree=4, iterations=2)
+    assert res.verified
+    # the certified set {V <= level} lies inside (-1, 1) and covers most of it
+    assert res.roa_fraction > 0.9
+    assert res.certified_volume <= res.true_roa_volume + 0.005
+
+
+def test_sos_options_and_requirements():
+    with pytest.raises(OptionsError, match="degree"):
+        lyapcert.certify(get_system("vanderpol"), "sos", degree=3)
+    from lyapcert.systems import System
+
+    python_defined = System("py", lambda x, u: -x, ("x",), lyapcert.Box((-1.0,), (1.0,)))
+    with pytest.raises(MethodError, match="equations"):
+        lyapcert.certify(python_defined, "sos")
+
+
+@pytest.mark.slow
+def test_sos_degree_4_on_vanderpol_is_verified():
+    res = lyapcert.certify(get_system("vanderpol"), "sos", degree=4, iterations=3)
+    assert res.verified and res.roa_fraction > 0.4

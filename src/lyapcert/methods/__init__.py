@@ -3,9 +3,11 @@
 from lyapcert.errors import OptionsError
 from lyapcert.methods.base import Fit, Method
 from lyapcert.methods.quadratic import QuadraticMethod, QuadraticOptions
+from lyapcert.methods.sos import SOSMethod, SOSOptions
 
 METHODS: dict[str, type[Method]] = {
     QuadraticMethod.name: QuadraticMethod,
+    SOSMethod.name: SOSMethod,
 }
 
 
@@ -18,4 +20,13 @@ def get_method(name: str) -> Method:
     return METHODS[name]()
 
 
-__all__ = ["METHODS", "Fit", "Method", "QuadraticMethod", "QuadraticOptions", "get_method"]
+__all__ = [
+    "METHODS",
+    "Fit",
+    "Method",
+    "QuadraticMethod",
+    "QuadraticOptions",
+    "SOSMethod",
+    "SOSOptions",
+    "get_method",
+]
