@@ -212,7 +212,6 @@ class SOSMethod(Method):
         if system.is_discrete:
             raise MethodError("sos: discrete-time systems are not supported by this method yet")
         statuses: list[str] = []
-        eps = options.epsilon
         sq = {tuple(2 if k == i else 0 for k in range(n)): 1.0 for i in range(n)}  # |e|^2
         p_shape = sq
         # start: the quadratic of the linearisation, normalised later by step A
@@ -313,7 +312,7 @@ class SOSMethod(Method):
             g_minus_v = poly_add({(0,) * n: gamma}, V, scales=[1.0, -1.0])
             target = poly_add(lie, sq, poly_mul(s2, g_minus_v), scales=[-1.0, -1.0, -1.0])
             prog.sos(target)
-            problem, status, _ = prog.solve(prog.cp.Minimize(0), options.solver)
+            _problem, status, _ = prog.solve(prog.cp.Minimize(0), options.solver)
             statuses.append(status)
             return status == "optimal", _value(s2)
 
@@ -358,7 +357,7 @@ class SOSMethod(Method):
             )
             b_minus_p = poly_add({(0,) * n: beta}, p, scales=[1.0, -1.0])
             prog.sos(poly_add(one_minus_v, poly_mul(s1, b_minus_p), scales=[1.0, -1.0]))
-            problem, status, _ = prog.solve(prog.cp.Minimize(0), options.solver)
+            _problem, status, _ = prog.solve(prog.cp.Minimize(0), options.solver)
             statuses.append(status)
             return status == "optimal", _value(s1)
 
@@ -396,7 +395,7 @@ class SOSMethod(Method):
         s1p = poly_mul(s1, p)
         beta_s1 = {ex: beta * c for ex, c in s1.items()}
         prog.sos(poly_add(one_minus_v, beta_s1, s1p, scales=[1.0, -1.0, 1.0]))
-        problem, status, _ = prog.solve(cp.Maximize(beta), options.solver)
+        _problem, status, _ = prog.solve(cp.Maximize(beta), options.solver)
         statuses.append(status)
         if status not in ("optimal", "optimal_inaccurate") or beta.value is None:
             return None, 0.0
