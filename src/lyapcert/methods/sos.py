@@ -44,6 +44,7 @@ class SOSOptions:
     epsilon: margin eps in V - eps |e|^2 and in the decrease condition
     solver: "clarabel" or "scs" (the other one is the fallback)
     bisection_steps: steps of each bisection
+    shape: the set grown inside the certificate: "quadratic" (of the linearisation) or "ball"
     seed: unused (the method is deterministic); kept for a uniform interface
     """
 
@@ -54,6 +55,7 @@ class SOSOptions:
     epsilon: float = 1e-6
     solver: str = "clarabel"
     bisection_steps: int = 12
+    shape: str = "quadratic"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -63,6 +65,8 @@ class SOSOptions:
             raise ValueError(f"multiplier_degree: expected 0, 2 or 4, got {self.multiplier_degree}")
         if self.solver not in ("clarabel", "scs"):
             raise ValueError(f"solver: expected 'clarabel' or 'scs', got {self.solver!r}")
+        if self.shape not in ("quadratic", "ball"):
+            raise ValueError(f"shape: expected 'quadratic' or 'ball', got {self.shape!r}")
         if not (1 <= self.taylor_degree <= 9):
             raise ValueError(f"taylor_degree: expected 1 to 9, got {self.taylor_degree}")
 
@@ -212,8 +216,6 @@ class SOSMethod(Method):
         if system.is_discrete:
             raise MethodError("sos: discrete-time systems are not supported by this method yet")
         statuses: list[str] = []
-        sq = {tuple(2 if k == i else 0 for k in range(n)): 1.0 for i in range(n)}  # |e|^2
-        p_shape = sq
         # start: the quadratic of the linearisation, normalised later by step A
         a = closed_loop_jacobian(system)
         P = lyapunov_matrix(a, np.eye(n), False)
@@ -222,6 +224,10 @@ class SOSMethod(Method):
             for j in range(n):
                 ex = tuple((1 if k == i else 0) + (1 if k == j else 0) for k in range(n))
                 V[ex] = V.get(ex, 0.0) + float(P[i, j])
+        # the shape p grown inside {V <= 1}: the quadratic of the linearisation (or |e|^2)
+        p_shape = dict(V) if options.shape == "quadratic" else {
+            tuple(2 if k == i else 0 for k in range(n)): 1.0 for i in range(n)
+        }
         history = []
         beta = 0.0
         for it in range(options.iterations):

@@ -1,0 +1,119 @@
+"""Benchmark: every method on the autonomous benchmark systems, one metric (% of the true ROA).
+
+    python benchmarks/roa_autonomous.py [--methods quadratic quadratic-opt sos] [--systems ...]
+        [--sos-degree 6] [--out benchmarks/results]
+
+Each row: method, verdict, hole, certified volume as % of the true ROA (counted on the
+`lyapcert roa` sample), train and verify seconds, and the published number from
+shared/benchmarks.md beside it. Methods not implemented yet are reported as such, not skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+from pathlib import Path
+
+import torch
+
+import lyapcert
+from lyapcert.methods import METHODS
+
+SYSTEMS = ["vanderpol", "vanderpol-mu3", "power_system", "pendulum", "poly2", "nonpoly2_3d"]
+# shared/benchmarks.md: best neural (Zubov + dReal) and SOS degree 6, % of the true ROA
+PUBLISHED = {
+    "vanderpol": {"neural": 95.6, "sos": 94.2},
+    "vanderpol-mu3": {"neural": 85.1, "sos": 70.9},
+    "power_system": {"neural": 82.5, "sos": 18.5},
+}
+VARIANTS = {
+    "quadratic": ("quadratic", {}),
+    "quadratic-opt": ("quadratic", {"optimize": True}),
+    "sos": ("sos", {}),
+    "neural-zubov": ("neural-zubov", {}),
+    "neural-lyapunov": ("neural-lyapunov", {}),
+    "neural-roa": ("neural-roa", {}),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--methods", nargs="*", default=list(VARIANTS))
+    parser.add_argument("--systems", nargs="*", default=SYSTEMS)
+    parser.add_argument("--sos-degree", type=int, default=6)
+    parser.add_argument("--out", default="benchmarks/results")
+    args = parser.parse_args()
+    rows = []
+    head = (
+        f"{'system':<15} {'method':<16} {'verdict':<9} {'hole':<5} {'% true ROA':>10} "
+        f"{'published':>10} {'train s':>8} {'verify s':>9}"
+    )
+    print(head)
+    for system_name in args.systems:
+        system = lyapcert.get_system(system_name)
+        for variant in args.methods:
+            method, opts = VARIANTS[variant]
+            if method == "sos":
+                opts = {**opts, "degree": args.sos_degree}
+            published = PUBLISHED.get(system_name, {}).get(
+                "sos" if method == "sos" else "neural" if method.startswith("neural") else "", None
+            )
+            row = {
+                "system": system_name,
+                "method": variant,
+                "options": opts,
+                "published_percent": published,
+            }
+            if method not in METHODS:
+                row.update(verdict="not implemented")
+                print(f"{system_name:<15} {variant:<16} not implemented yet", flush=True)
+                rows.append(row)
+                continue
+            try:
+                res = lyapcert.certify(system, method, **opts)
+            except lyapcert.LyapcertError as exc:
+                row.update(verdict="error", message=str(exc))
+                print(f"{system_name:<15} {variant:<16} error: {exc}", flush=True)
+                rows.append(row)
+                continue
+            pct = 100 * res.roa_fraction if res.roa_fraction is not None else None
+            row.update(
+                verdict=res.result.verdict.value,
+                hole=res.result.hole or "none",
+                level=res.result.level,
+                roa_percent=pct,
+                train_seconds=res.train_seconds,
+                verify_seconds=res.verify_seconds,
+                info={k: v for k, v in res.info.items() if k != "history"},
+            )
+            rows.append(row)
+            print(
+                f"{system_name:<15} {variant:<16} {row['verdict']:<9} {row['hole']:<5} "
+                f"{pct if pct is not None else float('nan'):>9.2f}% "
+                f"{published if published is not None else '-':>10} {res.train_seconds:>8.1f} "
+                f"{res.verify_seconds:>9.2f}",
+                flush=True,
+            )
+    meta = {
+        "cpu_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "sos_degree": args.sos_degree,
+        "command": "python benchmarks/roa_autonomous.py "
+        + " ".join(
+            f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
+            for k, v in vars(args).items()
+            if k != "out"
+        ),
+    }
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    path = Path(args.out) / "roa_autonomous.json"
+    path.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2, default=str))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
