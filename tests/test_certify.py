@@ -158,3 +158,69 @@ def test_sos_options_and_requirements():
 def test_sos_degree_4_on_vanderpol_is_verified():
     res = lyapcert.certify(get_system("vanderpol"), "sos", degree=4, iterations=3)
     assert res.verified and res.roa_fraction > 0.4
+
+
+def test_neural_lyapunov_on_damped_sho(tmp_path):
+    res = lyapcert.certify(
+        get_system("damped_sho"),
+        "neural-lyapunov",
+        epochs=300,
+        rounds=1,
+        samples=2048,
+        out=tmp_path / "c",
+    )
+    assert res.verified
+    _, again = recheck(tmp_path / "c")  # rebuilt from the architecture and weights.pt
+    assert again.verified and again.level == res.result.level
+
+
+def test_neural_lyapunov_on_cubic_1d_covers_most_of_the_true_roa():
+    res = lyapcert.certify(
+        get_system("cubic_1d"), "neural-lyapunov", epochs=400, rounds=1, samples=2001
+    )
+    assert res.verified
+    assert res.roa_fraction >= 0.9
+    assert res.certified_volume <= res.true_roa_volume + 0.005
+
+
+def test_tampered_network_weights_are_detected(tmp_path):
+    res = lyapcert.certify(
+        get_system("cubic_1d"),
+        "neural-lyapunov",
+        epochs=50,
+        rounds=1,
+        samples=500,
+        out=tmp_path / "c",
+    )
+    assert res.certificate_dir
+    from lyapcert.certificates.network import LyapunovNetwork
+
+    data = json.loads((tmp_path / "c" / "certificate.json").read_text())
+    net = LyapunovNetwork.from_spec(data["candidate"]["architecture"])
+    state = torch.load(tmp_path / "c" / "weights.pt", weights_only=True)
+    net.load_state_dict(state)
+    with torch.no_grad():
+        next(net.parameters()).add_(0.1)
+    torch.save(net.state_dict(), tmp_path / "c" / "weights.pt")
+    from lyapcert.errors import CertificateFileError
+
+    with pytest.raises(CertificateFileError, match="hash"):
+        lyapcert.load(tmp_path / "c")
+
+
+def test_a_network_without_architecture_cannot_be_saved(tmp_path):
+    from lyapcert.certificates.store import save
+    from lyapcert.errors import CertificateFileError
+    from lyapcert.verify import verify_candidate
+
+    s = get_system("cubic_1d")
+
+    class Square(torch.nn.Module):
+        def forward(self, x):
+            return (x * x).sum(-1)
+
+    cand = NetworkCandidate(Square())
+    r = verify_candidate(s, cand)
+    with pytest.raises(CertificateFileError, match="architecture"):
+        save(tmp_path / "c", s, cand, r)
+    assert not (tmp_path / "c").exists()

@@ -144,8 +144,9 @@ class NetworkCandidate(Candidate):
         return self.module
 
     def to_dict(self) -> dict:
-        digest = hashlib.sha256()
-        for k, v in sorted(self.module.state_dict().items()):
-            digest.update(k.encode())
-            digest.update(v.detach().cpu().double().numpy().tobytes())
-        return {"family": self.family, "weights_sha256": digest.hexdigest()}
+        from lyapcert.certificates.network import weights_digest
+
+        data = {"family": self.family, "weights_sha256": weights_digest(self.module)}
+        if hasattr(self.module, "spec"):
+            data.update(architecture=self.module.spec(), weights="weights.pt")
+        return data

@@ -56,14 +56,27 @@ def system_from_dict(data: dict) -> System:
     return system_from_spec(data["spec"])
 
 
-def candidate_from_dict(data: dict, system: System) -> Candidate:
+def candidate_from_dict(data: dict, system: System, directory: Path | None = None) -> Candidate:
     family = data.get("family") if isinstance(data, dict) else None
     if family == "expression":
         return ExpressionCandidate(data["expression"], system)
     if family == "quadratic":
         return QuadraticCandidate(data["P"], system)
+    if family == "network" and "architecture" in data and directory is not None:
+        from lyapcert.certificates.candidates import NetworkCandidate
+        from lyapcert.certificates.network import LyapunovNetwork, weights_digest
+
+        path = Path(directory) / data.get("weights", "weights.pt")
+        try:
+            net = LyapunovNetwork.from_spec(data["architecture"])
+            net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        except (OSError, RuntimeError, TypeError, ValueError, KeyError) as exc:
+            raise CertificateFileError(f"{path}: cannot rebuild the network: {exc}") from None
+        if weights_digest(net) != data.get("weights_sha256"):
+            raise CertificateFileError(f"{path}: the weights do not match the certificate's hash")
+        return NetworkCandidate(net)
     raise CertificateFileError(
-        f"candidate: unknown family {family!r}; expected 'expression' or 'quadratic'"
+        f"candidate: unknown family {family!r}; expected 'expression', 'quadratic' or 'network'"
     )
 
 
@@ -88,7 +101,18 @@ def save(
         "verify_seconds": result.seconds,
         **(extra or {}),
     }
+    module = getattr(candidate, "module", None)
+    if (
+        payload["candidate"].get("family") == "network"
+        and "architecture" not in payload["candidate"]
+    ):
+        raise CertificateFileError(
+            "this network has no rebuildable architecture (use certificates.network."
+            "LyapunovNetwork); it cannot be saved as a re-checkable certificate"
+        )
     directory.mkdir(parents=True, exist_ok=True)
+    if module is not None and "weights" in payload["candidate"]:
+        torch.save(module.state_dict(), directory / payload["candidate"]["weights"])
     path = directory / FILENAME
     tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps(payload, indent=2, default=float))
@@ -134,7 +158,7 @@ class Certificate:
 def load(directory: str | Path) -> Certificate:
     data = read(directory)
     system = system_from_dict(data["system"])
-    candidate = candidate_from_dict(data["candidate"], system)
+    candidate = candidate_from_dict(data["candidate"], system, Path(directory))
     level = data.get("level")
     if not isinstance(level, (int, float)):
         raise CertificateFileError(f"level: expected a number, got {level!r}")

@@ -2,12 +2,14 @@
 
 from lyapcert.errors import OptionsError
 from lyapcert.methods.base import Fit, Method
+from lyapcert.methods.neural import NeuralLyapunovMethod, NeuralOptions
 from lyapcert.methods.quadratic import QuadraticMethod, QuadraticOptions
 from lyapcert.methods.sos import SOSMethod, SOSOptions
 
 METHODS: dict[str, type[Method]] = {
     QuadraticMethod.name: QuadraticMethod,
     SOSMethod.name: SOSMethod,
+    NeuralLyapunovMethod.name: NeuralLyapunovMethod,
 }
 
 

@@ -225,9 +225,11 @@ class SOSMethod(Method):
                 ex = tuple((1 if k == i else 0) + (1 if k == j else 0) for k in range(n))
                 V[ex] = V.get(ex, 0.0) + float(P[i, j])
         # the shape p grown inside {V <= 1}: the quadratic of the linearisation (or |e|^2)
-        p_shape = dict(V) if options.shape == "quadratic" else {
-            tuple(2 if k == i else 0 for k in range(n)): 1.0 for i in range(n)
-        }
+        p_shape = (
+            dict(V)
+            if options.shape == "quadratic"
+            else {tuple(2 if k == i else 0 for k in range(n)): 1.0 for i in range(n)}
+        )
         history = []
         beta = 0.0
         for it in range(options.iterations):
