@@ -26,6 +26,8 @@ __all__ = [
     "METHODS",
     "Fit",
     "Method",
+    "NeuralLyapunovMethod",
+    "NeuralOptions",
     "QuadraticMethod",
     "QuadraticOptions",
     "SOSMethod",
