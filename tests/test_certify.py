@@ -224,3 +224,15 @@ def test_a_network_without_architecture_cannot_be_saved(tmp_path):
     with pytest.raises(CertificateFileError, match="architecture"):
         save(tmp_path / "c", s, cand, r)
     assert not (tmp_path / "c").exists()
+
+
+def test_neural_zubov_on_cubic_1d_and_damped_sho(tmp_path):
+    res = lyapcert.certify(get_system("cubic_1d"), "neural-zubov", epochs=400, samples=2001)
+    assert res.verified and res.roa_fraction >= 0.9
+    assert res.certified_volume <= res.true_roa_volume + 0.005
+    sho = lyapcert.certify(
+        get_system("damped_sho"), "neural-zubov", epochs=300, samples=2048, out=tmp_path / "c"
+    )
+    assert sho.verified
+    _, again = recheck(tmp_path / "c")
+    assert again.verified

@@ -5,11 +5,13 @@ from lyapcert.methods.base import Fit, Method
 from lyapcert.methods.neural import NeuralLyapunovMethod, NeuralOptions
 from lyapcert.methods.quadratic import QuadraticMethod, QuadraticOptions
 from lyapcert.methods.sos import SOSMethod, SOSOptions
+from lyapcert.methods.zubov import NeuralZubovMethod, ZubovOptions
 
 METHODS: dict[str, type[Method]] = {
     QuadraticMethod.name: QuadraticMethod,
     SOSMethod.name: SOSMethod,
     NeuralLyapunovMethod.name: NeuralLyapunovMethod,
+    NeuralZubovMethod.name: NeuralZubovMethod,
 }
 
 
@@ -28,9 +30,11 @@ __all__ = [
     "Method",
     "NeuralLyapunovMethod",
     "NeuralOptions",
+    "NeuralZubovMethod",
     "QuadraticMethod",
     "QuadraticOptions",
     "SOSMethod",
     "SOSOptions",
+    "ZubovOptions",
     "get_method",
 ]

@@ -1,0 +1,183 @@
+"""``neural-zubov``: a network trained on Zubov's equation with simulation data.
+
+Zubov: ``W(x) = 1 - exp(-V(x))`` with ``grad V . f = -beta phi(x)``, ``phi = |x - x*|^2``, so that
+``V(x) = beta * integral_0^inf phi(x(t)) dt`` along the trajectory from ``x`` (finite exactly on the
+region of attraction) and ``W < 1`` on it, ``W = 1`` outside. The sublevel sets of ``W`` (the same
+as those of ``V``) therefore follow the true ROA. Training (physics-informed):
+
+* data: ``W_target = 1 - exp(-beta * integral phi)``, the integral by the simulator's RK4
+  trajectories (points that do not converge get ``W_target = 1``);
+* PDE residual on the same points: ``grad W . f + beta phi (1 - W)``.
+
+``V`` is ``certificates.network.LyapunovNetwork`` (positive definite by construction); the
+verifier certifies ``V`` (not ``W``) at its largest level.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from lyapcert.certificates.candidates import NetworkCandidate
+from lyapcert.certificates.network import ACTIVATIONS, LyapunovNetwork
+from lyapcert.errors import MethodError
+from lyapcert.methods.base import Fit, Method
+from lyapcert.methods.quadratic import closed_loop_jacobian, lyapunov_matrix
+from lyapcert.simulate.integrate import make_stepper, n_steps
+from lyapcert.systems.system import System
+
+
+@dataclass
+class ZubovOptions:
+    """Options of the neural-zubov method.
+
+    width: hidden units per layer of phi
+    depth: hidden layers of phi
+    activation: tanh, softplus or sigmoid
+    epochs: optimiser steps
+    learning_rate: Adam step size
+    samples: training points drawn from the true-ROA sample
+    beta: scale of the Zubov cost (V = beta * integral |x - x*|^2 dt)
+    pde_weight: weight of the Zubov residual against the data term
+    horizon: simulated time for the cost integral (default: the system's ROA horizon)
+    use_quadratic: add beta e'Pe (A'P + PA = -I: Zubov's V of the linearisation) to V
+    seed: random seed (CPU runs are reproducible)
+    """
+
+    width: int = 32
+    depth: int = 2
+    activation: str = "tanh"
+    epochs: int = 3000
+    learning_rate: float = 3e-3
+    samples: int = 8192
+    beta: float = 1.0
+    pde_weight: float = 1.0
+    horizon: float | None = None
+    use_quadratic: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(
+                f"activation: expected one of {', '.join(ACTIVATIONS)}, got {self.activation!r}"
+            )
+        if min(self.width, self.depth, self.epochs, self.samples) < 1:
+            raise ValueError("width, depth, epochs and samples must be positive")
+        if not (self.beta > 0 and self.learning_rate > 0 and self.pde_weight >= 0):
+            raise ValueError("beta and learning_rate must be > 0, pde_weight >= 0")
+
+
+def zubov_targets(
+    system: System,
+    points: torch.Tensor,
+    inside: torch.Tensor,
+    beta: float,
+    horizon: float,
+    step: float,
+    controller=None,
+) -> torch.Tensor:
+    """``W_target = 1 - exp(-beta * int_0^T |x(t) - x*|^2 dt)`` by RK4 (trapezoid rule), and 1
+    for points outside the true ROA."""
+    steps, h = n_steps(system, horizon, step)
+    stepper = make_stepper(system, h, controller)
+    x_star = system.equilibrium_tensor()
+    x = points[inside].clone()
+    cost = torch.zeros(x.shape[0], dtype=torch.float64)
+    with torch.no_grad():
+        prev = ((x - x_star) ** 2).sum(1)
+        for _ in range(steps):
+            x = stepper(x)
+            now = ((x - x_star) ** 2).sum(1)
+            cost += 0.5 * h * (prev + now) * (1.0 if not system.is_discrete else 1.0)
+            prev = now
+            if float(now.max()) < 1e-14:
+                break
+    target = torch.ones(points.shape[0], dtype=torch.float64)
+    target[inside] = 1.0 - torch.exp(-beta * cost)
+    return target
+
+
+class NeuralZubovMethod(Method):
+    name = "neural-zubov"
+    Options = ZubovOptions
+
+    def fit(
+        self, system: System, options: ZubovOptions, progress: bool = False, controller=None
+    ) -> Fit:
+        from lyapcert.simulate.roa import ConvergenceCriterion, true_roa
+
+        if system.is_discrete:
+            raise MethodError("neural-zubov: continuous-time systems only (the PDE uses dV/dt)")
+        started = time.perf_counter()
+        torch.manual_seed(options.seed)
+        rng = np.random.default_rng(options.seed)
+        n = system.n_states
+        P = None
+        if options.use_quadratic:
+            a = closed_loop_jacobian(system, controller)
+            P = options.beta * lyapunov_matrix(a, np.eye(n), False)
+        net = LyapunovNetwork(
+            n, system.equilibrium, options.width, options.depth, options.activation, P=P
+        )
+        est = true_roa(system, cache=True, progress=progress)
+        idx = rng.choice(len(est.points), size=min(options.samples, len(est.points)), replace=False)
+        pts = torch.as_tensor(est.points[idx])
+        inside = torch.as_tensor(est.inside[idx])
+        crit = ConvergenceCriterion.for_system(system)
+        horizon = options.horizon or crit.horizon
+        target = zubov_targets(system, pts, inside, options.beta, horizon, crit.step, controller)
+        x_star = system.equilibrium_tensor()
+        opt = torch.optim.Adam(net.parameters(), lr=options.learning_rate)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, options.epochs)
+        history = []
+
+        def inputs(x):
+            if controller is not None:
+                return controller(x)
+            return system.equilibrium_input_tensor(x.dtype).expand(x.shape[0], -1)
+
+        fx = system.dynamics(pts, inputs(pts)).detach()
+        phi = ((pts - x_star) ** 2).sum(1)
+        for epoch in range(options.epochs):
+            x = pts.clone().requires_grad_(True)
+            v = net(x)
+            w = 1.0 - torch.exp(-v)
+            (grad_w,) = torch.autograd.grad(w.sum(), x, create_graph=True)
+            residual = (grad_w * fx).sum(1) + options.beta * phi * (1.0 - w)
+            loss_data = ((w - target) ** 2).mean()
+            loss_pde = (residual[inside] ** 2).mean() if inside.any() else torch.zeros(())
+            loss = loss_data + options.pde_weight * loss_pde
+            if not torch.isfinite(loss):
+                raise MethodError(f"neural-zubov: the loss became {float(loss)} at epoch {epoch}")
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            if epoch % 500 == 0 or epoch == options.epochs - 1:
+                history.append(
+                    {
+                        "epoch": epoch,
+                        "loss": float(loss.detach()),
+                        "data": float(loss_data.detach()),
+                        "pde": float(loss_pde.detach()),
+                    }
+                )
+                if progress:
+                    from rich.console import Console
+
+                    Console(stderr=True).print(
+                        f"neural-zubov epoch {epoch}: loss {float(loss):.4g} (data "
+                        f"{float(loss_data):.3g}, pde {float(loss_pde):.3g})"
+                    )
+        for pname, p in net.named_parameters():
+            if not torch.isfinite(p).all():
+                raise MethodError(f"neural-zubov: training produced NaN or inf weights ({pname})")
+        if not math.isfinite(history[-1]["loss"]):
+            raise MethodError("neural-zubov: training diverged")
+        return Fit(
+            NetworkCandidate(net), time.perf_counter() - started, controller, {"history": history}
+        )
