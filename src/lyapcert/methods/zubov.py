@@ -92,7 +92,7 @@ def zubov_targets(
         for _ in range(steps):
             x = stepper(x)
             now = ((x - x_star) ** 2).sum(1)
-            cost += 0.5 * h * (prev + now) * (1.0 if not system.is_discrete else 1.0)
+            cost += 0.5 * h * (prev + now)
             prev = now
             if float(now.max()) < 1e-14:
                 break
