@@ -27,6 +27,7 @@ from lyapcert.certificates.network import ACTIVATIONS, LyapunovNetwork
 from lyapcert.errors import MethodError
 from lyapcert.methods.base import Fit, Method
 from lyapcert.methods.quadratic import closed_loop_jacobian, lyapunov_matrix
+from lyapcert.methods.training import check_weights, input_function, labelled_sample
 from lyapcert.systems.system import System
 
 
@@ -75,12 +76,10 @@ class NeuralLyapunovMethod(Method):
     def fit(
         self, system: System, options: NeuralOptions, progress: bool = False, controller=None
     ) -> Fit:
-        from lyapcert.simulate.roa import true_roa
         from lyapcert.verify.falsify import decrease_function, falsification_points
 
         started = time.perf_counter()
         torch.manual_seed(options.seed)
-        rng = np.random.default_rng(options.seed)
         n = system.n_states
         P = None
         if options.use_quadratic:
@@ -93,10 +92,7 @@ class NeuralLyapunovMethod(Method):
         net = LyapunovNetwork(
             n, system.equilibrium, options.width, options.depth, options.activation, P=P
         )
-        est = true_roa(system, cache=True, progress=progress)
-        idx = rng.choice(len(est.points), size=min(options.samples, len(est.points)), replace=False)
-        pts = torch.as_tensor(est.points[idx])
-        inside = torch.as_tensor(est.inside[idx])
+        pts, inside = labelled_sample(system, options.samples, options.seed, progress)
         x_star = system.equilibrium_tensor()
         extra = torch.zeros(0, n, dtype=torch.float64)
         history = []
@@ -125,11 +121,7 @@ class NeuralLyapunovMethod(Method):
             if new.shape[0] == 0:
                 break
             extra = torch.cat([extra, new[:2048]])
-        for pname, p in net.named_parameters():
-            if not torch.isfinite(p).all():
-                raise MethodError(
-                    f"neural-lyapunov: training produced NaN or inf weights ({pname})"
-                )
+        check_weights(net, "neural-lyapunov")
         return Fit(
             NetworkCandidate(net), time.perf_counter() - started, controller, {"history": history}
         )
@@ -143,10 +135,7 @@ class NeuralLyapunovMethod(Method):
         out_pts = pts[~inside]
         in_pts = pts[inside]
 
-        def inputs(x):
-            if controller is not None:
-                return controller(x)
-            return system.equilibrium_input_tensor(x.dtype).expand(x.shape[0], -1)
+        inputs = input_function(system, controller)
 
         for epoch in range(options.epochs):
             x = dec_pts.clone().requires_grad_(True)

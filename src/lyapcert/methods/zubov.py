@@ -27,6 +27,7 @@ from lyapcert.certificates.network import ACTIVATIONS, LyapunovNetwork
 from lyapcert.errors import MethodError
 from lyapcert.methods.base import Fit, Method
 from lyapcert.methods.quadratic import closed_loop_jacobian, lyapunov_matrix
+from lyapcert.methods.training import check_weights, input_function, labelled_sample
 from lyapcert.simulate.integrate import make_stepper, n_steps
 from lyapcert.systems.system import System
 
@@ -108,13 +109,12 @@ class NeuralZubovMethod(Method):
     def fit(
         self, system: System, options: ZubovOptions, progress: bool = False, controller=None
     ) -> Fit:
-        from lyapcert.simulate.roa import ConvergenceCriterion, true_roa
+        from lyapcert.simulate.roa import ConvergenceCriterion
 
         if system.is_discrete:
             raise MethodError("neural-zubov: continuous-time systems only (the PDE uses dV/dt)")
         started = time.perf_counter()
         torch.manual_seed(options.seed)
-        rng = np.random.default_rng(options.seed)
         n = system.n_states
         P = None
         if options.use_quadratic:
@@ -123,10 +123,7 @@ class NeuralZubovMethod(Method):
         net = LyapunovNetwork(
             n, system.equilibrium, options.width, options.depth, options.activation, P=P
         )
-        est = true_roa(system, cache=True, progress=progress)
-        idx = rng.choice(len(est.points), size=min(options.samples, len(est.points)), replace=False)
-        pts = torch.as_tensor(est.points[idx])
-        inside = torch.as_tensor(est.inside[idx])
+        pts, inside = labelled_sample(system, options.samples, options.seed, progress)
         crit = ConvergenceCriterion.for_system(system)
         horizon = options.horizon or crit.horizon
         target = zubov_targets(system, pts, inside, options.beta, horizon, crit.step, controller)
@@ -135,10 +132,7 @@ class NeuralZubovMethod(Method):
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, options.epochs)
         history = []
 
-        def inputs(x):
-            if controller is not None:
-                return controller(x)
-            return system.equilibrium_input_tensor(x.dtype).expand(x.shape[0], -1)
+        inputs = input_function(system, controller)
 
         fx = system.dynamics(pts, inputs(pts)).detach()
         phi = ((pts - x_star) ** 2).sum(1)
@@ -173,9 +167,7 @@ class NeuralZubovMethod(Method):
                         f"neural-zubov epoch {epoch}: loss {float(loss):.4g} (data "
                         f"{float(loss_data):.3g}, pde {float(loss_pde):.3g})"
                     )
-        for pname, p in net.named_parameters():
-            if not torch.isfinite(p).all():
-                raise MethodError(f"neural-zubov: training produced NaN or inf weights ({pname})")
+        check_weights(net, "neural-zubov")
         if not math.isfinite(history[-1]["loss"]):
             raise MethodError("neural-zubov: training diverged")
         return Fit(
