@@ -55,7 +55,7 @@ class ZubovOptions:
     epochs: int = 3000
     learning_rate: float = 3e-3
     samples: int = 8192
-    beta: float = 1.0
+    beta: float = 0.05
     pde_weight: float = 1.0
     horizon: float | None = None
     use_quadratic: bool = True
