@@ -136,12 +136,16 @@ class NeuralZubovMethod(Method):
 
         fx = system.dynamics(pts, inputs(pts)).detach()
         phi = ((pts - x_star) ** 2).sum(1)
+        phi_floor = 1e-3 * options.beta * float(phi.mean())
         for epoch in range(options.epochs):
             x = pts.clone().requires_grad_(True)
             v = net(x)
             w = 1.0 - torch.exp(-v)
             (grad_w,) = torch.autograd.grad(w.sum(), x, create_graph=True)
             residual = (grad_w * fx).sum(1) + options.beta * phi * (1.0 - w)
+            # relative to the size of the decrease, so that points near x* count as much as far
+            # ones (an absolute residual ~|e|^2 would leave the decrease near x* untrained)
+            residual = residual / (options.beta * phi + phi_floor)
             loss_data = ((w - target) ** 2).mean()
             loss_pde = (residual[inside] ** 2).mean() if inside.any() else torch.zeros(())
             loss = loss_data + options.pde_weight * loss_pde
