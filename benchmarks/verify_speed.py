@@ -23,7 +23,7 @@ import scipy.linalg
 import torch
 
 from lyapcert.certificates import NetworkCandidate, QuadraticCandidate
-from lyapcert.simulate import true_roa
+from lyapcert.certify import region_share
 from lyapcert.systems import get_system
 from lyapcert.verify import VerifyOptions, verify_candidate
 
@@ -36,11 +36,8 @@ def lyapunov_P(system) -> np.ndarray:
 
 
 def roa_share(system, candidate, level: float) -> tuple[float, float]:
-    est = true_roa(system, cache=True)
-    with torch.no_grad():
-        v = candidate.value(torch.as_tensor(est.points, dtype=torch.float64)).numpy()
-    inside = v <= level
-    return float(inside.mean() * est.box_volume), 100 * est.fraction_of_roa(inside)
+    volume, share = region_share(system, candidate, level)
+    return volume, 100 * share
 
 
 class TanhCertificate(torch.nn.Module):

@@ -97,16 +97,11 @@ def certify(
     if roa:
         from lyapcert.simulate.roa import true_roa
 
-        est = true_roa(system, cache=True, progress=progress)
-        out_result.true_roa_volume = est.volume
+        out_result.true_roa_volume = true_roa(system, cache=True, progress=progress).volume
         if result.level is not None and result.verified:
-            with torch.no_grad():
-                v = fit.candidate.value(torch.as_tensor(est.points, dtype=torch.float64)).numpy()
-            inside = np.asarray(v <= result.level)
-            out_result.certified_volume = float(inside.mean() * est.box_volume)
-            out_result.roa_fraction = est.fraction_of_roa(inside)
-            result.certified_volume = out_result.certified_volume
-            result.roa_fraction = out_result.roa_fraction
+            volume, share = region_share(system, fit.candidate, result.level, progress)
+            out_result.certified_volume = result.certified_volume = volume
+            out_result.roa_fraction = result.roa_fraction = share
     if out is not None and result.level is not None:
         from lyapcert.certificates.store import save
 
@@ -123,6 +118,18 @@ def certify(
         )
         out_result.certificate_dir = str(path.parent)
     return out_result
+
+
+def region_share(system: System, candidate, level: float, progress: bool = False):
+    """``(volume, share of the true ROA)`` of ``{x in box : V(x) <= level}``, both counted on the
+    cached sample of ``lyapcert roa`` (the one metric every method and command uses)."""
+    from lyapcert.simulate.roa import true_roa
+
+    est = true_roa(system, cache=True, progress=progress)
+    with torch.no_grad():
+        values = candidate.value(torch.as_tensor(est.points, dtype=torch.float64)).numpy()
+    inside = np.asarray(values <= level)
+    return float(inside.mean() * est.box_volume), est.fraction_of_roa(inside)
 
 
 def _check_finite(fit) -> None:

@@ -476,17 +476,11 @@ def _recheck(directory: Path, as_json: bool) -> None:
 
 def _attach_volume(s, cand, result) -> None:
     """Certified volume and share of the true ROA, counted on the cached ROA sample."""
-    import numpy as np
-    import torch
+    from lyapcert.certify import region_share
 
-    from lyapcert.simulate.roa import true_roa
-
-    est = true_roa(s, cache=True, progress=err.is_terminal)
-    with torch.no_grad():
-        values = cand.value(torch.as_tensor(est.points, dtype=torch.float64)).numpy()
-    inside = np.asarray(values <= result.level)
-    result.certified_volume = float(inside.mean() * est.box_volume)
-    result.roa_fraction = est.fraction_of_roa(inside)
+    result.certified_volume, result.roa_fraction = region_share(
+        s, cand, result.level, err.is_terminal
+    )
 
 
 def _print_verify(s, result) -> None:

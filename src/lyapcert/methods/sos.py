@@ -200,6 +200,38 @@ def _value(poly: dict) -> dict:
     return out
 
 
+def _largest_feasible(feasible, steps: int, shrink: bool):
+    """The largest level ``t`` with ``feasible(t) = (True, multiplier)``: grow from 1 by factors of
+    4 up to ``GROWTH_CAP`` (or, with ``shrink``, shrink until feasible), bisect ``steps`` times,
+    then back off to ``BACK_OFF * t`` so that the V step has room. Returns ``(t, multiplier)``;
+    ``(0.0, None)`` when nothing is feasible."""
+    lo, hi, best = 0.0, 1.0, None
+    ok, s = feasible(hi)
+    while ok and hi < GROWTH_CAP:
+        lo, best = hi, s
+        hi *= 4
+        ok, s = feasible(hi)
+    if lo == 0.0 and shrink:
+        for _ in range(30):
+            hi /= 4
+            ok, s = feasible(hi)
+            if ok:
+                lo, best = hi, s
+                hi *= 4
+                break
+        else:
+            return 0.0, None
+    for _ in range(steps):
+        mid = 0.5 * (lo + hi)
+        ok, s = feasible(mid)
+        if ok:
+            lo, best = mid, s
+        else:
+            hi = mid
+    ok, s = feasible(lo * BACK_OFF)
+    return (lo * BACK_OFF, s) if ok else (lo, best)
+
+
 class SOSMethod(Method):
     name = "sos"
     Options = SOSOptions
@@ -324,35 +356,7 @@ class SOSMethod(Method):
             statuses.append(status)
             return status == "optimal", _value(s2)
 
-        lo, hi = 0.0, 1.0
-        ok, s2_best = feasible(hi)
-        while ok and hi < GROWTH_CAP:
-            lo, hi = hi, hi * 4
-            ok, s = feasible(hi)
-            if ok:
-                s2_best = s
-        if lo == 0.0:
-            # shrink until feasible
-            hi_ = 1.0
-            for _ in range(30):
-                hi_ /= 4
-                ok, s = feasible(hi_)
-                if ok:
-                    lo, s2_best = hi_, s
-                    hi = hi_ * 4
-                    break
-            else:
-                return 0.0, {}
-        for _ in range(options.bisection_steps):
-            mid = 0.5 * (lo + hi)
-            ok, s = feasible(mid)
-            if ok:
-                lo, s2_best = mid, s
-            else:
-                hi = mid
-        # back off from the edge of feasibility so that the V step has room
-        ok, s = feasible(lo * BACK_OFF)
-        return (lo * BACK_OFF, s) if ok else (lo, s2_best)
+        return _largest_feasible(feasible, options.bisection_steps, shrink=True)
 
     def _max_beta(self, V, p, n, options, statuses):
         """Bisection: the largest beta with (1 - V) - s1 (beta - p) SOS."""
@@ -369,22 +373,7 @@ class SOSMethod(Method):
             statuses.append(status)
             return status == "optimal", _value(s1)
 
-        lo, hi = 0.0, 1.0
-        s1_best = None
-        ok, s = feasible(hi)
-        while ok and hi < GROWTH_CAP:
-            lo, s1_best = hi, s
-            hi *= 4
-            ok, s = feasible(hi)
-        for _ in range(options.bisection_steps):
-            mid = 0.5 * (lo + hi)
-            ok, s = feasible(mid)
-            if ok:
-                lo, s1_best = mid, s
-            else:
-                hi = mid
-        ok, s = feasible(lo * BACK_OFF)
-        return (lo * BACK_OFF, s) if ok else (lo, s1_best)
+        return _largest_feasible(feasible, options.bisection_steps, shrink=False)
 
     def _improve_V(self, V, f, s1, s2, p, n, options, statuses):
         """With s1, s2 fixed: maximise beta over V (V(0) = 0, no linear terms)."""

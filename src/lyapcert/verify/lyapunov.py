@@ -351,7 +351,7 @@ def _verify(problem: _Problem, level: float | None, started: float, base: dict) 
         problem.x_star.cpu(),
         problem.lo.cpu(),
         problem.hi.cpu(),
-        _cpu_u_fn(problem),
+        problem.u_fn,
         discrete=problem.succ_q is not None,
     )
     v_star = _point_values(problem.value_q, problem.x_star)
@@ -520,10 +520,6 @@ def _done(
         hole=None,
         **common,
     )
-
-
-def _cpu_u_fn(problem: _Problem):
-    return problem.u_fn
 
 
 def _falsify(problem: _Problem) -> torch.Tensor | None:

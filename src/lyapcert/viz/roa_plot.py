@@ -65,6 +65,35 @@ def _field(system: System, controller: Controller | None, points: np.ndarray) ->
     return value.numpy()
 
 
+def _shade(ax, inside: np.ndarray, extent) -> None:
+    """The ROA (``inside``, rows along the vertical axis) shaded over ``extent``."""
+    ax.imshow(
+        inside,
+        origin="lower",
+        extent=extent,
+        aspect="auto",
+        cmap=matplotlib.colors.ListedColormap(["white", ROA_COLOUR]),
+        alpha=0.55,
+        interpolation="nearest",
+        vmin=0.0,
+        vmax=1.0,
+    )
+
+
+def _stream(ax, system, controller, pair, range_i, range_j, points: int, **style) -> None:
+    """Streamlines of the field projected on the plane of states ``pair`` through ``x*``."""
+    i, j = pair
+    gi = np.linspace(*range_i, points)
+    gj = np.linspace(*range_j, points)
+    mi, mj = np.meshgrid(gi, gj)
+    pts = np.tile(np.asarray(system.equilibrium, dtype=float), (mi.size, 1))
+    pts[:, i], pts[:, j] = mi.ravel(), mj.ravel()
+    vec = _field(system, controller, pts)
+    u, v = vec[:, i].reshape(mi.shape), vec[:, j].reshape(mi.shape)
+    ok = np.isfinite(u) & np.isfinite(v)
+    ax.streamplot(gi, gj, np.where(ok, u, 0), np.where(ok, v, 0), **style)
+
+
 def _plot_1d(system, estimate, controller):
     fig, ax = plt.subplots(figsize=(7, 3.5))
     order = np.argsort(estimate.points[:, 0])
@@ -98,31 +127,18 @@ def _plot_2d(system, estimate, controller):
     if estimate.sample.kind == "grid":
         r = estimate.sample.resolution
         inside = estimate.inside.reshape(r, r).T.astype(float)
-        ax.imshow(
-            inside,
-            origin="lower",
-            extent=(lo[0], hi[0], lo[1], hi[1]),
-            aspect="auto",
-            cmap=matplotlib.colors.ListedColormap(["white", ROA_COLOUR]),
-            alpha=0.55,
-            interpolation="nearest",
-            vmin=0.0,
-            vmax=1.0,
-        )
+        _shade(ax, inside, (lo[0], hi[0], lo[1], hi[1]))
     else:
         pts = estimate.points[estimate.inside]
         ax.scatter(pts[:, 0], pts[:, 1], s=1, color=ROA_COLOUR, alpha=0.5)
-    gx = np.linspace(lo[0], hi[0], 40)
-    gy = np.linspace(lo[1], hi[1], 40)
-    mx, my = np.meshgrid(gx, gy)
-    vec = _field(system, controller, np.stack([mx.ravel(), my.ravel()], axis=1))
-    u, v = vec[:, 0].reshape(mx.shape), vec[:, 1].reshape(mx.shape)
-    ok = np.isfinite(u) & np.isfinite(v)
-    ax.streamplot(
-        gx,
-        gy,
-        np.where(ok, u, 0),
-        np.where(ok, v, 0),
+    _stream(
+        ax,
+        system,
+        controller,
+        (0, 1),
+        (lo[0], hi[0]),
+        (lo[1], hi[1]),
+        40,
         color="0.35",
         linewidth=0.6,
         density=1.2,
@@ -144,31 +160,20 @@ def _plot_slices(system, estimate, slices, controller):
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.8 * rows), squeeze=False)
     for ax, sl in zip(axes.ravel(), slices):
         i, j = sl.pair
-        ax.imshow(
+        _shade(
+            ax,
             sl.inside.T.astype(float),
-            origin="lower",
-            aspect="auto",
-            extent=(sl.axis_i[0], sl.axis_i[-1], sl.axis_j[0], sl.axis_j[-1]),
-            cmap=matplotlib.colors.ListedColormap(["white", ROA_COLOUR]),
-            alpha=0.55,
-            interpolation="nearest",
-            vmin=0.0,
-            vmax=1.0,
+            (sl.axis_i[0], sl.axis_i[-1], sl.axis_j[0], sl.axis_j[-1]),
         )
         # the field projected on the slice plane (other states at x*)
-        gi = np.linspace(sl.axis_i[0], sl.axis_i[-1], 30)
-        gj = np.linspace(sl.axis_j[0], sl.axis_j[-1], 30)
-        mi, mj = np.meshgrid(gi, gj)
-        pts = np.tile(np.asarray(system.equilibrium, dtype=float), (mi.size, 1))
-        pts[:, i], pts[:, j] = mi.ravel(), mj.ravel()
-        vec = _field(system, controller, pts)
-        u, v = vec[:, i].reshape(mi.shape), vec[:, j].reshape(mi.shape)
-        ok = np.isfinite(u) & np.isfinite(v)
-        ax.streamplot(
-            gi,
-            gj,
-            np.where(ok, u, 0),
-            np.where(ok, v, 0),
+        _stream(
+            ax,
+            system,
+            controller,
+            (i, j),
+            (sl.axis_i[0], sl.axis_i[-1]),
+            (sl.axis_j[0], sl.axis_j[-1]),
+            30,
             color="0.4",
             linewidth=0.5,
             density=0.9,
