@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lyapcert.errors import MethodError
+from lyapcert.errors import MethodError, OptionsError
 from lyapcert.methods import get_method
 from lyapcert.methods.options import build_options
 from lyapcert.systems.system import System
@@ -65,12 +65,17 @@ def certify(
     out: str | Path | None = None,
     roa: bool = True,
     progress: bool = False,
+    resume: bool = False,
+    checkpoint: str | Path | bool = True,
     **option_values,
 ) -> CertifyResult:
     """Fit with ``method``, verify (largest level), compare with the true ROA, save to ``out``.
 
     ``options`` is the method's options dataclass, or a mapping; extra keyword arguments are
-    option values too (``certify(s, "quadratic", optimize=True)``).
+    option values too (``certify(s, "quadratic", optimize=True)``). Methods that train keep a
+    checkpoint (``checkpoint``: a path, ``True`` for the default path in the cache folder, or
+    ``False``); ``resume=True`` continues an interrupted run from it. It is removed once the
+    certificate is verified and measured.
     """
     m = get_method(method)
     if options is None or isinstance(options, dict):
@@ -78,7 +83,11 @@ def certify(
     elif option_values:
         options = dataclasses.replace(options, **option_values)
     torch.manual_seed(getattr(options, "seed", 0))
-    fit = m.fit(system, options, progress=progress)
+    ckpt = training_checkpoint(system, m, options, checkpoint, resume)
+    if ckpt is not None:
+        fit = m.fit(system, options, progress=progress, checkpoint=ckpt)
+    else:
+        fit = m.fit(system, options, progress=progress)
     _check_finite(fit)
     verify_options = verify_options or VerifyOptions(progress=progress)
     started = time.perf_counter()
@@ -117,7 +126,27 @@ def certify(
             },
         )
         out_result.certificate_dir = str(path.parent)
+    if ckpt is not None:
+        ckpt.remove()
     return out_result
+
+
+def training_checkpoint(system: System, method, options, where=True, resume=False):
+    """The ``Checkpoint`` of a training run (``None`` for methods that keep none, or when
+    ``where`` is ``False``)."""
+    from lyapcert.methods.checkpoint import Checkpoint, checkpoint_key, default_checkpoint_path
+
+    if not getattr(method, "checkpoints", False) or where is False:
+        if resume:
+            raise OptionsError(
+                f"--resume: the {method.name} method keeps no checkpoint"
+                + (" (checkpoints are off)" if where is False else " (it trains nothing long)")
+                + "; run without --resume"
+            )
+        return None
+    key = checkpoint_key(system, method.name, dataclasses.asdict(options))
+    path = Path(where) if isinstance(where, (str, Path)) else default_checkpoint_path(key)
+    return Checkpoint(path, key, resume=resume)
 
 
 def region_share(system: System, candidate, level: float, progress: bool = False):

@@ -30,7 +30,7 @@ app = typer.Typer(
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
-EXIT_DONE, EXIT_NEGATIVE, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_DONE, EXIT_NEGATIVE, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 SystemArg = Annotated[
     str, typer.Argument(help="A registry name (see `lyapcert systems`) or a .toml system file.")
@@ -545,11 +545,21 @@ def certify_command(
     device: Annotated[
         str, typer.Option(help="torch device for verification: cpu or cuda.")
     ] = "cpu",
+    resume: Annotated[
+        bool,
+        typer.Option("--resume", help="Continue an interrupted training run from its checkpoint."),
+    ] = False,
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(help="Checkpoint file (default: in the cache folder, keyed by the run)."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Fit a Lyapunov function with a method, verify it, and compare it with the true ROA.
 
-    Exit status 0 when verified, 1 when not, 2 on bad input (nothing written).
+    Training methods save a checkpoint every few seconds and on Ctrl-C; rerun the same command
+    with --resume to continue. Exit status 0 when verified, 1 when not, 2 on bad input (nothing
+    written), 130 when interrupted.
     """
     from lyapcert.certify import certify
     from lyapcert.errors import VerificationError
@@ -571,7 +581,36 @@ def certify_command(
     verify_options = VerifyOptions(
         time_limit=time_limit, level_tolerance=tolerance, device=device, progress=show
     )
-    res = certify(s, method, options, verify_options=verify_options, out=out_dir, progress=show)
+    from lyapcert.certify import training_checkpoint
+    from lyapcert.errors import TrainingInterrupted
+
+    ckpt = training_checkpoint(s, m, options, checkpoint or True, resume)
+    if ckpt is not None and not resume and ckpt.path.exists() and not as_json:
+        err.print(f"note: an interrupted run left {ckpt.path}; --resume would continue it")
+    try:
+        res = certify(
+            s,
+            method,
+            options,
+            verify_options=verify_options,
+            out=out_dir,
+            progress=show,
+            resume=resume,
+            checkpoint=ckpt.path if ckpt is not None else False,
+        )
+    except TrainingInterrupted as exc:
+        if as_json:
+            _emit_json({"error": str(exc), "error_type": type(exc).__name__})
+        err.print(f"[bold yellow]interrupted:[/] {exc}")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except KeyboardInterrupt:
+        where = (
+            f"; the trained network is kept in {ckpt.path}: rerun with --resume to verify it"
+            if ckpt is not None
+            else ""
+        )
+        err.print(f"[bold yellow]interrupted[/] during verification{where}")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     payload = res.to_dict()
     if as_json:
         _emit_json(payload)

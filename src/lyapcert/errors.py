@@ -77,3 +77,18 @@ class OptionsError(LyapcertError, ValueError):
 
 class MethodError(LyapcertError, RuntimeError):
     """A method failed to produce a candidate (for example NaN weights or a failed solver)."""
+
+
+class TrainingInterrupted(LyapcertError):
+    """Training stopped on Ctrl-C or SIGTERM; ``checkpoint`` is the file that ``--resume`` continues
+    from (``None`` when checkpoints were off)."""
+
+    def __init__(self, method: str, checkpoint):
+        self.method = method
+        self.checkpoint = checkpoint
+        where = (
+            f"checkpoint saved at {checkpoint}; continue with the same command and --resume"
+            if checkpoint is not None
+            else "no checkpoint was kept (checkpoints were off)"
+        )
+        super().__init__(f"{method}: training interrupted; {where}")

@@ -3,6 +3,7 @@
 from lyapcert.errors import OptionsError
 from lyapcert.methods.base import Fit, Method
 from lyapcert.methods.neural import NeuralLyapunovMethod, NeuralOptions
+from lyapcert.methods.neural_roa import NeuralROAMethod, NeuralROAOptions
 from lyapcert.methods.quadratic import QuadraticMethod, QuadraticOptions
 from lyapcert.methods.sos import SOSMethod, SOSOptions
 from lyapcert.methods.zubov import NeuralZubovMethod, ZubovOptions
@@ -12,6 +13,7 @@ METHODS: dict[str, type[Method]] = {
     SOSMethod.name: SOSMethod,
     NeuralLyapunovMethod.name: NeuralLyapunovMethod,
     NeuralZubovMethod.name: NeuralZubovMethod,
+    NeuralROAMethod.name: NeuralROAMethod,
 }
 
 
@@ -30,6 +32,8 @@ __all__ = [
     "Method",
     "NeuralLyapunovMethod",
     "NeuralOptions",
+    "NeuralROAMethod",
+    "NeuralROAOptions",
     "NeuralZubovMethod",
     "QuadraticMethod",
     "QuadraticOptions",

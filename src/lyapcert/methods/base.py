@@ -20,10 +20,12 @@ class Fit:
 
 
 class Method(ABC):
-    """A way to find a Lyapunov function candidate. ``Options`` is its options dataclass."""
+    """A way to find a Lyapunov function candidate. ``Options`` is its options dataclass;
+    ``checkpoints`` says whether ``fit`` takes a ``checkpoint=`` (``methods.checkpoint``)."""
 
     name: str = ""
     Options: type = object
+    checkpoints: bool = False
 
     @abstractmethod
     def fit(self, system: System, options, progress: bool = False) -> Fit:

@@ -15,147 +15,150 @@ inside ``{V <= 1}``; they join the decrease set. The verifier decides afterwards
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from lyapcert.certificates.candidates import NetworkCandidate
-from lyapcert.certificates.network import ACTIVATIONS, LyapunovNetwork
 from lyapcert.errors import MethodError
 from lyapcert.methods.base import Fit, Method
-from lyapcert.methods.quadratic import closed_loop_jacobian, lyapunov_matrix
-from lyapcert.methods.training import check_weights, input_function, labelled_sample
+from lyapcert.methods.checkpoint import TrainingSession
+from lyapcert.methods.training import (
+    NetworkOptions,
+    build_network,
+    check_weights,
+    decrease,
+    input_function,
+    labelled_sample,
+    normalised_quadratic,
+)
 from lyapcert.systems.system import System
 
 
 @dataclass
-class NeuralOptions:
-    """Options of the neural-lyapunov method.
+class NeuralOptions(NetworkOptions):
+    """Options of the neural-lyapunov method (and those of every neural method).
 
-    width: hidden units per layer of phi
-    depth: hidden layers of phi
-    activation: tanh, softplus or sigmoid
-    epochs: optimiser steps per round
-    learning_rate: Adam step size
-    samples: training points drawn from the true-ROA sample
     margin: required decrease, dV/dt <= -margin |x - x*|^2 on the training points
-    rounds: counterexample-guided rounds
-    use_quadratic: add the quadratic of the linearisation to V
-    seed: random seed (CPU runs are reproducible)
+    rounds: counterexample-guided rounds (epochs each)
     """
 
-    width: int = 32
-    depth: int = 2
-    activation: str = "tanh"
-    epochs: int = 1500
-    learning_rate: float = 3e-3
-    samples: int = 8192
     margin: float = 0.01
     rounds: int = 2
-    use_quadratic: bool = True
-    seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(
-                f"activation: expected one of {', '.join(ACTIVATIONS)}, got {self.activation!r}"
-            )
-        if min(self.width, self.depth, self.epochs, self.samples, self.rounds) < 1:
-            raise ValueError("width, depth, epochs, samples and rounds must be positive")
-        if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
-            raise ValueError(f"learning_rate: expected a number > 0, got {self.learning_rate}")
+        super().__post_init__()
+        if self.rounds < 1 or self.margin < 0:
+            raise ValueError("rounds must be positive and margin >= 0")
 
 
 class NeuralLyapunovMethod(Method):
     name = "neural-lyapunov"
     Options = NeuralOptions
+    checkpoints = True
 
     def fit(
-        self, system: System, options: NeuralOptions, progress: bool = False, controller=None
+        self,
+        system: System,
+        options: NeuralOptions,
+        progress: bool = False,
+        controller=None,
+        checkpoint=None,
     ) -> Fit:
         from lyapcert.verify.falsify import decrease_function, falsification_points
 
         started = time.perf_counter()
         torch.manual_seed(options.seed)
         n = system.n_states
-        P = None
-        if options.use_quadratic:
-            try:
-                a = closed_loop_jacobian(system, controller)
-                P = lyapunov_matrix(a, np.eye(n), system.is_discrete)
-                P = P / max(1e-12, float(np.linalg.eigvalsh(P).max()))  # scale: V ~ O(|e|^2)
-            except MethodError:
-                P = None
-        net = LyapunovNetwork(
-            n, system.equilibrium, options.width, options.depth, options.activation, P=P
-        )
+        P = normalised_quadratic(system, controller) if options.use_quadratic else None
+        net = build_network(system, options, P)
         pts, inside = labelled_sample(system, options.samples, options.seed, progress)
-        x_star = system.equilibrium_tensor()
         extra = torch.zeros(0, n, dtype=torch.float64)
-        history = []
-        for round_ in range(options.rounds):
-            self._train(
-                system,
-                net,
-                pts,
-                inside,
-                extra,
-                x_star,
-                options,
-                controller,
-                progress,
-                history,
-                round_,
-            )
-            cand = NetworkCandidate(net)
-            lo, hi = system.domain.as_tensors()
-            fn = decrease_function(system, cand, controller)
-            found = falsification_points(fn, lo, hi, n_samples=4096, seed=options.seed + round_)
-            with torch.no_grad():
-                bad = (fn(found) >= 0) & (cand.value(found) <= 1.0)
-            new = found[bad]
-            history.append({"round": round_, "counterexamples": int(new.shape[0])})
-            if new.shape[0] == 0:
-                break
-            extra = torch.cat([extra, new[:2048]])
-        check_weights(net, "neural-lyapunov")
+        history: list[dict] = []
+        session = TrainingSession(self.name, options.rounds * options.epochs, checkpoint, progress)
+        state = session.restore()
+        start_step = 0
+        if state is not None:
+            net.load_state_dict(state["net"])
+            extra, history, start_step = state["extra"], state["history"], state["step"] + 1
+            if state["done"]:
+                start_step = options.rounds * options.epochs
+        with session:
+            for round_ in range(start_step // options.epochs, options.rounds):
+                first = (
+                    start_step - round_ * options.epochs
+                    if round_ == start_step // options.epochs
+                    else 0
+                )
+                self._train(
+                    system,
+                    net,
+                    pts,
+                    inside,
+                    extra,
+                    options,
+                    controller,
+                    session,
+                    history,
+                    round_,
+                    first,
+                    state,
+                )
+                state = None
+                cand = NetworkCandidate(net)
+                lo, hi = system.domain.as_tensors()
+                fn = decrease_function(system, cand, controller)
+                found = falsification_points(fn, lo, hi, n_samples=4096, seed=options.seed + round_)
+                with torch.no_grad():
+                    bad = (fn(found) >= 0) & (cand.value(found) <= 1.0)
+                new = found[bad]
+                history.append({"round": round_, "counterexamples": int(new.shape[0])})
+                session.metrics["counterexamples"] = float(new.shape[0])
+                if new.shape[0] == 0:
+                    break
+                extra = torch.cat([extra, new[:2048]])
+            session.finish({"net": net.state_dict(), "extra": extra, "history": history})
+        check_weights(net, self.name)
         return Fit(
             NetworkCandidate(net), time.perf_counter() - started, controller, {"history": history}
         )
 
-    @staticmethod
     def _train(
-        system, net, pts, inside, extra, x_star, options, controller, progress, history, round_
+        self,
+        system,
+        net,
+        pts,
+        inside,
+        extra,
+        options,
+        controller,
+        session,
+        history,
+        round_,
+        first,
+        state,
     ):
         opt = torch.optim.Adam(net.parameters(), lr=options.learning_rate)
+        if state is not None and first > 0:
+            opt.load_state_dict(state["optimizer"])
         dec_pts = torch.cat([pts[inside], extra])
         out_pts = pts[~inside]
         in_pts = pts[inside]
-
+        x_star = system.equilibrium_tensor()
         inputs = input_function(system, controller)
 
-        for epoch in range(options.epochs):
+        for epoch in range(first, options.epochs):
             x = dec_pts.clone().requires_grad_(True)
-            v = net(x)
             e2 = ((x - x_star) ** 2).sum(1)
-            if system.is_discrete:
-                dec = net(system.dynamics(x, inputs(x))) - v
-            else:
-                (grad,) = torch.autograd.grad(v.sum(), x, create_graph=True)
-                dec = (grad * system.dynamics(x, inputs(x))).sum(1)
-            loss_dec = torch.relu(dec + options.margin * e2).mean()
+            loss_dec = torch.relu(decrease(system, net, x, inputs) + options.margin * e2).mean()
             loss_out = (
                 torch.relu(1.0 - net(out_pts)).mean() if out_pts.shape[0] else torch.zeros(())
             )
             loss_in = torch.relu(net(in_pts) - 1.0).mean() if in_pts.shape[0] else torch.zeros(())
             loss = loss_dec + loss_out + loss_in
             if not torch.isfinite(loss):
-                raise MethodError(
-                    f"neural-lyapunov: the loss became {float(loss)} at epoch {epoch}"
-                )
+                raise MethodError(f"{self.name}: the loss became {float(loss)} at epoch {epoch}")
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -169,10 +172,13 @@ class NeuralLyapunovMethod(Method):
                         "shape": float((loss_out + loss_in).detach()),
                     }
                 )
-                if progress:
-                    from rich.console import Console
-
-                    Console(stderr=True).print(
-                        f"neural-lyapunov round {round_ + 1} epoch {epoch}: loss {float(loss):.4g} "
-                        f"(decrease {float(loss_dec):.3g}, shape {float(loss_out + loss_in):.3g})"
-                    )
+            session.tick(
+                round_ * options.epochs + epoch,
+                {"round": round_ + 1, "loss": float(loss.detach())},
+                lambda: {
+                    "net": net.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "extra": extra,
+                    "history": history,
+                },
+            )

@@ -107,8 +107,8 @@ def read_config(path: str | Path, method: str) -> dict:
 
 def describe(cls) -> list[tuple[str, str, object, str]]:
     """``(name, type, default, doc)`` for each option (docs from ``cls.__doc__``'s field lines)."""
-    doc = cls.__doc__ or ""
     notes = {}
+    doc = "\n".join(c.__doc__ or "" for c in reversed(cls.__mro__) if c is not object)
     for line in doc.splitlines():
         line = line.strip()
         if ":" in line and line.split(":", 1)[0].strip().isidentifier():

@@ -1,12 +1,58 @@
-"""Pieces shared by the neural methods: the labelled training sample, inputs, weight checks."""
+"""Pieces shared by the neural methods: network options, the labelled training sample, inputs,
+the network itself, weight checks."""
 
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from lyapcert.certificates.network import ACTIVATIONS, LyapunovNetwork
 from lyapcert.errors import MethodError
 from lyapcert.systems.system import System
+
+
+@dataclass
+class NetworkOptions:
+    """Options every neural method shares.
+
+    width: hidden units per layer of phi
+    depth: hidden layers of phi
+    activation: tanh, softplus or sigmoid
+    epochs: optimiser steps (per round, for methods with rounds)
+    learning_rate: Adam step size
+    samples: training points drawn from the true-ROA sample
+    use_quadratic: add the quadratic of the linearisation to V
+    seed: random seed (CPU runs are reproducible)
+    """
+
+    width: int = 32
+    depth: int = 2
+    activation: str = "tanh"
+    epochs: int = 1500
+    learning_rate: float = 3e-3
+    samples: int = 8192
+    use_quadratic: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(
+                f"activation: expected one of {', '.join(ACTIVATIONS)}, got {self.activation!r}"
+            )
+        if min(self.width, self.depth, self.epochs, self.samples) < 1:
+            raise ValueError("width, depth, epochs and samples must be positive")
+        if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
+            raise ValueError(f"learning_rate: expected a number > 0, got {self.learning_rate}")
+
+
+def build_network(system: System, options: NetworkOptions, P=None) -> LyapunovNetwork:
+    """The positive-definite network ``V`` of ``options`` around ``x*`` (plus ``e'Pe``)."""
+    return LyapunovNetwork(
+        system.n_states, system.equilibrium, options.width, options.depth, options.activation, P=P
+    )
 
 
 def labelled_sample(system: System, samples: int, seed: int, progress: bool = False):
@@ -42,3 +88,26 @@ def report(progress: bool, text: str) -> None:
         from rich.console import Console
 
         Console(stderr=True).print(text)
+
+
+def normalised_quadratic(system: System, controller=None):
+    """``P / lambda_max(P)`` of the linearisation's Lyapunov equation (``Q = I``), so that
+    ``e'Pe ~ |e|^2``; ``None`` when the linearisation has none (not Hurwitz / Schur)."""
+    from lyapcert.methods.quadratic import closed_loop_jacobian, lyapunov_matrix
+
+    try:
+        a = closed_loop_jacobian(system, controller)
+        P = lyapunov_matrix(a, np.eye(system.n_states), system.is_discrete)
+    except MethodError:
+        return None
+    return P / max(1e-12, float(np.linalg.eigvalsh(P).max()))
+
+
+def decrease(system: System, net, x: torch.Tensor, inputs) -> torch.Tensor:
+    """``dV/dt = grad V . f(x, u)`` (continuous time) or ``V(F(x, u)) - V(x)`` (discrete time),
+    differentiable in the weights; ``x`` must require grad in continuous time. ``[k]``."""
+    v = net(x)
+    if system.is_discrete:
+        return net(system.dynamics(x, inputs(x))) - v
+    (grad,) = torch.autograd.grad(v.sum(), x, create_graph=True)
+    return (grad * system.dynamics(x, inputs(x))).sum(1)

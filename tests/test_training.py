@@ -1,0 +1,161 @@
+"""Training runs: the neural-roa method, checkpoints on Ctrl-C / SIGTERM / kill -9, --resume."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+import lyapcert
+from lyapcert.errors import OptionsError, TrainingInterrupted
+from lyapcert.methods.checkpoint import TrainingSession
+from lyapcert.methods.neural_roa import NeuralROAOptions
+from lyapcert.systems import get_system
+from lyapcert.verify import recheck
+
+SMALL_ROA = dict(epochs=150, rounds=2, samples=2048, adversarial_points=512, verify_seconds=10.0)
+
+
+def test_neural_roa_on_damped_sho(tmp_path):
+    res = lyapcert.certify(get_system("damped_sho"), "neural-roa", **SMALL_ROA, out=tmp_path / "c")
+    assert res.verified and res.result.hole is None
+    _, again = recheck(tmp_path / "c")
+    assert again.verified and again.level == res.result.level
+    levels = [h for h in res.info["history"] if "level" in h]
+    assert len(levels) == 2  # the certified level was measured after every round
+
+
+def test_neural_roa_on_cubic_1d_covers_most_of_the_true_roa(tmp_path):
+    res = lyapcert.certify(
+        get_system("cubic_1d"), "neural-roa", **{**SMALL_ROA, "samples": 2001}, out=tmp_path / "c"
+    )
+    assert res.verified
+    assert res.roa_fraction >= 0.9
+    # the certified interval lies inside the true ROA (-1, 1)
+    cand = lyapcert.load(tmp_path / "c").candidate
+    lo, hi = get_system("cubic_1d").domain.as_tensors()
+    x = torch.linspace(float(lo[0]), float(hi[0]), 20001, dtype=torch.float64).reshape(-1, 1)
+    x = x[x[:, 0].abs() >= 1.0]
+    with torch.no_grad():
+        assert bool((cand.value(x) > res.result.level).all())
+
+
+def test_neural_roa_options_are_checked():
+    with pytest.raises(ValueError, match="refresh"):
+        NeuralROAOptions(refresh=1.5)
+    with pytest.raises(ValueError, match="rounds"):
+        NeuralROAOptions(rounds=0)
+
+
+def _interrupt_at(monkeypatch, at_step: int):
+    """Send this process SIGINT (a real Ctrl-C) right after epoch ``at_step``."""
+    original = TrainingSession.tick
+
+    def tick(self, step, metrics, state_fn):
+        if step == at_step:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.01)  # let the handler run
+        return original(self, step, metrics, state_fn)
+
+    monkeypatch.setattr(TrainingSession, "tick", tick)
+
+
+@pytest.mark.parametrize(
+    "method, options",
+    [
+        ("neural-lyapunov", dict(epochs=120, rounds=2, samples=1024)),
+        ("neural-roa", dict(SMALL_ROA, epochs=60, samples=1024)),
+    ],
+)
+def test_ctrl_c_leaves_a_checkpoint_and_resume_gives_the_same_network(
+    method, options, tmp_path, monkeypatch
+):
+    system = get_system("cubic_1d")
+    path = tmp_path / "run.pt"
+    straight = lyapcert.certify(system, method, checkpoint=path, roa=False, **options)
+    assert not path.exists()  # removed once the certificate is verified
+
+    with monkeypatch.context() as m:
+        _interrupt_at(m, 70)
+        with pytest.raises(TrainingInterrupted, match="--resume") as info:
+            lyapcert.certify(system, method, checkpoint=path, roa=False, **options)
+    assert info.value.checkpoint == path and path.exists()
+    assert torch.load(path, weights_only=True)["step"] == 70
+
+    resumed = lyapcert.certify(system, method, checkpoint=path, resume=True, roa=False, **options)
+    a = straight.result
+    b = resumed.result
+    assert b.verified == a.verified and b.level == pytest.approx(a.level, rel=1e-9)
+    assert not path.exists()
+
+
+def test_resume_without_a_checkpoint_or_with_other_options_is_refused(tmp_path, monkeypatch):
+    system = get_system("cubic_1d")
+    path = tmp_path / "run.pt"
+    with pytest.raises(OptionsError, match="no checkpoint"):
+        lyapcert.certify(system, "neural-lyapunov", checkpoint=path, resume=True, epochs=10)
+    with monkeypatch.context() as m:
+        _interrupt_at(m, 3)
+        with pytest.raises(TrainingInterrupted):
+            lyapcert.certify(system, "neural-lyapunov", checkpoint=path, epochs=10, samples=200)
+    with pytest.raises(OptionsError, match="another system, method or options"):
+        lyapcert.certify(
+            system, "neural-lyapunov", checkpoint=path, resume=True, epochs=11, samples=200
+        )
+    with pytest.raises(OptionsError, match="keeps no checkpoint"):
+        lyapcert.certify(system, "quadratic", resume=True)
+
+
+@pytest.mark.slow
+def test_sigterm_and_kill_9_leave_a_usable_checkpoint(tmp_path):
+    """The command line: SIGTERM -> exit 130 with a checkpoint; kill -9 -> the last periodic save
+    is intact (written atomically) and --resume accepts it."""
+    path = tmp_path / "run.pt"
+    cmd = [
+        sys.executable,
+        "-m",
+        "lyapcert.cli",
+        "certify",
+        "cubic_1d",
+        "--method",
+        "neural-lyapunov",
+        "-o",
+        "epochs=1000000",
+        "-o",
+        "samples=500",
+        "--checkpoint",
+        str(path),
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def wait_for_checkpoint(proc):
+        deadline = time.time() + 120
+        while not path.exists():
+            assert proc.poll() is None, proc.communicate()
+            assert time.time() < deadline, "no periodic checkpoint within 120 s"
+            time.sleep(0.5)
+
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for_checkpoint(proc)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "--resume" in stderr
+    first = torch.load(path, weights_only=True)["step"]
+
+    proc = subprocess.Popen(
+        [*cmd, "--resume"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    mtime = path.stat().st_mtime
+    deadline = time.time() + 120
+    while path.stat().st_mtime == mtime:  # the resumed run saves again
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() < deadline
+        time.sleep(0.5)
+    proc.kill()  # kill -9: no handler runs
+    proc.communicate(timeout=60)
+    state = torch.load(path, weights_only=True)
+    assert state["step"] > first and not state["done"]
