@@ -44,8 +44,11 @@ def main() -> None:
     parser.add_argument("--systems", nargs="*", default=SYSTEMS)
     parser.add_argument("--sos-degree", type=int, default=6)
     parser.add_argument("--out", default="benchmarks/results")
+    parser.add_argument("--name", default="roa_autonomous", help="results file stem")
     args = parser.parse_args()
     rows = []
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    path = Path(args.out) / f"{args.name}.json"
     head = (
         f"{'system':<15} {'method':<16} {'verdict':<9} {'hole':<5} {'% true ROA':>10} "
         f"{'published':>10} {'train s':>8} {'verify s':>9}"
@@ -77,6 +80,7 @@ def main() -> None:
                 row.update(verdict="error", message=str(exc))
                 print(f"{system_name:<15} {variant:<16} error: {exc}", flush=True)
                 rows.append(row)
+                _write(path, args, rows)
                 continue
             pct = 100 * res.roa_fraction if res.roa_fraction is not None else None
             row.update(
@@ -89,6 +93,7 @@ def main() -> None:
                 info={k: v for k, v in res.info.items() if k != "history"},
             )
             rows.append(row)
+            _write(path, args, rows)
             print(
                 f"{system_name:<15} {variant:<16} {row['verdict']:<9} {row['hole']:<5} "
                 f"{pct if pct is not None else float('nan'):>9.2f}% "
@@ -96,6 +101,14 @@ def main() -> None:
                 f"{res.verify_seconds:>9.2f}",
                 flush=True,
             )
+    _write(path, args, rows)
+    print(f"wrote {path}")
+    print()
+    print(markdown(rows))
+
+
+def _write(path: Path, args, rows: list[dict]) -> None:
+    """The results so far (rewritten after every row, so a stopped run keeps its rows)."""
     meta = {
         "cpu_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
@@ -109,10 +122,25 @@ def main() -> None:
             if k != "out"
         ),
     }
-    Path(args.out).mkdir(parents=True, exist_ok=True)
-    path = Path(args.out) / "roa_autonomous.json"
-    path.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2, default=str))
-    print(f"wrote {path}")
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2, default=str))
+    tmp.replace(path)
+
+
+def markdown(rows: list[dict]) -> str:
+    """The BENCHMARKS.md table of ``rows``."""
+    lines = [
+        "| system | method | verdict | hole | % true ROA | published | train s | verify s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        pct = r.get("roa_percent")
+        lines.append(
+            f"| `{r['system']}` | {r['method']} | {r['verdict']} | {r.get('hole', '-')} | "
+            f"{'-' if pct is None else f'{pct:.2f}'} | {r.get('published_percent') or '-'} | "
+            f"{r.get('train_seconds', float('nan')):.1f} | {r.get('verify_seconds', float('nan')):.2f} |"
+        )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

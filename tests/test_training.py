@@ -50,6 +50,14 @@ def test_neural_roa_options_are_checked():
         NeuralROAOptions(rounds=0)
 
 
+def test_progress_shows_epoch_loss_and_level(capfd):
+    with TrainingSession("demo", total=3, progress=True) as session:
+        for step in range(3):
+            session.tick(step, {"loss": 0.5 / (step + 1), "level": 0.25 * step}, dict)
+    err = capfd.readouterr().err
+    assert "demo" in err and "3/3" in err and "loss 0.167" in err and "level 0.5" in err
+
+
 def _interrupt_at(monkeypatch, at_step: int):
     """Send this process SIGINT (a real Ctrl-C) right after epoch ``at_step``."""
     original = TrainingSession.tick

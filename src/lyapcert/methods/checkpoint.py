@@ -130,6 +130,7 @@ class TrainingSession:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._old_handlers[sig] = signal.signal(sig, self._request_stop)
         if self.show:
+            from rich.console import Console
             from rich.progress import (
                 BarColumn,
                 MofNCompleteColumn,
@@ -144,6 +145,7 @@ class TrainingSession:
                 MofNCompleteColumn(),
                 TextColumn("{task.fields[metrics]}"),
                 TimeElapsedColumn(),
+                console=Console(stderr=True),
                 transient=False,
             )
             self._bar.start()

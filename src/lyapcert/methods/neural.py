@@ -71,9 +71,11 @@ class NeuralLyapunovMethod(Method):
         started = time.perf_counter()
         torch.manual_seed(options.seed)
         n = system.n_states
+        pts, inside = labelled_sample(system, options.samples, options.seed, progress)
+        # lambda_max(P) = 1: V >= e'Pe keeps the decrease near x* (scaling P down to the true ROA,
+        # as neural-roa does, left vanderpol falsified near x* without the PGD buffer)
         P = normalised_quadratic(system, controller) if options.use_quadratic else None
         net = build_network(system, options, P)
-        pts, inside = labelled_sample(system, options.samples, options.seed, progress)
         extra = torch.zeros(0, n, dtype=torch.float64)
         history: list[dict] = []
         session = TrainingSession(self.name, options.rounds * options.epochs, checkpoint, progress)

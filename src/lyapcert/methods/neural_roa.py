@@ -46,6 +46,8 @@ class NeuralROAOptions(NetworkOptions):
     """Options of the neural-roa method.
 
     epochs: optimiser steps per round
+    learning_rate: Adam step size (cosine decay to 5 % of it over the whole run)
+    use_quadratic: add the linearisation's quadratic to V, scaled to 1/2 at the farthest true-ROA point
     rounds: training rounds, each followed by a verification of the current V
     margin: required decrease, dV <= -margin |x - x*|^2 inside {V <= 1}
     adversarial_points: size of the PGD buffer
@@ -93,25 +95,31 @@ class NeuralROAMethod(Method):
         torch.manual_seed(options.seed)
         gen = torch.Generator().manual_seed(options.seed)
         n = system.n_states
-        P = normalised_quadratic(system, controller) if options.use_quadratic else None
-        net = build_network(system, options, P)
         pts, inside = labelled_sample(system, options.samples, options.seed, progress)
+        P = None
+        if options.use_quadratic:
+            P = normalised_quadratic(system, controller, pts[inside])
+        net = build_network(system, options, P)
         lo, hi = system.domain.as_tensors()
         x_star = system.equilibrium_tensor()
         inputs = input_function(system, controller)
         opt = torch.optim.Adam(net.parameters(), lr=options.learning_rate)
+        total = options.rounds * options.epochs
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(
+            opt, total, eta_min=0.05 * options.learning_rate
+        )
         buffer = lo + torch.rand(
             options.adversarial_points, n, generator=gen, dtype=torch.float64
         ) * (hi - lo)
         history: list[dict] = []
         best = None  # (share, state dict) of the best verified round
-        total = options.rounds * options.epochs
         session = TrainingSession(self.name, total, checkpoint, progress)
         state = session.restore()
         start = 0
         if state is not None:
             net.load_state_dict(state["net"])
             opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
             buffer, history, start = state["buffer"], state["history"], state["step"] + 1
             gen.set_state(state["generator"])
             if state["best_net"] is not None:
@@ -123,6 +131,7 @@ class NeuralROAMethod(Method):
             return {
                 "net": net.state_dict(),
                 "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
                 "buffer": buffer,
                 "history": history,
                 "generator": gen.get_state(),
@@ -143,6 +152,7 @@ class NeuralROAMethod(Method):
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
+                sched.step()
                 metrics = {"loss": float(loss.detach())}
                 if step % 100 == 0:
                     history.append({"epoch": step, **metrics, **parts})

@@ -90,9 +90,11 @@ def report(progress: bool, text: str) -> None:
         Console(stderr=True).print(text)
 
 
-def normalised_quadratic(system: System, controller=None):
-    """``P / lambda_max(P)`` of the linearisation's Lyapunov equation (``Q = I``), so that
-    ``e'Pe ~ |e|^2``; ``None`` when the linearisation has none (not Hurwitz / Schur)."""
+def normalised_quadratic(system: System, controller=None, region: torch.Tensor | None = None):
+    """``P`` of the linearisation's Lyapunov equation (``Q = I``), scaled so that
+    ``max e'Pe = 1/2`` over the points ``region`` (the true-ROA sample: then ``{V <= 1}`` can still
+    reach all of it, since the network only adds to ``V``), or ``lambda_max(P) = 1`` without
+    ``region``; ``None`` when the linearisation has none (not Hurwitz / Schur)."""
     from lyapcert.methods.quadratic import closed_loop_jacobian, lyapunov_matrix
 
     try:
@@ -100,6 +102,11 @@ def normalised_quadratic(system: System, controller=None):
         P = lyapunov_matrix(a, np.eye(system.n_states), system.is_discrete)
     except MethodError:
         return None
+    if region is not None and len(region):
+        e = region - system.equilibrium_tensor()
+        top = float(((e @ torch.as_tensor(P)) * e).sum(1).max())
+        if top > 0:
+            return P * (0.5 / top)
     return P / max(1e-12, float(np.linalg.eigvalsh(P).max()))
 
 
