@@ -28,10 +28,12 @@ PUBLISHED = {
     "vanderpol-mu3": {"neural": 85.1, "sos": 70.9},
     "power_system": {"neural": 82.5, "sos": 18.5},
 }
+# every method once; "-opt" / "-box": the quadratic with Q searched, SOS without simulation data
 VARIANTS = {
     "quadratic": ("quadratic", {}),
     "quadratic-opt": ("quadratic", {"optimize": True}),
     "sos": ("sos", {}),
+    "sos-box": ("sos", {"target": "box"}),
     "neural-zubov": ("neural-zubov", {}),
     "neural-lyapunov": ("neural-lyapunov", {}),
     "neural-roa": ("neural-roa", {}),

@@ -75,6 +75,7 @@ def _interrupt_at(monkeypatch, at_step: int):
     "method, options",
     [
         ("neural-lyapunov", dict(epochs=120, rounds=2, samples=1024)),
+        ("neural-zubov", dict(epochs=200, samples=1024)),
         ("neural-roa", dict(SMALL_ROA, epochs=60, samples=1024)),
     ],
 )

@@ -10,7 +10,7 @@ plus the quadratic of the linearisation; the target set is ``S = {V <= 1}``. Eac
   in discrete time); a share of the buffer is redrawn uniformly every epoch;
 * loss: the decrease violation ``relu(dV + margin |e|^2)`` on the buffer points inside ``S`` and on
   the true-ROA sample inside ``S``; coverage ``relu(V - 1)`` on points of the true ROA (this is
-  what enlarges ``S``); exclusion ``relu(1 - V)`` on points outside it.
+  what enlarges ``S``); exclusion ``relu(1 - V)`` on points outside it and on the box's faces.
 
 After every round the sound verifier certifies the current ``V`` (coarse tolerance): the progress
 shows the certified level and its share of the true ROA, and the point that limits the level joins
@@ -34,6 +34,7 @@ from lyapcert.methods.training import (
     build_network,
     check_weights,
     decrease,
+    face_points,
     input_function,
     labelled_sample,
     normalised_quadratic,
@@ -139,7 +140,9 @@ class NeuralROAMethod(Method):
                 "best_share": 0.0 if best is None else best[0],
             }
 
-        in_pts, out_pts = pts[inside], pts[~inside]
+        # outside the true ROA and on the box's faces: V >= 1 (the set may reach neither)
+        faces = face_points(system, max(64, options.samples // 8), options.seed)
+        in_pts, out_pts = pts[inside], torch.cat([pts[~inside], faces])
         step_size = options.pgd_step * (hi - lo)
         with session:
             for step in range(start, total):

@@ -118,3 +118,17 @@ def decrease(system: System, net, x: torch.Tensor, inputs) -> torch.Tensor:
         return net(system.dynamics(x, inputs(x))) - v
     (grad,) = torch.autograd.grad(v.sum(), x, create_graph=True)
     return (grad * system.dynamics(x, inputs(x))).sum(1)
+
+
+def face_points(system: System, count: int, seed: int) -> torch.Tensor:
+    """``count`` random points on the faces of the box ``[count, n]`` (a certified sublevel set
+    may not reach them)."""
+    gen = torch.Generator().manual_seed(seed)
+    lo, hi = system.domain.as_tensors(torch.float64)
+    n = lo.shape[0]
+    x = lo + torch.rand(count, n, generator=gen, dtype=torch.float64) * (hi - lo)
+    axis = torch.randint(n, (count,), generator=gen)
+    upper = torch.rand(count, generator=gen) < 0.5
+    rows = torch.arange(count)
+    x[rows, axis] = torch.where(upper, hi[axis], lo[axis])
+    return x

@@ -15,7 +15,6 @@ verifier certifies ``V`` (not ``W``) at its largest level.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 
@@ -23,53 +22,45 @@ import numpy as np
 import torch
 
 from lyapcert.certificates.candidates import NetworkCandidate
-from lyapcert.certificates.network import ACTIVATIONS, LyapunovNetwork
 from lyapcert.errors import MethodError
 from lyapcert.methods.base import Fit, Method
+from lyapcert.methods.checkpoint import TrainingSession
 from lyapcert.methods.quadratic import closed_loop_jacobian, lyapunov_matrix
-from lyapcert.methods.training import check_weights, input_function, labelled_sample
+from lyapcert.methods.training import (
+    NetworkOptions,
+    build_network,
+    check_weights,
+    input_function,
+    labelled_sample,
+)
 from lyapcert.simulate.integrate import make_stepper, n_steps
 from lyapcert.systems.system import System
 
 
 @dataclass
-class ZubovOptions:
+class ZubovOptions(NetworkOptions):
     """Options of the neural-zubov method.
 
-    width: hidden units per layer of phi
-    depth: hidden layers of phi
-    activation: tanh, softplus or sigmoid
-    epochs: optimiser steps
-    learning_rate: Adam step size
-    samples: training points drawn from the true-ROA sample
+    epochs: optimiser steps (cosine learning-rate decay)
     beta: scale of the Zubov cost (V = beta * integral |x - x*|^2 dt)
     pde_weight: weight of the Zubov residual against the data term
     horizon: simulated time for the cost integral (default: the system's ROA horizon)
-    use_quadratic: add beta e'Pe (A'P + PA = -I: Zubov's V of the linearisation) to V
-    seed: random seed (CPU runs are reproducible)
+    use_quadratic: add quadratic_scale beta e'Pe (A'P + PA = -I: Zubov's V of the linearisation)
+    quadratic_scale: share of that quadratic fixed in V (V >= it, so a large share caps the region)
     """
 
-    width: int = 32
-    depth: int = 2
-    activation: str = "tanh"
     epochs: int = 3000
-    learning_rate: float = 3e-3
-    samples: int = 8192
     beta: float = 0.05
     pde_weight: float = 1.0
     horizon: float | None = None
-    use_quadratic: bool = True
-    seed: int = 0
+    quadratic_scale: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(
-                f"activation: expected one of {', '.join(ACTIVATIONS)}, got {self.activation!r}"
-            )
-        if min(self.width, self.depth, self.epochs, self.samples) < 1:
-            raise ValueError("width, depth, epochs and samples must be positive")
-        if not (self.beta > 0 and self.learning_rate > 0 and self.pde_weight >= 0):
-            raise ValueError("beta and learning_rate must be > 0, pde_weight >= 0")
+        super().__post_init__()
+        if not (self.beta > 0 and self.pde_weight >= 0 and self.quadratic_scale >= 0):
+            raise ValueError("beta must be > 0, pde_weight and quadratic_scale >= 0")
+        if self.horizon is not None and not self.horizon > 0:
+            raise ValueError(f"horizon: expected a number > 0, got {self.horizon}")
 
 
 def zubov_targets(
@@ -105,9 +96,15 @@ def zubov_targets(
 class NeuralZubovMethod(Method):
     name = "neural-zubov"
     Options = ZubovOptions
+    checkpoints = True
 
     def fit(
-        self, system: System, options: ZubovOptions, progress: bool = False, controller=None
+        self,
+        system: System,
+        options: ZubovOptions,
+        progress: bool = False,
+        controller=None,
+        checkpoint=None,
     ) -> Fit:
         from lyapcert.simulate.roa import ConvergenceCriterion
 
@@ -119,10 +116,8 @@ class NeuralZubovMethod(Method):
         P = None
         if options.use_quadratic:
             a = closed_loop_jacobian(system, controller)
-            P = options.beta * lyapunov_matrix(a, np.eye(n), False)
-        net = LyapunovNetwork(
-            n, system.equilibrium, options.width, options.depth, options.activation, P=P
-        )
+            P = options.quadratic_scale * options.beta * lyapunov_matrix(a, np.eye(n), False)
+        net = build_network(system, options, P)
         pts, inside = labelled_sample(system, options.samples, options.seed, progress)
         crit = ConvergenceCriterion.for_system(system)
         horizon = options.horizon or crit.horizon
@@ -130,50 +125,62 @@ class NeuralZubovMethod(Method):
         x_star = system.equilibrium_tensor()
         opt = torch.optim.Adam(net.parameters(), lr=options.learning_rate)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, options.epochs)
-        history = []
+        history: list[dict] = []
+        session = TrainingSession(self.name, options.epochs, checkpoint, progress)
+        state = session.restore()
+        start = 0
+        if state is not None:
+            net.load_state_dict(state["net"])
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            history, start = state["history"], state["step"] + 1
+
+        def snapshot():
+            return {
+                "net": net.state_dict(),
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+                "history": history,
+            }
 
         inputs = input_function(system, controller)
-
         fx = system.dynamics(pts, inputs(pts)).detach()
         phi = ((pts - x_star) ** 2).sum(1)
         phi_floor = 1e-3 * options.beta * float(phi.mean())
-        for epoch in range(options.epochs):
-            x = pts.clone().requires_grad_(True)
-            v = net(x)
-            w = 1.0 - torch.exp(-v)
-            (grad_w,) = torch.autograd.grad(w.sum(), x, create_graph=True)
-            residual = (grad_w * fx).sum(1) + options.beta * phi * (1.0 - w)
-            # relative to the size of the decrease, so that points near x* count as much as far
-            # ones (an absolute residual ~|e|^2 would leave the decrease near x* untrained)
-            residual = residual / (options.beta * phi + phi_floor)
-            loss_data = ((w - target) ** 2).mean()
-            loss_pde = (residual[inside] ** 2).mean() if inside.any() else torch.zeros(())
-            loss = loss_data + options.pde_weight * loss_pde
-            if not torch.isfinite(loss):
-                raise MethodError(f"neural-zubov: the loss became {float(loss)} at epoch {epoch}")
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            if epoch % 500 == 0 or epoch == options.epochs - 1:
-                history.append(
-                    {
-                        "epoch": epoch,
-                        "loss": float(loss.detach()),
-                        "data": float(loss_data.detach()),
-                        "pde": float(loss_pde.detach()),
-                    }
-                )
-                if progress:
-                    from rich.console import Console
-
-                    Console(stderr=True).print(
-                        f"neural-zubov epoch {epoch}: loss {float(loss):.4g} (data "
-                        f"{float(loss_data):.3g}, pde {float(loss_pde):.3g})"
+        with session:
+            for epoch in range(start, options.epochs):
+                x = pts.clone().requires_grad_(True)
+                v = net(x)
+                w = 1.0 - torch.exp(-v)
+                (grad_w,) = torch.autograd.grad(w.sum(), x, create_graph=True)
+                residual = (grad_w * fx).sum(1) + options.beta * phi * (1.0 - w)
+                # relative to the size of the decrease, so that points near x* count as much as
+                # far ones (an absolute residual ~|e|^2 would leave the decrease near x* untrained)
+                residual = residual / (options.beta * phi + phi_floor)
+                loss_data = ((w - target) ** 2).mean()
+                loss_pde = (residual[inside] ** 2).mean() if inside.any() else torch.zeros(())
+                loss = loss_data + options.pde_weight * loss_pde
+                if not torch.isfinite(loss):
+                    raise MethodError(
+                        f"{self.name}: the loss became {float(loss)} at epoch {epoch}"
                     )
-        check_weights(net, "neural-zubov")
-        if not math.isfinite(history[-1]["loss"]):
-            raise MethodError("neural-zubov: training diverged")
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                sched.step()
+                metrics = {"loss": float(loss.detach())}
+                if epoch % 500 == 0 or epoch == options.epochs - 1:
+                    history.append(
+                        {
+                            "epoch": epoch,
+                            **metrics,
+                            "data": float(loss_data.detach()),
+                            "pde": float(loss_pde.detach()),
+                        }
+                    )
+                session.tick(epoch, metrics, snapshot)
+            session.finish(snapshot())
+        check_weights(net, self.name)
         return Fit(
             NetworkCandidate(net), time.perf_counter() - started, controller, {"history": history}
         )
