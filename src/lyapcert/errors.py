@@ -92,3 +92,8 @@ class TrainingInterrupted(LyapcertError):
             else "no checkpoint was kept (checkpoints were off)"
         )
         super().__init__(f"{method}: training interrupted; {where}")
+
+
+class ControllerError(LyapcertError, ValueError):
+    """A controller is unusable: wrong output shape, not ``u*`` at ``x*``, not a model file, or
+    operations the converter does not support."""

@@ -1,0 +1,65 @@
+"""Neural controllers: ``u = clamp(u* + g(x) - g(x*), u_lo, u_hi)`` with ``g`` an MLP, so that
+``u(x*) = u*`` exactly (the difference is computed, not learnt) and ``u`` respects the bounds."""
+
+from __future__ import annotations
+
+import torch
+
+from lyapcert.certificates.network import ACTIVATIONS
+
+
+class NeuralController(torch.nn.Module):
+    """``[batch, n] -> [batch, m]``; ``depth`` hidden layers of ``width`` units."""
+
+    def __init__(
+        self,
+        n: int,
+        m: int,
+        x_star,
+        u_star,
+        lower=None,
+        upper=None,
+        width: int = 16,
+        depth: int = 2,
+        activation: str = "tanh",
+    ):
+        super().__init__()
+        if activation not in ACTIVATIONS and activation != "relu":
+            raise ValueError(
+                f"activation: expected relu or one of {', '.join(ACTIVATIONS)}, got {activation!r}"
+            )
+        layers: list[torch.nn.Module] = []
+        size = n
+        act = torch.nn.ReLU if activation == "relu" else ACTIVATIONS[activation]
+        for _ in range(depth):
+            layers += [torch.nn.Linear(size, width), act()]
+            size = width
+        layers.append(torch.nn.Linear(size, m))
+        self.g = torch.nn.Sequential(*layers).double()
+        self.register_buffer("x_star", torch.as_tensor(x_star, dtype=torch.float64).reshape(1, n))
+        self.register_buffer("u_star", torch.as_tensor(u_star, dtype=torch.float64).reshape(1, m))
+        self.saturated = lower is not None and upper is not None
+        if self.saturated:
+            self.register_buffer("lower", torch.as_tensor(lower, dtype=torch.float64).reshape(1, m))
+            self.register_buffer("upper", torch.as_tensor(upper, dtype=torch.float64).reshape(1, m))
+        self._spec = dict(
+            n=n,
+            m=m,
+            x_star=[float(v) for v in torch.as_tensor(x_star).reshape(-1)],
+            u_star=[float(v) for v in torch.as_tensor(u_star).reshape(-1)],
+            lower=None if lower is None else [float(v) for v in lower],
+            upper=None if upper is None else [float(v) for v in upper],
+            width=width,
+            depth=depth,
+            activation=activation,
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # the difference first: it is exactly 0 at x*, so u(x*) = u* + 0 = u* bit for bit
+        u = self.u_star + (self.g(x) - self.g(self.x_star))
+        if self.saturated:
+            u = torch.clamp(u, self.lower, self.upper)
+        return u
+
+    def spec(self) -> dict:
+        return dict(self._spec)

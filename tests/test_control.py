@@ -1,0 +1,162 @@
+"""Controllers: LQR, neural, imported (ONNX checked against onnxruntime, TorchScript), and the
+checks that refuse unusable ones."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import lyapcert
+from lyapcert.control import LinearController, NeuralController, check_controller, lqr
+from lyapcert.control.imported import load_controller
+from lyapcert.errors import ControllerError
+from lyapcert.methods import get_method
+from lyapcert.verify import verify_candidate
+
+
+def _quadratic_closed_loop(system, controller):
+    method = get_method("quadratic")
+    fit = method.fit(system, method.Options(), controller=controller)
+    return fit.candidate, verify_candidate(system, fit.candidate, controller=controller)
+
+
+@pytest.mark.parametrize("name", ["inverted_pendulum", "double_integrator", "inverted_pendulum-dt"])
+def test_lqr_and_quadratic_certificate_verify(name):
+    system = lyapcert.get_system(name)
+    k = lqr(system)
+    check_controller(k, system)
+    _, result = _quadratic_closed_loop(system, k)
+    assert result.verified and result.hole is None and result.level > 0
+    # saturation: the controller never leaves the input bounds
+    lo, hi = system.domain.as_tensors()
+    x = lo + torch.rand(2000, system.n_states, dtype=torch.float64) * (hi - lo)
+    u = k(x)
+    assert bool((u >= torch.tensor(system.input_bounds.lower)).all())
+    assert bool((u <= torch.tensor(system.input_bounds.upper)).all())
+
+
+def test_lqr_gain_of_the_double_integrator_is_known():
+    # Q = I, R = 1: K = [1, sqrt(3)] (the Riccati equation in closed form)
+    k = lqr(lyapcert.get_system("double_integrator"))
+    np.testing.assert_allclose(k.K.numpy(), [[1.0, np.sqrt(3.0)]], rtol=1e-9)
+
+
+def test_neural_controller_gives_u_star_at_x_star_exactly():
+    system = lyapcert.get_system("path_tracking")  # u* = 0.1, not zero
+    ib = system.input_bounds
+    k = NeuralController(2, 1, system.equilibrium, system.equilibrium_input, ib.lower, ib.upper)
+    with torch.no_grad():
+        for p in k.parameters():
+            p.normal_()
+        assert k(system.equilibrium_tensor()).item() == system.equilibrium_input[0]
+    check_controller(k, system)
+
+
+def test_bad_controllers_are_refused_with_the_reason():
+    system = lyapcert.get_system("inverted_pendulum")
+    wrong_shape = LinearController(np.ones((2, 2)), [0, 0], [0, 0])
+    with pytest.raises(ControllerError, match=r"shape \[batch, 1\]"):
+        check_controller(wrong_shape, system)
+    offset = LinearController(np.ones((1, 2)), [0, 0], [0.5])
+    with pytest.raises(ControllerError, match="expected u\\*"):
+        check_controller(offset, system)
+    with pytest.raises(ControllerError, match="no inputs"):
+        check_controller(offset, lyapcert.get_system("vanderpol"))
+
+
+def _export_onnx(module, n, path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module,
+            (torch.zeros(1, n, dtype=torch.float64),),
+            str(path),
+            dynamo=False,
+            input_names=["x"],
+            output_names=["u"],
+            dynamic_axes={"x": {0: "batch"}, "u": {0: "batch"}},
+        )
+
+
+def test_onnx_round_trip_matches_onnxruntime_and_certifies_the_same(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    system = lyapcert.get_system("inverted_pendulum")
+    k = lqr(system)
+    # a neural controller close to LQR (so that the closed loop is certifiable)
+    ib = system.input_bounds
+    torch.manual_seed(0)
+    nc = NeuralController(2, 1, system.equilibrium, system.equilibrium_input, ib.lower, ib.upper)
+    with torch.no_grad():
+        nc.g[-1].weight.mul_(0.01)
+        extra = torch.nn.Linear(2, 1).double()
+        extra.weight.copy_(-k.K)
+        extra.bias.zero_()
+    model = torch.nn.Sequential()  # u = clamp(-Kx + small network)
+
+    class Combined(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.nc, self.lin = nc, extra
+
+        def forward(self, x):
+            return torch.clamp(self.nc.g(x) - self.nc.g(self.nc.x_star) + self.lin(x), -6.0, 6.0)
+
+    model = Combined().double()
+    path = tmp_path / "controller.onnx"
+    _export_onnx(model, 2, path)
+    imported = load_controller(path, system)
+
+    x = (torch.rand(4096, 2, dtype=torch.float64) - 0.5) * 24
+    reference = ort.InferenceSession(str(path)).run(None, {"x": x.numpy()})[0]
+    with torch.no_grad():
+        ours = imported(x).numpy()
+        original = model(x).numpy()
+    np.testing.assert_allclose(ours, reference, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(ours, original, rtol=0, atol=1e-12)
+
+    _, res_a = _quadratic_closed_loop(system, model)
+    _, res_b = _quadratic_closed_loop(system, imported)
+    assert res_a.verified and res_b.verified
+    assert res_b.level == pytest.approx(res_a.level, rel=1e-6)
+
+
+def test_onnx_with_an_unsupported_operation_is_refused(tmp_path):
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.DOUBLE, [None, 2])
+    u = helper.make_tensor_value_info("u", TensorProto.DOUBLE, [None, 2])
+    graph = helper.make_graph([helper.make_node("Cos", ["x"], ["u"])], "g", [x], [u])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    path = tmp_path / "cos.onnx"
+    path.write_bytes(model.SerializeToString())
+    with pytest.raises(ControllerError, match=r"unsupported ONNX operation.*Cos"):
+        load_controller(path, lyapcert.get_system("inverted_pendulum"))
+
+
+@pytest.mark.parametrize("suffix", [".onnx", ".pt", ".txt"])
+def test_a_file_that_is_not_a_model_is_refused(tmp_path, suffix):
+    path = tmp_path / f"junk{suffix}"
+    path.write_text("not a model")
+    with pytest.raises(ControllerError, match=r"not a|unknown controller file type"):
+        load_controller(path, lyapcert.get_system("inverted_pendulum"))
+    with pytest.raises(ControllerError, match="no such"):
+        load_controller(tmp_path / "missing.onnx", lyapcert.get_system("inverted_pendulum"))
+
+
+def test_torchscript_sequential_is_rebuilt_and_custom_code_refused(tmp_path):
+    system = lyapcert.get_system("double_integrator")
+    k = lqr(system)
+    seq = torch.nn.Sequential(torch.nn.Linear(2, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1))
+    seq = seq.double()
+    with torch.no_grad():
+        seq[0].bias.zero_()
+        seq[2].bias.zero_()
+    torch.jit.script(seq).save(str(tmp_path / "k.pt"))
+    imported = load_controller(tmp_path / "k.pt", system)
+    x = torch.randn(100, 2, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(imported(x), torch.clamp(seq(x), -1.0, 1.0))
+    torch.jit.script(k).save(str(tmp_path / "custom.pt"))
+    with pytest.raises(ControllerError, match="not supported"):
+        load_controller(tmp_path / "custom.pt", system)
