@@ -160,3 +160,43 @@ def test_torchscript_sequential_is_rebuilt_and_custom_code_refused(tmp_path):
     torch.jit.script(k).save(str(tmp_path / "custom.pt"))
     with pytest.raises(ControllerError, match="not supported"):
         load_controller(tmp_path / "custom.pt", system)
+
+
+def test_certify_with_lqr_saves_the_controller_and_rechecks_the_closed_loop(tmp_path):
+    from lyapcert.verify import recheck
+
+    system = lyapcert.get_system("double_integrator")
+    res = lyapcert.certify(system, "quadratic", controller="lqr", out=tmp_path / "c")
+    assert res.verified and res.roa_fraction is not None and 0 < res.roa_fraction <= 1
+    cert, again = recheck(tmp_path / "c")
+    assert isinstance(cert.controller, LinearController)
+    assert again.verified and again.level == res.result.level
+
+
+def test_certify_an_onnx_controller_from_the_command_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from lyapcert.cli import app
+
+    system = lyapcert.get_system("inverted_pendulum")
+    k = lqr(system)
+    path = tmp_path / "k.onnx"
+    _export_onnx(k, 2, path)
+    runner = CliRunner()
+    out = tmp_path / "cert"
+    r = runner.invoke(
+        app,
+        ["certify", "inverted_pendulum", "--controller", str(path), "--out", str(out), "--json"],
+    )
+    assert r.exit_code == 0, r.output
+    direct = lyapcert.certify(system, "quadratic", controller=k, roa=False)
+    import json
+
+    assert json.loads(r.stdout)["level"] == pytest.approx(direct.result.level, rel=1e-9)
+    assert (out / "controller.onnx").exists()
+    r = runner.invoke(app, ["verify", str(out)])
+    assert r.exit_code == 0, r.output
+    # a changed controller file no longer matches the certificate
+    (out / "controller.onnx").write_bytes(b"tampered")
+    r = runner.invoke(app, ["verify", str(out)])
+    assert r.exit_code == 2 and "hash" in r.output

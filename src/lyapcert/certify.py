@@ -67,6 +67,7 @@ def certify(
     progress: bool = False,
     resume: bool = False,
     checkpoint: str | Path | bool = True,
+    controller=None,
     **option_values,
 ) -> CertifyResult:
     """Fit with ``method``, verify (largest level), compare with the true ROA, save to ``out``.
@@ -75,7 +76,8 @@ def certify(
     option values too (``certify(s, "quadratic", optimize=True)``). Methods that train keep a
     checkpoint (``checkpoint``: a path, ``True`` for the default path in the cache folder, or
     ``False``); ``resume=True`` continues an interrupted run from it. It is removed once the
-    certificate is verified and measured.
+    certificate is verified and measured. ``controller`` closes the loop of a controlled system:
+    ``"lqr"``, a path to an ONNX or TorchScript file, or a controller module.
     """
     m = get_method(method)
     if options is None or isinstance(options, dict):
@@ -83,17 +85,17 @@ def certify(
     elif option_values:
         options = dataclasses.replace(options, **option_values)
     torch.manual_seed(getattr(options, "seed", 0))
-    ckpt = training_checkpoint(system, m, options, checkpoint, resume)
-    if ckpt is not None:
-        fit = m.fit(system, options, progress=progress, checkpoint=ckpt)
-    else:
-        fit = m.fit(system, options, progress=progress)
+    k = resolve_controller(system, controller)
+    ckpt = training_checkpoint(system, m, options, checkpoint, resume, k)
+    extra = {"checkpoint": ckpt} if ckpt is not None else {}
+    if k is not None:
+        extra["controller"] = k
+    fit = m.fit(system, options, progress=progress, **extra)
+    k = fit.controller if fit.controller is not None else k
     _check_finite(fit)
     verify_options = verify_options or VerifyOptions(progress=progress)
     started = time.perf_counter()
-    result = verify_candidate(
-        system, fit.candidate, controller=fit.controller, options=verify_options
-    )
+    result = verify_candidate(system, fit.candidate, controller=k, options=verify_options)
     verify_seconds = time.perf_counter() - started
     out_result = CertifyResult(
         result=result,
@@ -104,11 +106,11 @@ def certify(
         info=fit.info,
     )
     if roa:
-        from lyapcert.simulate.roa import true_roa
+        from lyapcert.methods.training import true_roa_of
 
-        out_result.true_roa_volume = true_roa(system, cache=True, progress=progress).volume
+        out_result.true_roa_volume = true_roa_of(system, k, progress).volume
         if result.level is not None and result.verified:
-            volume, share = region_share(system, fit.candidate, result.level, progress)
+            volume, share = region_share(system, fit.candidate, result.level, progress, k)
             out_result.certified_volume = result.certified_volume = volume
             out_result.roa_fraction = result.roa_fraction = share
     if out is not None and result.level is not None:
@@ -119,6 +121,7 @@ def certify(
             system,
             fit.candidate,
             result,
+            controller=k,
             extra={
                 "method": method,
                 "options": out_result.options,
@@ -131,7 +134,22 @@ def certify(
     return out_result
 
 
-def training_checkpoint(system: System, method, options, where=True, resume=False):
+def resolve_controller(system: System, controller):
+    """``None``, ``"lqr"``, a model file path, or a module -> a checked controller (or None)."""
+    from lyapcert.control import check_controller, lqr
+    from lyapcert.control.imported import load_controller
+
+    if controller is None:
+        return None  # autonomous, or the open loop at u*
+    if isinstance(controller, str) and controller == "lqr":
+        return lqr(system)
+    if isinstance(controller, (str, Path)):
+        return load_controller(controller, system)
+    check_controller(controller, system)
+    return controller
+
+
+def training_checkpoint(system: System, method, options, where=True, resume=False, controller=None):
     """The ``Checkpoint`` of a training run (``None`` for methods that keep none, or when
     ``where`` is ``False``)."""
     from lyapcert.methods.checkpoint import Checkpoint, checkpoint_key, default_checkpoint_path
@@ -144,17 +162,23 @@ def training_checkpoint(system: System, method, options, where=True, resume=Fals
                 + "; run without --resume"
             )
         return None
-    key = checkpoint_key(system, method.name, dataclasses.asdict(options))
+    opts = dataclasses.asdict(options)
+    if controller is not None:
+        from lyapcert.control.store import controller_id
+
+        opts["controller"] = controller_id(controller)
+    key = checkpoint_key(system, method.name, opts)
     path = Path(where) if isinstance(where, (str, Path)) else default_checkpoint_path(key)
     return Checkpoint(path, key, resume=resume)
 
 
-def region_share(system: System, candidate, level: float, progress: bool = False):
+def region_share(system: System, candidate, level: float, progress: bool = False, controller=None):
     """``(volume, share of the true ROA)`` of ``{x in box : V(x) <= level}``, both counted on the
-    cached sample of ``lyapcert roa`` (the one metric every method and command uses)."""
-    from lyapcert.simulate.roa import true_roa
+    cached sample of ``lyapcert roa`` (the one metric every method and command uses; of the closed
+    loop when there is a controller)."""
+    from lyapcert.methods.training import true_roa_of
 
-    est = true_roa(system, cache=True, progress=progress)
+    est = true_roa_of(system, controller, progress)
     with torch.no_grad():
         values = candidate.value(torch.as_tensor(est.points, dtype=torch.float64)).numpy()
     inside = np.asarray(values <= level)

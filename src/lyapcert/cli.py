@@ -545,6 +545,12 @@ def certify_command(
     device: Annotated[
         str, typer.Option(help="torch device for verification: cpu or cuda.")
     ] = "cpu",
+    controller: Annotated[
+        str | None,
+        typer.Option(
+            help="Close the loop: lqr, or an ONNX / TorchScript controller file (.onnx, .pt)."
+        ),
+    ] = None,
     resume: Annotated[
         bool,
         typer.Option("--resume", help="Continue an interrupted training run from its checkpoint."),
@@ -581,10 +587,11 @@ def certify_command(
     verify_options = VerifyOptions(
         time_limit=time_limit, level_tolerance=tolerance, device=device, progress=show
     )
-    from lyapcert.certify import training_checkpoint
+    from lyapcert.certify import resolve_controller, training_checkpoint
     from lyapcert.errors import TrainingInterrupted
 
-    ckpt = training_checkpoint(s, m, options, checkpoint or True, resume)
+    k = resolve_controller(s, controller)
+    ckpt = training_checkpoint(s, m, options, checkpoint or True, resume, k)
     if ckpt is not None and not resume and ckpt.path.exists() and not as_json:
         err.print(f"note: an interrupted run left {ckpt.path}; --resume would continue it")
     try:
@@ -597,6 +604,7 @@ def certify_command(
             progress=show,
             resume=resume,
             checkpoint=ckpt.path if ckpt is not None else False,
+            controller=k,
         )
     except TrainingInterrupted as exc:
         if as_json:

@@ -81,9 +81,15 @@ def candidate_from_dict(data: dict, system: System, directory: Path | None = Non
 
 
 def save(
-    directory: str | Path, system: System, candidate: Candidate, result, extra: dict | None = None
+    directory: str | Path,
+    system: System,
+    candidate: Candidate,
+    result,
+    extra: dict | None = None,
+    controller=None,
 ) -> Path:
-    """Write ``DIR/certificate.json`` for ``result`` (atomically); returns the file's path."""
+    """Write ``DIR/certificate.json`` for ``result`` (atomically), with the controller that closes
+    the loop if any (``control.store``); returns the file's path."""
     directory = Path(directory)
     payload = {
         "format": FORMAT,
@@ -111,6 +117,10 @@ def save(
             "LyapunovNetwork); it cannot be saved as a re-checkable certificate"
         )
     directory.mkdir(parents=True, exist_ok=True)
+    if controller is not None:
+        from lyapcert.control.store import controller_to_dict
+
+        payload["controller"] = controller_to_dict(controller, directory)
     if module is not None and "weights" in payload["candidate"]:
         torch.save(module.state_dict(), directory / payload["candidate"]["weights"])
     path = directory / FILENAME
@@ -137,7 +147,8 @@ def read(directory: str | Path) -> dict:
 
 @dataclass
 class Certificate:
-    """A loaded certificate: the region ``{x in box : V(x) <= level}`` and its proof record."""
+    """A loaded certificate: the region ``{x in box : V(x) <= level}``, its proof record, and the
+    controller that closes the loop (``None`` for an autonomous system)."""
 
     system: System
     candidate: Candidate
@@ -145,6 +156,7 @@ class Certificate:
     verdict: str
     condition: str
     record: dict
+    controller: object = None
 
     def value(self, x: torch.Tensor) -> torch.Tensor:
         """``V(x)``, ``[batch, n] -> [batch]``."""
@@ -162,4 +174,11 @@ def load(directory: str | Path) -> Certificate:
     level = data.get("level")
     if not isinstance(level, (int, float)):
         raise CertificateFileError(f"level: expected a number, got {level!r}")
-    return Certificate(system, candidate, float(level), data["verdict"], data["condition"], data)
+    controller = None
+    if data.get("controller") is not None:
+        from lyapcert.control.store import controller_from_dict
+
+        controller = controller_from_dict(data["controller"], system, Path(directory))
+    return Certificate(
+        system, candidate, float(level), data["verdict"], data["condition"], data, controller
+    )

@@ -253,4 +253,5 @@ def load_controller(path: str | Path, system: System) -> torch.nn.Module:
     if system.input_bounds is not None:
         module = Saturated(module, system.input_bounds.lower, system.input_bounds.upper)
     check_controller(module, system, source)
+    module.source_file = path  # saved beside a certificate, by content hash
     return module

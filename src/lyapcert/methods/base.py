@@ -28,5 +28,6 @@ class Method(ABC):
     checkpoints: bool = False
 
     @abstractmethod
-    def fit(self, system: System, options, progress: bool = False) -> Fit:
-        """Propose a candidate for ``system``; never claims it is valid (the verifier does)."""
+    def fit(self, system: System, options, progress: bool = False, controller=None) -> Fit:
+        """Propose a candidate for ``system`` (closed by ``controller`` if given); never claims it
+        is valid (the verifier does)."""

@@ -71,7 +71,7 @@ class NeuralLyapunovMethod(Method):
         started = time.perf_counter()
         torch.manual_seed(options.seed)
         n = system.n_states
-        pts, inside = labelled_sample(system, options.samples, options.seed, progress)
+        pts, inside = labelled_sample(system, options.samples, options.seed, progress, controller)
         # lambda_max(P) = 1: V >= e'Pe keeps the decrease near x* (scaling P down to the true ROA,
         # as neural-roa does, left vanderpol falsified near x* without the PGD buffer)
         P = normalised_quadratic(system, controller) if options.use_quadratic else None

@@ -96,7 +96,7 @@ class NeuralROAMethod(Method):
         torch.manual_seed(options.seed)
         gen = torch.Generator().manual_seed(options.seed)
         n = system.n_states
-        pts, inside = labelled_sample(system, options.samples, options.seed, progress)
+        pts, inside = labelled_sample(system, options.samples, options.seed, progress, controller)
         P = None
         if options.use_quadratic:
             P = normalised_quadratic(system, controller, pts[inside])

@@ -55,14 +55,34 @@ def build_network(system: System, options: NetworkOptions, P=None) -> LyapunovNe
     )
 
 
-def labelled_sample(system: System, samples: int, seed: int, progress: bool = False):
-    """``(points [k, n], inside [k])``: a random subset of the cached true-ROA sample."""
-    from lyapcert.simulate.roa import true_roa
+def labelled_sample(
+    system: System, samples: int, seed: int, progress: bool = False, controller=None
+):
+    """``(points [k, n], inside [k])``: a random subset of the cached true-ROA sample (of the
+    closed loop with ``controller``, if any)."""
 
     rng = np.random.default_rng(seed)
-    est = true_roa(system, cache=True, progress=progress)
+    est = true_roa_of(system, controller, progress)
     idx = rng.choice(len(est.points), size=min(samples, len(est.points)), replace=False)
     return torch.as_tensor(est.points[idx]), torch.as_tensor(est.inside[idx])
+
+
+def true_roa_of(system: System, controller=None, progress: bool = False):
+    """The cached true ROA of ``system``, closed by ``controller`` when given (cached under the
+    controller's content id)."""
+    from lyapcert.simulate.roa import true_roa
+
+    if controller is None:
+        return true_roa(system, cache=True, progress=progress)
+    from lyapcert.control.store import controller_id
+
+    return true_roa(
+        system,
+        controller=controller,
+        controller_id=controller_id(controller),
+        cache=True,
+        progress=progress,
+    )
 
 
 def input_function(system: System, controller=None):

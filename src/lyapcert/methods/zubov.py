@@ -118,7 +118,7 @@ class NeuralZubovMethod(Method):
             a = closed_loop_jacobian(system, controller)
             P = options.quadratic_scale * options.beta * lyapunov_matrix(a, np.eye(n), False)
         net = build_network(system, options, P)
-        pts, inside = labelled_sample(system, options.samples, options.seed, progress)
+        pts, inside = labelled_sample(system, options.samples, options.seed, progress, controller)
         crit = ConvergenceCriterion.for_system(system)
         horizon = options.horizon or crit.horizon
         target = zubov_targets(system, pts, inside, options.beta, horizon, crit.step, controller)

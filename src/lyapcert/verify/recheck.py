@@ -26,5 +26,7 @@ def recheck(directory: str | Path, options=None):
             if k in settings
         }
         options = VerifyOptions(**known)
-    result = verify_candidate(cert.system, cert.candidate, level=cert.level, options=options)
+    result = verify_candidate(
+        cert.system, cert.candidate, level=cert.level, controller=cert.controller, options=options
+    )
     return cert, result

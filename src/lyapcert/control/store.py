@@ -1,0 +1,95 @@
+"""Controllers in certificate directories, and their content ids (for the true-ROA cache).
+
+``certificate.json`` holds ``"controller"``: ``{"family": "linear", K, x_star, u_star, lower,
+upper}``, ``{"family": "neural", "architecture": {...}, "weights": "controller.pt",
+"weights_sha256": ...}``, or ``{"family": "onnx" | "torchscript", "file": NAME, "sha256": ...}``
+(the user's file copied beside the certificate). Loading checks every hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import torch
+
+from lyapcert.errors import CertificateFileError, ControllerError
+from lyapcert.systems.system import System
+
+
+def _file_digest(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def controller_id(controller) -> str:
+    """A content hash of the controller (its parameters, or its source file)."""
+    from lyapcert.certificates.network import weights_digest
+
+    source = getattr(controller, "source_file", None)
+    if source is not None:
+        return "file-" + _file_digest(source)[:24]
+    spec = getattr(controller, "spec", None)
+    head = json.dumps(spec() if callable(spec) else type(controller).__name__, sort_keys=True)
+    body = weights_digest(controller) if isinstance(controller, torch.nn.Module) else ""
+    return hashlib.sha256((head + body).encode()).hexdigest()[:24]
+
+
+def controller_to_dict(controller, directory: Path) -> dict:
+    """Write what rebuilds ``controller`` into ``directory``; returns its JSON record."""
+    from lyapcert.certificates.network import weights_digest
+    from lyapcert.control.linear import LinearController
+    from lyapcert.control.neural import NeuralController
+
+    source = getattr(controller, "source_file", None)
+    if source is not None:
+        source = Path(source)
+        family = "onnx" if source.suffix.lower() == ".onnx" else "torchscript"
+        name = f"controller{source.suffix.lower()}"
+        shutil.copyfile(source, directory / name)
+        return {"family": family, "file": name, "sha256": _file_digest(directory / name)}
+    if isinstance(controller, LinearController):
+        return {"family": "linear", **controller.spec()}
+    if isinstance(controller, NeuralController):
+        torch.save(controller.state_dict(), directory / "controller.pt")
+        return {
+            "family": "neural",
+            "architecture": controller.spec(),
+            "weights": "controller.pt",
+            "weights_sha256": weights_digest(controller),
+        }
+    raise CertificateFileError(
+        f"a {type(controller).__name__} controller cannot be saved: use a LinearController, a "
+        "NeuralController, or a controller loaded from an ONNX or TorchScript file"
+    )
+
+
+def controller_from_dict(data: dict, system: System, directory: Path):
+    """The controller of a certificate record (hashes checked)."""
+    from lyapcert.certificates.network import weights_digest
+    from lyapcert.control.imported import load_controller
+    from lyapcert.control.linear import LinearController
+    from lyapcert.control.neural import NeuralController
+
+    family = data.get("family") if isinstance(data, dict) else None
+    try:
+        if family == "linear":
+            return LinearController(**{k: v for k, v in data.items() if k != "family"})
+        if family == "neural":
+            path = Path(directory) / data.get("weights", "controller.pt")
+            k = NeuralController(**data["architecture"])
+            k.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+            if weights_digest(k) != data.get("weights_sha256"):
+                raise CertificateFileError(f"{path}: the controller weights do not match the hash")
+            return k
+        if family in ("onnx", "torchscript"):
+            path = Path(directory) / data["file"]
+            if not path.is_file() or _file_digest(path) != data.get("sha256"):
+                raise CertificateFileError(f"{path}: missing, or does not match the hash")
+            return load_controller(path, system)
+    except (OSError, RuntimeError, TypeError, KeyError, ControllerError) as exc:
+        raise CertificateFileError(f"controller: cannot rebuild it: {exc}") from None
+    raise CertificateFileError(
+        f"controller: unknown family {family!r}; expected linear, neural, onnx or torchscript"
+    )
