@@ -10,7 +10,9 @@ plus the quadratic of the linearisation; the target set is ``S = {V <= 1}``. Eac
   in discrete time); a share of the buffer is redrawn uniformly every epoch;
 * loss: the decrease violation ``relu(dV + margin |e|^2)`` on the buffer points inside ``S`` and on
   the true-ROA sample inside ``S``; coverage ``relu(V - 1)`` on points of the true ROA (this is
-  what enlarges ``S``); exclusion ``relu(1 - V)`` on points outside it and on the box's faces.
+  what enlarges ``S``); exclusion ``relu(1 - V)`` on points outside it, and with a small weight on
+  the box's faces (the certified set may not reach them; a large weight fights the coverage where
+  the true ROA meets the faces).
 
 After every round the sound verifier certifies the current ``V`` (coarse tolerance): the progress
 shows the certified level and its share of the true ROA, and the point that limits the level joins
@@ -56,6 +58,7 @@ class NeuralROAOptions(NetworkOptions):
     pgd_step: PGD step as a fraction of the box width
     refresh: share of the buffer redrawn uniformly each epoch
     coverage_weight: weight of relu(V - 1) on the true ROA (enlarges {V <= 1})
+    face_weight: weight of relu(1 - V) on the box's faces (the set may not reach them)
     verify_seconds: time limit of each in-training verification (0: skip them)
     """
 
@@ -67,6 +70,7 @@ class NeuralROAOptions(NetworkOptions):
     pgd_step: float = 0.01
     refresh: float = 0.1
     coverage_weight: float = 1.0
+    face_weight: float = 0.02
     verify_seconds: float = 20.0
 
     def __post_init__(self) -> None:
@@ -75,6 +79,8 @@ class NeuralROAOptions(NetworkOptions):
             raise ValueError("rounds and adversarial_points must be positive, pgd_steps >= 0")
         if not (0 <= self.refresh <= 1 and self.margin >= 0 and self.coverage_weight >= 0):
             raise ValueError("refresh must lie in [0, 1]; margin and coverage_weight >= 0")
+        if not self.face_weight >= 0:
+            raise ValueError(f"face_weight: expected a number >= 0, got {self.face_weight}")
         if not (self.pgd_step > 0 and self.verify_seconds >= 0):
             raise ValueError("pgd_step must be > 0 and verify_seconds >= 0")
 
@@ -140,15 +146,15 @@ class NeuralROAMethod(Method):
                 "best_share": 0.0 if best is None else best[0],
             }
 
-        # outside the true ROA and on the box's faces: V >= 1 (the set may reach neither)
+        # points on the box's faces: V >= 1 there, with the small weight face_weight
         faces = face_points(system, max(64, options.samples // 8), options.seed)
-        in_pts, out_pts = pts[inside], torch.cat([pts[~inside], faces])
+        in_pts, out_pts = pts[inside], pts[~inside]
         step_size = options.pgd_step * (hi - lo)
         with session:
             for step in range(start, total):
                 buffer = self._attack(system, net, buffer, lo, hi, step_size, options, inputs, gen)
                 loss, parts = self._loss(
-                    system, net, buffer, in_pts, out_pts, x_star, options, inputs
+                    system, net, buffer, in_pts, out_pts, faces, x_star, options, inputs
                 )
                 if not torch.isfinite(loss):
                     raise MethodError(f"{self.name}: the loss became {float(loss)} at epoch {step}")
@@ -200,18 +206,21 @@ class NeuralROAMethod(Method):
             z[idx] = lo + torch.rand(k, len(lo), generator=gen, dtype=z.dtype) * (hi - lo)
         return z.detach()
 
-    def _loss(self, system, net, buffer, in_pts, out_pts, x_star, options, inputs):
+    def _loss(self, system, net, buffer, in_pts, out_pts, faces, x_star, options, inputs):
         x = torch.cat([buffer, in_pts]).clone().requires_grad_(True)
         viol = self._violation(system, net, x, x_star, options.margin, inputs)
         inside_s = (net(x) <= 1.0).detach()
         loss_dec = (torch.relu(viol) * inside_s).sum() / max(1, int(inside_s.sum()))
         loss_cov = torch.relu(net(in_pts) - 1.0).mean() if len(in_pts) else torch.zeros(())
         loss_out = torch.relu(1.0 - net(out_pts)).mean() if len(out_pts) else torch.zeros(())
+        loss_faces = torch.relu(1.0 - net(faces)).mean()
         loss = loss_dec + options.coverage_weight * loss_cov + loss_out
+        loss = loss + options.face_weight * loss_faces
         parts = {
             "decrease": float(loss_dec.detach()),
             "coverage": float(loss_cov.detach()),
             "exclusion": float(loss_out.detach()),
+            "faces": float(loss_faces.detach()),
         }
         return loss, parts
 
