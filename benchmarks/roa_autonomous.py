@@ -47,7 +47,24 @@ def main() -> None:
     parser.add_argument("--sos-degree", type=int, default=6)
     parser.add_argument("--out", default="benchmarks/results")
     parser.add_argument("--name", default="roa_autonomous", help="results file stem")
+    parser.add_argument(
+        "--table",
+        nargs="*",
+        metavar="JSON",
+        help="only print the merged table of results files (later files win per cell)",
+    )
     args = parser.parse_args()
+    if args.table:
+        latest = {}  # a later file's row replaces an earlier one for the same cell
+        for f in args.table:
+            for r in json.loads(Path(f).read_text())["rows"]:
+                latest[(r["system"], r["method"])] = r
+        rows = list(latest.values())
+        order = {name: i for i, name in enumerate(SYSTEMS)}
+        methods = {name: i for i, name in enumerate(VARIANTS)}
+        rows.sort(key=lambda r: (order.get(r["system"], 99), methods.get(r["method"], 99)))
+        print(markdown(rows))
+        return
     rows = []
     Path(args.out).mkdir(parents=True, exist_ok=True)
     path = Path(args.out) / f"{args.name}.json"
