@@ -200,3 +200,22 @@ def test_certify_an_onnx_controller_from_the_command_line(tmp_path):
     (out / "controller.onnx").write_bytes(b"tampered")
     r = runner.invoke(app, ["verify", str(out)])
     assert r.exit_code == 2 and "hash" in r.output
+
+
+def test_dt_flag_certifies_the_euler_map_like_the_registry_dt_variant(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from lyapcert.cli import app
+
+    runner = CliRunner()
+    args = ["certify", "inverted_pendulum", "--controller", "lqr", "--json"]
+    r = runner.invoke(app, [*args, "--dt", "0.05"])
+    assert r.exit_code == 0, r.output
+    registry = lyapcert.certify(
+        lyapcert.get_system("inverted_pendulum-dt"), "quadratic", controller="lqr", roa=False
+    )
+    assert json.loads(r.stdout)["level"] == pytest.approx(registry.result.level, rel=1e-9)
+    r = runner.invoke(app, ["certify", "inverted_pendulum-dt", "--dt", "0.05"])
+    assert r.exit_code == 2 and "already discrete" in r.output

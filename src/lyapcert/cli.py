@@ -551,6 +551,14 @@ def certify_command(
             help="Close the loop: lqr, or an ONNX / TorchScript controller file (.onnx, .pt)."
         ),
     ] = None,
+    dt: Annotated[
+        float | None,
+        typer.Option(
+            "--dt",
+            help="Certify the Euler map x+ = x + dt f(x, u) instead (discrete-time conditions, "
+            "successors in the box).",
+        ),
+    ] = None,
     resume: Annotated[
         bool,
         typer.Option("--resume", help="Continue an interrupted training run from its checkpoint."),
@@ -575,6 +583,8 @@ def certify_command(
     from lyapcert.verify import VerifyOptions
 
     s = resolve_system(system)
+    if dt is not None:
+        s = s.discretize(dt)
     m = get_method(method)
     values = read_config(config, method) if config is not None else {}
     values.update(parse_assignments(option))

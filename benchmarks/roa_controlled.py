@@ -1,0 +1,125 @@
+"""Benchmark: controlled systems closed by a controller, certified by a method; certified volume
+beside the published one (shared/benchmarks.md).
+
+    python benchmarks/roa_controlled.py [--systems ...] [--methods quadratic neural-roa]
+        [--controller lqr] [--name roa_controlled]
+
+Each row: system, controller, method, verdict, hole, certified volume (counted on the
+`lyapcert roa` sample of the closed loop, in state-space units), % of the closed loop's true
+ROA, train and verify seconds, and the published certified volume. The published volumes are for
+jointly trained neural controllers on the paper's own (sometimes larger) CT boxes; the boxes used
+here are printed with each row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+from pathlib import Path
+
+import torch
+
+import lyapcert
+
+SYSTEMS = [
+    "inverted_pendulum",
+    "inverted_pendulum-small",
+    "path_tracking",
+    "path_tracking-small",
+    "vanderpol_controlled",
+    "double_integrator",
+    "inverted_pendulum-dt",
+    "path_tracking-dt",
+]
+# shared/benchmarks.md, 2025 two-stage method, continuous time (certified volume)
+PUBLISHED = {
+    "vanderpol_controlled": 57.6,
+    "double_integrator": 302.5,
+    "inverted_pendulum": 2946.5,
+    "inverted_pendulum-small": 1169.2,
+    "path_tracking": 122.0,
+    "path_tracking-small": 73.8,
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--systems", nargs="*", default=SYSTEMS)
+    parser.add_argument("--methods", nargs="*", default=["quadratic", "neural-roa"])
+    parser.add_argument("--controller", default="lqr")
+    parser.add_argument("--out", default="benchmarks/results")
+    parser.add_argument("--name", default="roa_controlled")
+    args = parser.parse_args()
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    path = Path(args.out) / f"{args.name}.json"
+    rows = []
+    print(
+        f"{'system':<26} {'method':<11} {'verdict':<9} {'hole':<5} {'volume':>9} {'% ROA':>7} "
+        f"{'published':>9} {'train s':>8} {'verify s':>9}  box"
+    )
+    for name in args.systems:
+        system = lyapcert.get_system(name)
+        box = f"{list(system.domain.lower)} .. {list(system.domain.upper)}"
+        for method in args.methods:
+            row = {
+                "system": name,
+                "controller": args.controller,
+                "method": method,
+                "box": box,
+                "published_volume": PUBLISHED.get(name),
+            }
+            try:
+                res = lyapcert.certify(system, method, controller=args.controller)
+            except lyapcert.LyapcertError as exc:
+                row.update(verdict="error", message=str(exc))
+                rows.append(row)
+                print(f"{name:<26} {method:<11} error: {exc}", flush=True)
+                _write(path, args, rows)
+                continue
+            row.update(
+                verdict=res.result.verdict.value,
+                hole=res.result.hole or "none",
+                level=res.result.level,
+                certified_volume=res.certified_volume,
+                roa_percent=None if res.roa_fraction is None else 100 * res.roa_fraction,
+                true_roa_volume=res.true_roa_volume,
+                train_seconds=res.train_seconds,
+                verify_seconds=res.verify_seconds,
+            )
+            rows.append(row)
+            _write(path, args, rows)
+            vol = row["certified_volume"]
+            pct = row["roa_percent"]
+            print(
+                f"{name:<26} {method:<11} {row['verdict']:<9} {row['hole']:<5} "
+                f"{vol if vol is not None else float('nan'):>9.2f} "
+                f"{pct if pct is not None else float('nan'):>6.2f}% "
+                f"{row['published_volume'] or '-':>9} {res.train_seconds:>8.1f} "
+                f"{res.verify_seconds:>9.2f}  {box}",
+                flush=True,
+            )
+    print(f"wrote {path}")
+
+
+def _write(path: Path, args, rows: list[dict]) -> None:
+    meta = {
+        "cpu_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "command": "python benchmarks/roa_controlled.py "
+        + " ".join(
+            f"--{k} {' '.join(v) if isinstance(v, list) else v}"
+            for k, v in vars(args).items()
+            if k != "out"
+        ),
+    }
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2, default=str))
+    tmp.replace(path)
+
+
+if __name__ == "__main__":
+    main()
