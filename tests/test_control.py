@@ -219,3 +219,18 @@ def test_dt_flag_certifies_the_euler_map_like_the_registry_dt_variant(tmp_path):
     assert json.loads(r.stdout)["level"] == pytest.approx(registry.result.level, rel=1e-9)
     r = runner.invoke(app, ["certify", "inverted_pendulum-dt", "--dt", "0.05"])
     assert r.exit_code == 2 and "already discrete" in r.output
+
+
+def test_neural_controller_from_lqr_starts_as_the_lqr_controller(tmp_path):
+    system = lyapcert.get_system("path_tracking")
+    k = NeuralController.from_lqr(system)
+    x = torch.rand(500, 2, dtype=torch.float64) * 6 - 3
+    with torch.no_grad():
+        torch.testing.assert_close(k(x), lqr(system)(x), rtol=0, atol=1e-15)
+        assert k(system.equilibrium_tensor()).item() == system.equilibrium_input[0]
+    from lyapcert.control.store import controller_from_dict, controller_to_dict
+
+    record = controller_to_dict(k, tmp_path)  # saved and rebuilt from its spec and weights
+    again = controller_from_dict(record, system, tmp_path)
+    with torch.no_grad():
+        torch.testing.assert_close(again(x), k(x), rtol=0, atol=0)

@@ -1,5 +1,7 @@
-"""Neural controllers: ``u = clamp(u* + g(x) - g(x*), u_lo, u_hi)`` with ``g`` an MLP, so that
-``u(x*) = u*`` exactly (the difference is computed, not learnt) and ``u`` respects the bounds."""
+"""Neural controllers: ``u = clamp(u* - K (x - x*) + (g(x) - g(x*)), u_lo, u_hi)`` with ``g`` an
+MLP and ``K`` an optional fixed linear part (for example the LQR gain, so that training starts
+from LQR), so that ``u(x*) = u*`` exactly (the difference is computed, not learnt) and ``u``
+respects the bounds."""
 
 from __future__ import annotations
 
@@ -10,6 +12,30 @@ from lyapcert.certificates.network import ACTIVATIONS
 
 class NeuralController(torch.nn.Module):
     """``[batch, n] -> [batch, m]``; ``depth`` hidden layers of ``width`` units."""
+
+    @classmethod
+    def from_lqr(cls, system, width: int = 16, depth: int = 2, activation: str = "tanh", seed=0):
+        """A controller that starts as the LQR controller (``g``'s last layer is zero)."""
+        from lyapcert.control.linear import lqr
+
+        torch.manual_seed(seed)
+        bounds = system.input_bounds
+        k = cls(
+            system.n_states,
+            system.n_inputs,
+            system.equilibrium,
+            system.equilibrium_input,
+            None if bounds is None else bounds.lower,
+            None if bounds is None else bounds.upper,
+            width,
+            depth,
+            activation,
+            K=lqr(system).K,
+        )
+        with torch.no_grad():
+            k.g[-1].weight.zero_()
+            k.g[-1].bias.zero_()
+        return k
 
     def __init__(
         self,
@@ -22,6 +48,7 @@ class NeuralController(torch.nn.Module):
         width: int = 16,
         depth: int = 2,
         activation: str = "tanh",
+        K=None,
     ):
         super().__init__()
         if activation not in ACTIVATIONS and activation != "relu":
@@ -38,6 +65,8 @@ class NeuralController(torch.nn.Module):
         self.g = torch.nn.Sequential(*layers).double()
         self.register_buffer("x_star", torch.as_tensor(x_star, dtype=torch.float64).reshape(1, n))
         self.register_buffer("u_star", torch.as_tensor(u_star, dtype=torch.float64).reshape(1, m))
+        K = torch.zeros(m, n, dtype=torch.float64) if K is None else torch.as_tensor(K).double()
+        self.register_buffer("K", K.reshape(m, n))
         self.saturated = lower is not None and upper is not None
         if self.saturated:
             self.register_buffer("lower", torch.as_tensor(lower, dtype=torch.float64).reshape(1, m))
@@ -52,11 +81,12 @@ class NeuralController(torch.nn.Module):
             width=width,
             depth=depth,
             activation=activation,
+            K=self.K.tolist(),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # the difference first: it is exactly 0 at x*, so u(x*) = u* + 0 = u* bit for bit
-        u = self.u_star + (self.g(x) - self.g(self.x_star))
+        u = self.u_star + ((self.g(x) - self.g(self.x_star)) - (x - self.x_star) @ self.K.T)
         if self.saturated:
             u = torch.clamp(u, self.lower, self.upper)
         return u
