@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 from pathlib import Path
 
-import torch
+from _common import write_results
 
 import lyapcert
 from lyapcert.methods import METHODS
@@ -127,23 +125,7 @@ def main() -> None:
 
 
 def _write(path: Path, args, rows: list[dict]) -> None:
-    """The results so far (rewritten after every row, so a stopped run keeps its rows)."""
-    meta = {
-        "cpu_threads": torch.get_num_threads(),
-        "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "sos_degree": args.sos_degree,
-        "command": "python benchmarks/roa_autonomous.py "
-        + " ".join(
-            f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
-            for k, v in vars(args).items()
-            if k != "out"
-        ),
-    }
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2, default=str))
-    tmp.replace(path)
+    write_results(path, "roa_autonomous.py", args, rows, sos_degree=args.sos_degree)
 
 
 def markdown(rows: list[dict]) -> str:

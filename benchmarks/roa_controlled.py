@@ -14,12 +14,9 @@ here are printed with each row.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 from pathlib import Path
 
-import torch
+from _common import write_results
 
 import lyapcert
 
@@ -104,21 +101,7 @@ def main() -> None:
 
 
 def _write(path: Path, args, rows: list[dict]) -> None:
-    meta = {
-        "cpu_threads": torch.get_num_threads(),
-        "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "command": "python benchmarks/roa_controlled.py "
-        + " ".join(
-            f"--{k} {' '.join(v) if isinstance(v, list) else v}"
-            for k, v in vars(args).items()
-            if k != "out"
-        ),
-    }
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2, default=str))
-    tmp.replace(path)
+    write_results(path, "roa_controlled.py", args, rows)
 
 
 if __name__ == "__main__":
