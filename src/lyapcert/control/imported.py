@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from lyapcert.control.checks import check_controller
+from lyapcert.control.saturation import register_bounds
 from lyapcert.errors import ControllerError
 from lyapcert.systems.system import System
 
@@ -183,8 +184,7 @@ class Saturated(torch.nn.Module):
     def __init__(self, inner: torch.nn.Module, lower, upper):
         super().__init__()
         self.inner = inner
-        self.register_buffer("lower", torch.as_tensor(lower, dtype=torch.float64).reshape(1, -1))
-        self.register_buffer("upper", torch.as_tensor(upper, dtype=torch.float64).reshape(1, -1))
+        register_bounds(self, lower, upper)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.clamp(self.inner(x), self.lower, self.upper)

@@ -6,6 +6,7 @@ import numpy as np
 import scipy.linalg
 import torch
 
+from lyapcert.control.saturation import register_bounds
 from lyapcert.errors import MethodError
 from lyapcert.systems.system import System
 
@@ -22,14 +23,11 @@ class LinearController(torch.nn.Module):
         self.register_buffer("K", K)
         self.register_buffer("x_star", torch.as_tensor(x_star, dtype=torch.float64).reshape(1, n))
         self.register_buffer("u_star", torch.as_tensor(u_star, dtype=torch.float64).reshape(1, m))
-        self.saturated = lower is not None and upper is not None
-        if self.saturated:
-            self.register_buffer("lower", torch.as_tensor(lower, dtype=torch.float64).reshape(1, m))
-            self.register_buffer("upper", torch.as_tensor(upper, dtype=torch.float64).reshape(1, m))
+        register_bounds(self, lower, upper)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         u = self.u_star - (x - self.x_star) @ self.K.T
-        if self.saturated:
+        if self.saturated:  # inline, so that the controller stays TorchScript-able
             u = torch.clamp(u, self.lower, self.upper)
         return u
 

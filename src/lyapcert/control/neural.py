@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 
 from lyapcert.certificates.network import ACTIVATIONS
+from lyapcert.control.saturation import register_bounds
 
 
 class NeuralController(torch.nn.Module):
@@ -67,10 +68,7 @@ class NeuralController(torch.nn.Module):
         self.register_buffer("u_star", torch.as_tensor(u_star, dtype=torch.float64).reshape(1, m))
         K = torch.zeros(m, n, dtype=torch.float64) if K is None else torch.as_tensor(K).double()
         self.register_buffer("K", K.reshape(m, n))
-        self.saturated = lower is not None and upper is not None
-        if self.saturated:
-            self.register_buffer("lower", torch.as_tensor(lower, dtype=torch.float64).reshape(1, m))
-            self.register_buffer("upper", torch.as_tensor(upper, dtype=torch.float64).reshape(1, m))
+        register_bounds(self, lower, upper)
         self._spec = dict(
             n=n,
             m=m,
@@ -87,7 +85,7 @@ class NeuralController(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # the difference first: it is exactly 0 at x*, so u(x*) = u* + 0 = u* bit for bit
         u = self.u_star + ((self.g(x) - self.g(self.x_star)) - (x - self.x_star) @ self.K.T)
-        if self.saturated:
+        if self.saturated:  # inline, so that the controller stays TorchScript-able
             u = torch.clamp(u, self.lower, self.upper)
         return u
 
