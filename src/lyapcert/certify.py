@@ -18,6 +18,7 @@ import torch
 from lyapcert.errors import MethodError, OptionsError
 from lyapcert.methods import get_method
 from lyapcert.methods.options import build_options
+from lyapcert.methods.training import check_weights
 from lyapcert.systems.system import System
 from lyapcert.verify import Result, VerifyOptions, verify_candidate
 
@@ -92,7 +93,7 @@ def certify(
         extra["controller"] = k
     fit = m.fit(system, options, progress=progress, **extra)
     k = fit.controller if fit.controller is not None else k
-    _check_finite(fit)
+    _check_finite(fit, method)
     verify_options = verify_options or VerifyOptions(progress=progress)
     started = time.perf_counter()
     result = verify_candidate(system, fit.candidate, controller=k, options=verify_options)
@@ -185,7 +186,8 @@ def region_share(system: System, candidate, level: float, progress: bool = False
     return float(inside.mean() * est.box_volume), est.fraction_of_roa(inside)
 
 
-def _check_finite(fit) -> None:
+def _check_finite(fit, method: str) -> None:
+    """No certificate from non-finite coefficients or weights (whatever the method checked)."""
     cand = fit.candidate
     for name in ("P",):
         value = getattr(cand, name, None)
@@ -195,8 +197,4 @@ def _check_finite(fit) -> None:
             )
     module = getattr(cand, "module", None)
     if module is not None:
-        for pname, p in module.named_parameters():
-            if not torch.isfinite(p).all():
-                raise MethodError(
-                    f"the method produced NaN or inf weights ({pname}); no certificate written"
-                )
+        check_weights(module, method)

@@ -83,9 +83,8 @@ class NeuralLyapunovMethod(Method):
         start_step = 0
         if state is not None:
             net.load_state_dict(state["net"])
+            # a finished run was saved at the last step: nothing is left to train
             extra, history, start_step = state["extra"], state["history"], state["step"] + 1
-            if state["done"]:
-                start_step = options.rounds * options.epochs
         with session:
             for round_ in range(start_step // options.epochs, options.rounds):
                 first = (

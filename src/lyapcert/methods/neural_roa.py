@@ -131,8 +131,6 @@ class NeuralROAMethod(Method):
             gen.set_state(state["generator"])
             if state["best_net"] is not None:
                 best = (state["best_share"], state["best_net"])
-            if state["done"]:
-                start = total
 
         def snapshot():
             return {
@@ -166,7 +164,7 @@ class NeuralROAMethod(Method):
                 if step % 100 == 0:
                     history.append({"epoch": step, **metrics, **parts})
                 if (step + 1) % options.epochs == 0 and options.verify_seconds > 0:
-                    record, point = self._verify_round(system, net, controller, options, progress)
+                    record, point = self._verify_round(system, net, controller, options)
                     history.append({"epoch": step, **record})
                     metrics.update(level=record["level"] or 0.0, roa_share=record["roa_share"])
                     if record["verified"] and (best is None or record["roa_share"] > best[0]):
@@ -224,7 +222,7 @@ class NeuralROAMethod(Method):
         }
         return loss, parts
 
-    def _verify_round(self, system, net, controller, options, progress):
+    def _verify_round(self, system, net, controller, options):
         """Certify a copy of the current ``V`` (coarse tolerance); the limiting point, if any."""
         from lyapcert.certify import region_share
         from lyapcert.verify import VerifyOptions, verify_candidate
