@@ -10,9 +10,11 @@ from pathlib import Path
 import torch
 
 
-def write_results(path: Path, script: str, args, rows: list[dict], **meta) -> None:
-    """Write ``{"meta": ..., "rows": rows}`` to ``path`` atomically (rewritten after every row, so
-    a stopped run keeps its rows); ``meta`` holds the command that reproduces the run."""
+def write_results(
+    path: Path, script: str, args, rows: list[dict], extra: dict | None = None, **meta
+) -> None:
+    """Write ``{"meta": ..., "rows": rows, **extra}`` to ``path`` atomically (rewritten after every
+    row, so a stopped run keeps its rows); ``meta`` holds the command that reproduces the run."""
     command = " ".join(
         f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
         for k, v in vars(args).items()
@@ -26,6 +28,7 @@ def write_results(path: Path, script: str, args, rows: list[dict], **meta) -> No
         **meta,
         "command": f"python benchmarks/{script} {command}",
     }
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2, default=str))
+    tmp.write_text(json.dumps({"meta": meta, "rows": rows, **(extra or {})}, indent=2, default=str))
     tmp.replace(path)

@@ -10,8 +10,6 @@ shared/benchmarks.md. Prints a table and writes JSON.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import platform
 import statistics
 import subprocess
@@ -21,6 +19,7 @@ import time
 from pathlib import Path
 
 import torch
+from _common import write_results
 
 from lyapcert.simulate import true_roa
 from lyapcert.systems import get_system
@@ -96,19 +95,16 @@ def main() -> None:
             f"{row['cli_seconds_median'] if cli else float('nan'):>15.2f}",
             flush=True,
         )
-    meta = {
-        "device": args.device,
-        "cuda_device": torch.cuda.get_device_name() if args.device.startswith("cuda") else None,
-        "cpu_threads": torch.get_num_threads(),
-        "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "machine": platform.machine(),
-        "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
-    }
-    Path(args.out).mkdir(parents=True, exist_ok=True)
     path = Path(args.out) / f"roa_speed-{args.device.replace(':', '')}.json"
-    path.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    write_results(
+        path,
+        "roa_speed.py",
+        args,
+        rows,
+        device=args.device,
+        cuda_device=torch.cuda.get_device_name() if args.device.startswith("cuda") else None,
+        machine=platform.machine(),
+    )
     print(f"wrote {path}")
 
 

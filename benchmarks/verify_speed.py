@@ -12,18 +12,16 @@ with small random weights, seed 0), and Z3 on the polynomial case poly2 (same le
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
-import scipy.linalg
 import torch
+from _common import write_results
 
 from lyapcert.certificates import NetworkCandidate, QuadraticCandidate
 from lyapcert.certify import region_share
+from lyapcert.methods.quadratic import lyapunov_matrix
 from lyapcert.systems import get_system
 from lyapcert.verify import VerifyOptions, verify_candidate
 
@@ -31,8 +29,8 @@ QUADRATIC = ["vanderpol", "vanderpol-mu3", "power_system", "pendulum"]
 
 
 def lyapunov_P(system) -> np.ndarray:
-    a, _ = system.linearize()
-    return scipy.linalg.solve_continuous_lyapunov(a.T, -np.eye(system.n_states))
+    """``A'P + PA = -I`` for the linearisation (the `quadratic` method's default)."""
+    return lyapunov_matrix(system.linearize()[0], np.eye(system.n_states), discrete=False)
 
 
 def roa_share(system, candidate, level: float) -> tuple[float, float]:
@@ -62,6 +60,32 @@ class TanhCertificate(torch.nn.Module):
         return (d * d).sum(-1) + ((x @ self.P) * x).sum(-1)
 
 
+def measure(system, label: str, candidate, opts: VerifyOptions) -> dict:
+    """Verify ``candidate`` at its largest level, time it, print and return the table row."""
+    t = time.perf_counter()
+    r = verify_candidate(system, candidate, options=opts)
+    seconds = time.perf_counter() - t
+    vol, share = roa_share(system, candidate, r.level) if r.level else (None, None)
+    print(
+        f"{system.name + ' ' + label:<28} {r.verdict.value:<9} {r.level or float('nan'):>10.5g} "
+        f"{share if share is not None else float('nan'):>10.2f}% {r.stats.boxes:>9,} "
+        f"{seconds:>8.2f}",
+        flush=True,
+    )
+    return {
+        "system": system.name,
+        "certificate": label,
+        "verdict": r.verdict.value,
+        "condition": r.condition.name.lower(),
+        "hole": r.hole,
+        "level": r.level,
+        "certified_volume": vol,
+        "roa_percent": share,
+        "boxes": r.stats.boxes,
+        "seconds": seconds,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
@@ -74,55 +98,10 @@ def main() -> None:
     )
     for name in QUADRATIC:
         s = get_system(name)
-        cand = QuadraticCandidate(lyapunov_P(s), s)
-        t = time.perf_counter()
-        r = verify_candidate(s, cand, options=opts)
-        seconds = time.perf_counter() - t
-        vol, share = roa_share(s, cand, r.level) if r.level else (None, None)
-        rows.append(
-            {
-                "system": name,
-                "certificate": "quadratic",
-                "verdict": r.verdict.value,
-                "condition": r.condition.name.lower(),
-                "hole": r.hole,
-                "level": r.level,
-                "certified_volume": vol,
-                "roa_percent": share,
-                "boxes": r.stats.boxes,
-                "seconds": seconds,
-            }
-        )
-        print(
-            f"{name + ' quadratic':<28} {r.verdict.value:<9} {r.level:>10.5g} {share:>10.2f}% "
-            f"{r.stats.boxes:>9,} {seconds:>8.2f}",
-            flush=True,
-        )
+        rows.append(measure(s, "quadratic", QuadraticCandidate(lyapunov_P(s), s), opts))
     s = get_system("vanderpol")
     net = NetworkCandidate(TanhCertificate(lyapunov_P(s)))
-    t = time.perf_counter()
-    r = verify_candidate(s, net, options=opts)
-    seconds = time.perf_counter() - t
-    vol, share = roa_share(s, net, r.level) if r.level else (None, float("nan"))
-    rows.append(
-        {
-            "system": "vanderpol",
-            "certificate": "tanh 2x32 network",
-            "verdict": r.verdict.value,
-            "condition": r.condition.name.lower(),
-            "hole": r.hole,
-            "level": r.level,
-            "certified_volume": vol,
-            "roa_percent": share,
-            "boxes": r.stats.boxes,
-            "seconds": seconds,
-        }
-    )
-    print(
-        f"{'vanderpol tanh 2x32 network':<28} {r.verdict.value:<9} {r.level or float('nan'):>10.5g} "
-        f"{share:>10.2f}% {r.stats.boxes:>9,} {seconds:>8.2f}",
-        flush=True,
-    )
+    rows.append(measure(s, "tanh 2x32 network", net, opts))
     z3_row = None
     try:
         from lyapcert.verify.z3check import check_band
@@ -149,18 +128,16 @@ def main() -> None:
         )
     except Exception as exc:  # z3 missing
         print(f"Z3 comparison skipped: {exc}")
-    meta = {
-        "device": args.device,
-        "cuda_device": torch.cuda.get_device_name() if args.device.startswith("cuda") else None,
-        "cpu_threads": torch.get_num_threads(),
-        "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "command": "python benchmarks/verify_speed.py --device " + args.device,
-    }
-    Path(args.out).mkdir(parents=True, exist_ok=True)
     path = Path(args.out) / f"verify_speed-{args.device.replace(':', '')}.json"
-    path.write_text(json.dumps({"meta": meta, "rows": rows, "z3": z3_row}, indent=2, default=str))
+    write_results(
+        path,
+        "verify_speed.py",
+        args,
+        rows,
+        extra={"z3": z3_row},
+        device=args.device,
+        cuda_device=torch.cuda.get_device_name() if args.device.startswith("cuda") else None,
+    )
     print(f"wrote {path}")
 
 
