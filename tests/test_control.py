@@ -234,3 +234,23 @@ def test_neural_controller_from_lqr_starts_as_the_lqr_controller(tmp_path):
     again = controller_from_dict(record, system, tmp_path)
     with torch.no_grad():
         torch.testing.assert_close(again(x), k(x), rtol=0, atol=0)
+
+
+def test_a_certificate_never_verifies_a_destabilising_controller(tmp_path):
+    """Soundness: the LQR loop's certificate, re-checked with the controller edited to zero gain
+    (the upright pendulum left open loop, unstable), must not be verified."""
+    import json
+
+    from lyapcert.verify import recheck
+
+    system = lyapcert.get_system("inverted_pendulum")
+    res = lyapcert.certify(system, "quadratic", controller="lqr", roa=False, out=tmp_path / "c")
+    assert res.verified
+    record = json.loads((tmp_path / "c" / "certificate.json").read_text())
+    record["controller"]["K"] = [[0.0, 0.0]]
+    (tmp_path / "c" / "certificate.json").write_text(json.dumps(record))
+    _, again = recheck(tmp_path / "c")
+    assert not again.verified
+    zero = LinearController([[0.0, 0.0]], [0, 0], [0], [-6.0], [6.0])
+    candidate, _ = _quadratic_closed_loop(system, lqr(system))
+    assert not verify_candidate(system, candidate, controller=zero).verified
