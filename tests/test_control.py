@@ -254,3 +254,77 @@ def test_a_certificate_never_verifies_a_destabilising_controller(tmp_path):
     zero = LinearController([[0.0, 0.0]], [0, 0], [0], [-6.0], [6.0])
     candidate, _ = _quadratic_closed_loop(system, lqr(system))
     assert not verify_candidate(system, candidate, controller=zero).verified
+
+
+def test_a_neural_controller_trained_with_its_certificate_verifies_and_rechecks(tmp_path):
+    """``--controller neural``: a small controller trained together with V (neural-roa) is
+    certified; the saved certificate re-checks the trained closed loop, not the LQR it began as."""
+    from typer.testing import CliRunner
+
+    from lyapcert.cli import app
+    from lyapcert.verify import recheck
+
+    system = lyapcert.get_system("path_tracking")
+    res = lyapcert.certify(
+        system,
+        "neural-roa",
+        controller="neural",
+        epochs=100,
+        rounds=1,
+        samples=2048,
+        adversarial_points=512,
+        verify_seconds=0,
+        checkpoint=False,
+        roa=False,
+        out=tmp_path / "c",
+    )
+    assert res.verified and res.result.hole is None and res.options["train_controller"]
+    cert, again = recheck(tmp_path / "c")
+    assert isinstance(cert.controller, NeuralController)
+    assert again.verified and again.level == res.result.level
+    x = torch.rand(400, 2, dtype=torch.float64) * 6 - 3
+    with torch.no_grad():
+        trained, start = cert.controller(x), lqr(system)(x)
+        assert (trained - start).abs().max() > 1e-3  # the weights were trained
+        assert cert.controller(system.equilibrium_tensor()).item() == system.equilibrium_input[0]
+    r = CliRunner().invoke(app, ["verify", str(tmp_path / "c")])
+    assert r.exit_code == 0, r.output
+
+
+def test_controller_neural_needs_a_method_that_trains_one(tmp_path):
+    from typer.testing import CliRunner
+
+    from lyapcert.cli import app
+    from lyapcert.errors import OptionsError
+
+    system = lyapcert.get_system("double_integrator")
+    with pytest.raises(OptionsError, match="neural-roa"):
+        lyapcert.certify(system, "quadratic", controller="neural")
+    with pytest.raises(OptionsError, match="--controller neural"):
+        lyapcert.certify(system, "neural-roa", controller="lqr", train_controller=True)
+    out = tmp_path / "never"
+    r = CliRunner().invoke(
+        app, ["certify", "double_integrator", "--controller", "neural", "--out", str(out)]
+    )
+    assert r.exit_code == 2 and "cannot train a controller" in r.output
+    assert not out.exists()
+
+
+def test_local_decrease_is_the_lyapunov_inequality_of_the_linearisation():
+    """For V = e'Pe on the LQR loop with A'P + PA = -Q, the Hessian is H = 2P, so
+    ``lambda_max(A'H + HA) = lambda_max(-2Q) = -2 lambda_min(Q)`` exactly."""
+    from lyapcert.methods.neural_roa import local_decrease
+    from lyapcert.methods.quadratic import closed_loop_jacobian, lyapunov_matrix
+    from lyapcert.methods.training import input_function
+
+    system = lyapcert.get_system("inverted_pendulum")
+    k = lqr(system)
+    A = closed_loop_jacobian(system, k)
+    Q = np.diag([1.0, 3.0])
+    P = torch.as_tensor(lyapunov_matrix(A, Q, False))
+
+    def V(x):
+        return ((x @ P) * x).sum(1)
+
+    value = local_decrease(system, V, system.equilibrium_tensor(), input_function(system, k))
+    assert float(value.detach()) == pytest.approx(-2.0, rel=1e-9)

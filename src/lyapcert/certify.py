@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from lyapcert.errors import MethodError, OptionsError
-from lyapcert.methods import get_method
+from lyapcert.methods import METHODS, get_method
 from lyapcert.methods.options import build_options
 from lyapcert.methods.training import check_weights
 from lyapcert.systems.system import System
@@ -78,7 +78,8 @@ def certify(
     checkpoint (``checkpoint``: a path, ``True`` for the default path in the cache folder, or
     ``False``); ``resume=True`` continues an interrupted run from it. It is removed once the
     certificate is verified and measured. ``controller`` closes the loop of a controlled system:
-    ``"lqr"``, a path to an ONNX or TorchScript file, or a controller module.
+    ``"lqr"``, ``"neural"`` (a neural controller trained together with ``V``; methods that can),
+    a path to an ONNX or TorchScript file, or a controller module.
     """
     m = get_method(method)
     if options is None or isinstance(options, dict):
@@ -86,7 +87,7 @@ def certify(
     elif option_values:
         options = dataclasses.replace(options, **option_values)
     torch.manual_seed(getattr(options, "seed", 0))
-    k = resolve_controller(system, controller)
+    k, options = prepare_controller(system, m, options, controller)
     ckpt = training_checkpoint(system, m, options, checkpoint, resume, k)
     extra = {"checkpoint": ckpt} if ckpt is not None else {}
     if k is not None:
@@ -133,6 +134,41 @@ def certify(
     if ckpt is not None:
         ckpt.remove()
     return out_result
+
+
+def prepare_controller(system: System, method, options, controller):
+    """``(controller, options)`` for a run: ``"neural"`` becomes a ``NeuralController`` starting
+    as the LQR (seeded by the options) with ``train_controller`` switched on, for the methods that
+    can train one; anything else goes through ``resolve_controller``."""
+    if isinstance(controller, str) and controller == "neural":
+        if not any(f.name == "train_controller" for f in dataclasses.fields(options)):
+            trainers = ", ".join(
+                name
+                for name, cls in METHODS.items()
+                if any(f.name == "train_controller" for f in dataclasses.fields(cls.Options))
+            )
+            raise OptionsError(
+                f"--controller neural: the {method.name} method cannot train a controller; use "
+                f"--method {trainers}, or --controller lqr / a controller file"
+            )
+        from lyapcert.control import NeuralController
+
+        k = NeuralController.from_lqr(
+            system,
+            width=options.controller_width,
+            depth=options.controller_depth,
+            seed=getattr(options, "seed", 0),
+        )
+        return k, dataclasses.replace(options, train_controller=True)
+    if getattr(options, "train_controller", False) and not _has_parameters(controller):
+        raise OptionsError(
+            "train_controller: needs a neural controller to train (--controller neural)"
+        )
+    return resolve_controller(system, controller), options
+
+
+def _has_parameters(controller) -> bool:
+    return isinstance(controller, torch.nn.Module) and any(True for _ in controller.parameters())
 
 
 def resolve_controller(system: System, controller):

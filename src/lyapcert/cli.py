@@ -548,7 +548,8 @@ def certify_command(
     controller: Annotated[
         str | None,
         typer.Option(
-            help="Close the loop: lqr, or an ONNX / TorchScript controller file (.onnx, .pt)."
+            help="Close the loop: lqr; neural (a controller trained together with V: "
+            "--method neural-roa); or an ONNX / TorchScript controller file (.onnx, .pt)."
         ),
     ] = None,
     dt: Annotated[
@@ -597,10 +598,10 @@ def certify_command(
     verify_options = VerifyOptions(
         time_limit=time_limit, level_tolerance=tolerance, device=device, progress=show
     )
-    from lyapcert.certify import resolve_controller, training_checkpoint
+    from lyapcert.certify import prepare_controller, training_checkpoint
     from lyapcert.errors import TrainingInterrupted
 
-    k = resolve_controller(s, controller)
+    k, options = prepare_controller(s, m, options, controller)
     ckpt = training_checkpoint(s, m, options, checkpoint or True, resume, k)
     if ckpt is not None and not resume and ckpt.path.exists() and not as_json:
         err.print(f"note: an interrupted run left {ckpt.path}; --resume would continue it")

@@ -12,11 +12,21 @@ plus the quadratic of the linearisation; the target set is ``S = {V <= 1}``. Eac
   the true-ROA sample inside ``S``; coverage ``relu(V - 1)`` on points of the true ROA (this is
   what enlarges ``S``); exclusion ``relu(1 - V)`` on points outside it, and with a small weight on
   the box's faces (the certified set may not reach them; a large weight fights the coverage where
-  the true ROA meets the faces).
+  the true ROA meets the faces);
+* local: the linearisation at ``x*`` must decrease ``V``'s quadratic part, ``lambda_max(M) <=
+  -2 margin`` with ``M = A'H + HA`` (discrete time ``A'HA - H``), ``H`` the Hessian of ``V`` and
+  ``A`` the closed loop's Jacobian at ``x*``: points that close are never sampled, yet the
+  verifier needs the decrease down to the radius of its local certificate.
 
 After every round the sound verifier certifies the current ``V`` (coarse tolerance): the progress
 shows the certified level and its share of the true ROA, and the point that limits the level joins
 the buffer. The verifier decides afterwards, as always.
+
+Joint synthesis (``train_controller``, set by ``--controller neural``): the controller is a
+``NeuralController`` (starting as the saturated LQR) whose weights are trained together with
+``V``: the decrease goes through ``f(x, k(x))`` (or ``F(x, k(x))`` in discrete time). The labels
+of the closed loop's true ROA are drawn afresh for the current controller (``samples`` uniform
+points, simulated) before every round, so the coverage target grows with the controller.
 """
 
 from __future__ import annotations
@@ -59,7 +69,11 @@ class NeuralROAOptions(NetworkOptions):
     refresh: share of the buffer redrawn uniformly each epoch
     coverage_weight: weight of relu(V - 1) on the true ROA (enlarges {V <= 1})
     face_weight: weight of relu(1 - V) on the box's faces (the set may not reach them)
+    local_weight: weight of relu(lambda_max(M) + 2 margin), the decrease of V's quadratic part
     verify_seconds: time limit of each in-training verification (0: skip them)
+    train_controller: train the (neural) controller's weights together with V
+    controller_width: hidden units per layer of the controller made by --controller neural
+    controller_depth: hidden layers of that controller
     """
 
     epochs: int = 600
@@ -71,7 +85,11 @@ class NeuralROAOptions(NetworkOptions):
     refresh: float = 0.1
     coverage_weight: float = 1.0
     face_weight: float = 0.02
+    local_weight: float = 1.0
     verify_seconds: float = 20.0
+    train_controller: bool = False
+    controller_width: int = 16
+    controller_depth: int = 2
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -79,10 +97,12 @@ class NeuralROAOptions(NetworkOptions):
             raise ValueError("rounds and adversarial_points must be positive, pgd_steps >= 0")
         if not (0 <= self.refresh <= 1 and self.margin >= 0 and self.coverage_weight >= 0):
             raise ValueError("refresh must lie in [0, 1]; margin and coverage_weight >= 0")
-        if not self.face_weight >= 0:
-            raise ValueError(f"face_weight: expected a number >= 0, got {self.face_weight}")
+        if not (self.face_weight >= 0 and self.local_weight >= 0):
+            raise ValueError("face_weight and local_weight: expected numbers >= 0")
         if not (self.pgd_step > 0 and self.verify_seconds >= 0):
             raise ValueError("pgd_step must be > 0 and verify_seconds >= 0")
+        if min(self.controller_width, self.controller_depth) < 1:
+            raise ValueError("controller_width and controller_depth must be positive")
 
 
 class NeuralROAMethod(Method):
@@ -102,7 +122,14 @@ class NeuralROAMethod(Method):
         torch.manual_seed(options.seed)
         gen = torch.Generator().manual_seed(options.seed)
         n = system.n_states
-        pts, inside = labelled_sample(system, options.samples, options.seed, progress, controller)
+        train_k = options.train_controller
+        if train_k:
+            _check_trainable(controller, self.name)
+            pts, inside = closed_loop_sample(system, controller, options.samples, options.seed)
+        else:
+            pts, inside = labelled_sample(
+                system, options.samples, options.seed, progress, controller
+            )
         P = None
         if options.use_quadratic:
             P = normalised_quadratic(system, controller, pts[inside])
@@ -110,7 +137,9 @@ class NeuralROAMethod(Method):
         lo, hi = system.domain.as_tensors()
         x_star = system.equilibrium_tensor()
         inputs = input_function(system, controller)
-        opt = torch.optim.Adam(net.parameters(), lr=options.learning_rate)
+        # the trained weights: V's, and the controller's with train_controller
+        model = torch.nn.ModuleDict({"V": net, **({"k": controller} if train_k else {})})
+        opt = torch.optim.Adam(model.parameters(), lr=options.learning_rate)
         total = options.rounds * options.epochs
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(
             opt, total, eta_min=0.05 * options.learning_rate
@@ -124,23 +153,26 @@ class NeuralROAMethod(Method):
         state = session.restore()
         start = 0
         if state is not None:
-            net.load_state_dict(state["net"])
+            model.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
             sched.load_state_dict(state["scheduler"])
             buffer, history, start = state["buffer"], state["history"], state["step"] + 1
             gen.set_state(state["generator"])
-            if state["best_net"] is not None:
-                best = (state["best_share"], state["best_net"])
+            if train_k:
+                pts, inside = state["labels"]
+            if state["best_model"] is not None:
+                best = (state["best_share"], state["best_model"])
 
         def snapshot():
             return {
-                "net": net.state_dict(),
+                "model": model.state_dict(),
                 "optimizer": opt.state_dict(),
                 "scheduler": sched.state_dict(),
                 "buffer": buffer,
                 "history": history,
                 "generator": gen.get_state(),
-                "best_net": None if best is None else best[1],
+                "labels": (pts, inside) if train_k else None,
+                "best_model": None if best is None else best[1],
                 "best_share": 0.0 if best is None else best[0],
             }
 
@@ -163,21 +195,33 @@ class NeuralROAMethod(Method):
                 metrics = {"loss": float(loss.detach())}
                 if step % 100 == 0:
                     history.append({"epoch": step, **metrics, **parts})
-                if (step + 1) % options.epochs == 0 and options.verify_seconds > 0:
+                end_of_round = (step + 1) % options.epochs == 0
+                if end_of_round and options.verify_seconds > 0:
                     record, point = self._verify_round(system, net, controller, options)
                     history.append({"epoch": step, **record})
                     metrics.update(level=record["level"] or 0.0, roa_share=record["roa_share"])
                     if record["verified"] and (best is None or record["roa_share"] > best[0]):
-                        best = (record["roa_share"], copy.deepcopy(net.state_dict()))
+                        best = (record["roa_share"], copy.deepcopy(model.state_dict()))
                     if point is not None:
                         buffer[int(torch.randint(len(buffer), (1,), generator=gen))] = point
+                if train_k and end_of_round and step + 1 < total:
+                    # the closed loop changed: fresh labels of its true ROA for the next round
+                    round_seed = options.seed + (step + 1) // options.epochs
+                    pts, inside = closed_loop_sample(
+                        system, controller, options.samples, round_seed
+                    )
+                    in_pts, out_pts = pts[inside], pts[~inside]
+                    metrics["closed_loop_roa"] = float(inside.double().mean())
                 session.tick(step, metrics, snapshot)
             session.finish(snapshot())
         if best is not None:
-            net.load_state_dict(best[1])
-        check_weights(net, self.name)
+            model.load_state_dict(best[1])
+        check_weights(model, self.name)
         return Fit(
-            NetworkCandidate(net), time.perf_counter() - started, controller, {"history": history}
+            NetworkCandidate(net),
+            time.perf_counter() - started,
+            controller,
+            {"history": history, "trained_controller": train_k},
         )
 
     @staticmethod
@@ -214,31 +258,34 @@ class NeuralROAMethod(Method):
         loss_faces = torch.relu(1.0 - net(faces)).mean()
         loss = loss_dec + options.coverage_weight * loss_cov + loss_out
         loss = loss + options.face_weight * loss_faces
+        loss_local = torch.relu(local_decrease(system, net, x_star, inputs) + 2 * options.margin)
+        loss = loss + options.local_weight * loss_local
         parts = {
             "decrease": float(loss_dec.detach()),
             "coverage": float(loss_cov.detach()),
             "exclusion": float(loss_out.detach()),
             "faces": float(loss_faces.detach()),
+            "local": float(loss_local.detach()),
         }
         return loss, parts
 
     def _verify_round(self, system, net, controller, options):
         """Certify a copy of the current ``V`` (coarse tolerance); the limiting point, if any."""
-        from lyapcert.certify import region_share
         from lyapcert.verify import VerifyOptions, verify_candidate
 
         cand = NetworkCandidate(copy.deepcopy(net))
+        closed = None if controller is None else copy.deepcopy(controller)
         result = verify_candidate(
             system,
             cand,
-            controller=controller,
+            controller=closed,
             options=VerifyOptions(
                 time_limit=options.verify_seconds, level_tolerance=1e-2, falsify_samples=2048
             ),
         )
         share = 0.0
         if result.verified and result.level is not None:
-            share = region_share(system, cand, result.level)[1]
+            share = self._share(system, cand, result.level, controller, options)
         point = None
         cx = result.counterexample
         if cx is not None and cx.get("point") is not None:
@@ -250,3 +297,59 @@ class NeuralROAMethod(Method):
             "verify_seconds": result.seconds,
         }
         return record, point
+
+    @staticmethod
+    def _share(system, cand, level, controller, options):
+        """Share of the true ROA inside ``{V <= level}``: on the cached sample, or for a controller
+        being trained (whose true ROA changes every round) on a fresh labelled sample."""
+        from lyapcert.certify import region_share
+
+        if not options.train_controller:
+            return region_share(system, cand, level, controller=controller)[1]
+        pts, inside = closed_loop_sample(system, controller, options.samples, options.seed + 7919)
+        with torch.no_grad():
+            within = cand.value(pts) <= level
+        return float((within & inside).sum()) / max(1, int(inside.sum()))
+
+
+def local_decrease(system: System, net, x_star: torch.Tensor, inputs) -> torch.Tensor:
+    """``lambda_max(M)``: ``M = A'H + HA`` (discrete time ``A'HA - H``) with ``H`` the Hessian of
+    ``V`` and ``A`` the Jacobian of the closed loop at ``x*``; differentiable in the weights (of
+    ``V`` and of a trained controller). Negative iff ``V`` decreases along the linearisation."""
+    from torch.autograd.functional import hessian, jacobian
+
+    def closed_loop(x):
+        return system.dynamics(x[None], inputs(x[None]))[0]
+
+    def value(x):
+        return net(x[None]).sum()
+
+    centre = x_star.reshape(-1)
+    H = hessian(value, centre, create_graph=True)
+    A = jacobian(closed_loop, centre, create_graph=True)
+    M = A.T @ H @ A - H if system.is_discrete else A.T @ H + H @ A
+    return torch.linalg.eigvalsh(0.5 * (M + M.T))[-1]
+
+
+def _check_trainable(controller, method: str) -> None:
+    from lyapcert.control.neural import NeuralController
+
+    if not isinstance(controller, NeuralController):
+        raise MethodError(
+            f"{method}: train_controller needs a NeuralController (lyapcert certify "
+            f"--controller neural), got {type(controller).__name__}"
+        )
+
+
+def closed_loop_sample(system: System, controller, samples: int, seed: int):
+    """``(points [samples, n], inside [samples])``: uniform points of the box labelled by
+    simulating the closed loop with ``controller`` as it is now (not cached: it is being
+    trained)."""
+    from lyapcert.simulate.roa import CONVERGED, ConvergenceCriterion, label_convergence
+
+    gen = torch.Generator().manual_seed(seed)
+    lo, hi = system.domain.as_tensors()
+    pts = lo + torch.rand(samples, system.n_states, generator=gen, dtype=torch.float64) * (hi - lo)
+    k = copy.deepcopy(controller)
+    outcome = label_convergence(system, pts, ConvergenceCriterion.for_system(system), k)
+    return pts, torch.as_tensor(outcome == CONVERGED)
