@@ -327,3 +327,64 @@ def test_cuda_verification_matches_cpu():
     gpu = verify_candidate(s, cand, options=VerifyOptions(time_limit=20.0, device="cuda"))
     assert gpu.verified and cpu.verified
     assert gpu.level == pytest.approx(cpu.level, rel=2e-3)
+
+
+@pytest.mark.parametrize("family", ["quadratic", "network"])
+def test_inner_level_from_the_quadratic_floor_holds_against_an_exact_oracle(family):
+    """``V > c0`` on the boundary of the local region Q (and so, for a floor, outside it): checked
+    at sampled points of that boundary in exact rational arithmetic (python-flint)."""
+    import flint
+
+    from lyapcert.certificates.network import LyapunovNetwork
+    from lyapcert.verify.local import LocalCertificate, local_certificate
+    from lyapcert.verify.lyapunov import build_problem, floor_inner_level
+
+    s = get_system("vanderpol")
+    P = np.array([[1.5, -0.5], [-0.5, 1.0]])
+    if family == "quadratic":
+        cand = QuadraticCandidate(P, s)
+    else:
+        torch.manual_seed(0)
+        cand = NetworkCandidate(LyapunovNetwork(2, s.equilibrium, width=8, P=P * 0.3))
+    pb = build_problem(s, cand, None, FAST)
+    loc = local_certificate(pb.field, pb.x_star, pb.lo, pb.hi, pb.u_fn, discrete=False)
+    assert isinstance(loc, LocalCertificate)
+    c0 = floor_inner_level(cand, loc, pb.x_star)
+    assert c0 > 0
+    # points with e'P_q e = c_q exactly (rationally rescaled), V evaluated exactly on the floor
+    rng = np.random.default_rng(3)
+    Pq = [[flint.fmpq(*float(v).as_integer_ratio()) for v in row] for row in loc.P]
+    cq = flint.fmpq(*float(loc.level).as_integer_ratio())
+    centre, lo, hi = cand.quadratic_floor()
+    assert np.array_equal(centre, s.equilibrium)
+    assert np.array_equal(lo, hi) if family == "quadratic" else bool((lo < hi).all())
+    F = [[flint.fmpq(*float(v).as_integer_ratio()) for v in row] for row in lo]
+    for d in rng.normal(size=(2000, 2)):
+        e = [flint.fmpq(*float(v).as_integer_ratio()) for v in d]
+        q = sum(Pq[i][j] * e[i] * e[j] for i in range(2) for j in range(2))
+        f = sum(F[i][j] * e[i] * e[j] for i in range(2) for j in range(2))
+        # on the boundary e -> e sqrt(c_q / q): f scales by c_q / q
+        assert f * cq / q > flint.fmpq(*float(c0).as_integer_ratio())
+    # the network's V itself lies above its floor (float64 evaluation with a margin)
+    x = torch.as_tensor(rng.normal(size=(5000, 2)))
+    with torch.no_grad():
+        v = cand.value(x)
+    floor = ((x @ torch.as_tensor(lo)) * x).sum(1)
+    assert bool((v >= floor * (1 - 1e-12) - 1e-15).all())
+
+
+def test_no_floor_for_a_subclassed_network_or_a_moved_centre():
+    from lyapcert.certificates.network import LyapunovNetwork
+    from lyapcert.verify.local import local_certificate
+    from lyapcert.verify.lyapunov import build_problem, floor_inner_level
+
+    class Shifted(LyapunovNetwork):
+        def forward(self, x):
+            return super().forward(x) - 1.0
+
+    s = get_system("vanderpol")
+    assert NetworkCandidate(Shifted(2, s.equilibrium, width=4)).quadratic_floor() is None
+    moved = NetworkCandidate(LyapunovNetwork(2, [0.5, 0.0], width=4, P=np.eye(2)))
+    pb = build_problem(s, QuadraticCandidate(np.eye(2), s), None, FAST)
+    loc = local_certificate(pb.field, pb.x_star, pb.lo, pb.hi, pb.u_fn, discrete=False)
+    assert floor_inner_level(moved, loc, pb.x_star) == 0.0

@@ -41,6 +41,12 @@ class Candidate:
     def describe(self) -> str:
         return self.family
 
+    def quadratic_floor(self):
+        """``(centre [n], lo [n, n], hi [n, n])`` with ``V(x) >= (x - c)' F (x - c)`` for every
+        ``x`` and every symmetric ``F`` with entries in ``[lo, hi]`` (exact real arithmetic), or
+        ``None`` when the family has no such floor. Used to prove the inner level at once."""
+        return None
+
     def to_dict(self) -> dict:
         raise NotImplementedError
 
@@ -120,6 +126,11 @@ class QuadraticCandidate(ExpressionCandidate):
         expr = sum(sympy.Float(P[i, j], 30) * e[i] * e[j] for i in range(n) for j in range(n))
         super().__init__(expr, system)
 
+    def quadratic_floor(self):
+        """``V`` is its own floor: ``F = P`` (the expression's coefficients are ``P``'s floats)."""
+        centre = np.asarray(self.system.equilibrium, dtype=np.float64).reshape(-1)
+        return centre, self.P.copy(), self.P.copy()
+
     def describe(self) -> str:
         rows = "; ".join(" ".join(f"{v:.6g}" for v in row) for row in self.P)
         return f"V = (x - x*)' P (x - x*), P = [{rows}]"
@@ -142,6 +153,23 @@ class NetworkCandidate(Candidate):
 
     def value_function(self):
         return self.module
+
+    def quadratic_floor(self):
+        """For ``LyapunovNetwork`` (exactly that class): ``V >= e' (sym(P) + eps I) e``, since
+        ``|phi(x) - phi(x*)|^2 >= 0``; the matrix rounded outward."""
+        from lyapcert.certificates.network import LyapunovNetwork
+
+        if type(self.module) is not LyapunovNetwork:
+            return None
+        P = self.module.P.detach().cpu().numpy().astype(np.float64)
+        total = P + P.T  # one rounding; halving is exact
+        lo = np.nextafter(total, -np.inf) / 2
+        hi = np.nextafter(total, np.inf) / 2
+        eye = np.eye(len(P), dtype=bool)
+        lo[eye] = np.nextafter(lo[eye] + self.module.eps, -np.inf)
+        hi[eye] = np.nextafter(hi[eye] + self.module.eps, np.inf)
+        centre = self.module.x_star.detach().cpu().numpy().astype(np.float64).reshape(-1)
+        return centre, lo, hi
 
     def to_dict(self) -> dict:
         from lyapcert.certificates.network import weights_digest

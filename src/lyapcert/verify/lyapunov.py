@@ -18,6 +18,8 @@ import math
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
+import scipy.linalg
 import torch
 
 from lyapcert.bounds.dual import Dual, lift_like
@@ -163,7 +165,11 @@ def _point_values(q, points: torch.Tensor) -> Interval:
 
 
 def inner_level(problem: _Problem, local: LocalCertificate) -> tuple[float, SearchStats]:
-    """A proven ``c0`` with ``V > c0`` on ``B \\ int Q`` (so ``{V <= c0}`` lies in ``Q``)."""
+    """A proven ``c0`` with ``V > c0`` on ``B \\ int Q`` (so ``{V <= c0}`` lies in ``Q``): from
+    the candidate's quadratic floor when it has one, else by branch and bound."""
+    floor = floor_inner_level(problem.candidate, local, problem.x_star)
+    if floor > 0:
+        return floor, SearchStats()
     P = torch.as_tensor(local.P, dtype=torch.float64, device=problem.lo.device)
     xs = problem.x_star
 
@@ -196,6 +202,37 @@ def inner_level(problem: _Problem, local: LocalCertificate) -> tuple[float, Sear
         rel_tol=problem.options.inner_tolerance,
     )
     return res.lower, res.stats
+
+
+def floor_inner_level(candidate: Candidate, local: LocalCertificate, x_star) -> float:
+    """``t c_q`` (rounded down) for a ``t > 0`` with ``F - t P_q`` proven positive definite (interval
+    Cholesky) for every ``F`` of the candidate's quadratic floor: then on ``B \\ int Q``, where
+    ``e' P_q e >= c_q``, ``V >= e' F e >= t e' P_q e >= t c_q``. ``0.0`` when there is no floor,
+    its centre is not ``x*``, or no ``t`` is proven."""
+    from lyapcert.verify.local import interval_cholesky_pd
+
+    floor = candidate.quadratic_floor()
+    if floor is None:
+        return 0.0
+    centre, lo, hi = floor
+    xs = x_star.detach().cpu().numpy().reshape(-1)
+    if centre.shape != xs.shape or not np.array_equal(centre, xs):
+        return 0.0
+    Pq = np.asarray(local.P, dtype=np.float64)
+    try:
+        guess = float(scipy.linalg.eigh((lo + hi) / 2, Pq, eigvals_only=True)[0])
+    except (np.linalg.LinAlgError, ValueError):
+        return 0.0
+    if not (math.isfinite(guess) and guess > 0):
+        return 0.0
+    for k in range(12):
+        t = guess * (1 - 1e-9 * 4**k)
+        tp = t * Pq  # each entry rounded once: nextafter on both sides encloses it
+        a_lo = np.nextafter(lo - np.nextafter(tp, np.inf), -np.inf)
+        a_hi = np.nextafter(hi - np.nextafter(tp, -np.inf), np.inf)
+        if interval_cholesky_pd(a_lo, a_hi):
+            return math.nextafter(t * float(local.level), -math.inf) * (1 - 1e-12)
+    return 0.0
 
 
 def _rows(x) -> int:
