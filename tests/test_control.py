@@ -256,6 +256,19 @@ def test_a_certificate_never_verifies_a_destabilising_controller(tmp_path):
     assert not verify_candidate(system, candidate, controller=zero).verified
 
 
+def test_a_closed_loop_counterexample_is_replayed_on_the_closed_loop():
+    """The float64 replay of a counterexample uses the controller too (it once used u*)."""
+    system = lyapcert.get_system("inverted_pendulum-wide")  # the decrease limits the level
+    k = lqr(system)
+    candidate, _ = _quadratic_closed_loop(system, k)
+    largest = verify_candidate(system, candidate, controller=k).level
+    res = verify_candidate(system, candidate, controller=k, level=2 * largest)
+    assert not res.verified and res.counterexample is not None
+    replay = res.counterexample["replay"]
+    lo, hi = replay["interval"]
+    assert lo - 1e-9 * abs(lo) <= replay["float64"] <= hi + 1e-9 * abs(hi)
+
+
 def test_a_neural_controller_trained_with_its_certificate_verifies_and_rechecks(tmp_path):
     """``--controller neural``: a small controller trained together with V (neural-roa) is
     certified; the saved certificate re-checks the trained closed loop, not the LQR it began as."""

@@ -187,6 +187,17 @@ REFERENCE = {
     "inverted_pendulum-small": (["th", "w"], [[-12, 12]] * 2, [[-0.75, 0.75]], [0.0], _ip),
     "path_tracking": (["d", "th"], [[-3, 3]] * 2, [[-0.84, 0.84]], [0.1], _pt),
     "path_tracking-small": (["d", "th"], [[-3, 3]] * 2, [[-0.5, 0.5]], [0.1], _pt),
+    # the 2025 two-stage verification boxes (RADIUS_MAP of its src/verification/run_verify.sh)
+    "inverted_pendulum-wide": (["th", "w"], [[-20, 20], [-100, 100]], [[-6, 6]], [0.0], _ip),
+    "inverted_pendulum-small-wide": (
+        ["th", "w"],
+        [[-19.2, 19.2], [-64.8, 64.8]],
+        [[-0.75, 0.75]],
+        [0.0],
+        _ip,
+    ),
+    "path_tracking-wide": (["d", "th"], [[-10, 10]] * 2, [[-0.84, 0.84]], [0.1], _pt),
+    "path_tracking-small-wide": (["d", "th"], [[-10, 10]] * 2, [[-0.5, 0.5]], [0.1], _pt),
     "vanderpol_controlled": (
         ["x1", "x2"],
         [[-4.8, 4.8], [-10.8, 10.8]],
@@ -202,6 +213,13 @@ REFERENCE = {
         lambda x, u: np.stack([x[:, 1], u[:, 0]], 1),
     ),
     "cartpole": (["p", "th", "p_dot", "th_dot"], [[-1, 1]] * 4, [[-30, 30]], [0.0], _cartpole),
+    "cartpole-wide": (
+        ["p", "th", "p_dot", "th_dot"],
+        [[-3.6, 3.6], [-2.4, 2.4], [-12, 12], [-12, 12]],
+        [[-30, 30]],
+        [0.0],
+        _cartpole,
+    ),
     "quadrotor2d": (
         ["x", "y", "th", "x_dot", "y_dot", "th_dot"],
         [[-0.75, 0.75], [-0.75, 0.75], [-pi / 2, pi / 2], [-4, 4], [-4, 4], [-3, 3]],

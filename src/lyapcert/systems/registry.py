@@ -6,7 +6,8 @@ boxes, input bounds and variant names follow shared/benchmarks.md exactly. Where
 "state it", the choice made here is documented in the entry's ``description``.
 
 Discrete-time variants (suffix ``-dt``) are the explicit Euler maps of the continuous-time
-systems with the step of the published setup.
+systems with the step of the published setup. Wide variants (suffix ``-wide``) are the same
+continuous-time systems on the larger verification boxes of the 2025 two-stage setup.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ TWO_STAGE = (
     "sampling and iterative domain expansion; code Verified-Intelligence/"
     "Two-Stage_Neural_Controller_Training"
 )
+# the 2025 verification boxes are the half-widths of RADIUS_MAP in that repository's
+# src/verification/run_verify.sh (commit 5a650f5b)
+TWO_STAGE_BOXES = f"{TWO_STAGE} (box radii: RADIUS_MAP of src/verification/run_verify.sh)"
 LYZNET = (
     "Liu, Meng, Fitzsimmons, Zhou, Physics-informed neural network Lyapunov functions "
     "(Zubov training, dReal verification; the LyZNet toolbox)"
@@ -272,7 +276,7 @@ _DEFINITIONS: list[RegistryEntry] = [
         params={"m": 0.15, "l": 0.5, "b": 0.1, "g": 9.81},
         description="Inverted pendulum, th = 0 upright, torque |u| <= 6 ('big'). Box [-12, 12]^2 "
         "as in the ICML 2024 setup, also used in continuous time (the 2025 two-stage setup "
-        "verifies on the larger box +-(20, 100)).",
+        "verifies on the larger box +-(20, 100): inverted_pendulum-wide).",
         source=f"{SHARED}; {ICML2024}; {TWO_STAGE}",
         horizon=20.0,
         step=0.01,
@@ -285,7 +289,8 @@ _DEFINITIONS: list[RegistryEntry] = [
         [[-12, 12], [-12, 12]],
         [[-0.75, 0.75]],
         params={"m": 0.15, "l": 0.5, "b": 0.1, "g": 9.81},
-        description="Inverted pendulum with the small torque bound |u| <= 0.75.",
+        description="Inverted pendulum with the small torque bound |u| <= 0.75. Box [-12, 12]^2 "
+        "(the 2025 two-stage setup verifies on +-(19.2, 64.8): inverted_pendulum-small-wide).",
         source=f"{SHARED}; {ICML2024}",
         horizon=20.0,
         step=0.01,
@@ -300,7 +305,8 @@ _DEFINITIONS: list[RegistryEntry] = [
         params={"v": 2.0, "L": 1.0, "R": 10.0},
         equilibrium_input=["L/R"],
         description="Path tracking of a circle (distance error d, angle error th); u* = L/R. "
-        "Box [-3, 3]^2 as in the ICML 2024 setup (the 2025 two-stage setup uses +-10).",
+        "Box [-3, 3]^2 as in the ICML 2024 setup (the 2025 two-stage setup uses +-10: "
+        "path_tracking-wide).",
         source=f"{SHARED}; {ICML2024}; {TWO_STAGE}",
         horizon=30.0,
         step=0.01,
@@ -314,7 +320,8 @@ _DEFINITIONS: list[RegistryEntry] = [
         [[-0.5, 0.5]],
         params={"v": 2.0, "L": 1.0, "R": 10.0},
         equilibrium_input=["L/R"],
-        description="Path tracking with the small input bound |u| <= 0.5.",
+        description="Path tracking with the small input bound |u| <= 0.5. Box [-3, 3]^2 (the "
+        "2025 two-stage setup uses +-10: path_tracking-small-wide).",
         source=f"{SHARED}; {ICML2024}",
         horizon=30.0,
         step=0.01,
@@ -329,7 +336,7 @@ _DEFINITIONS: list[RegistryEntry] = [
         params={"mu": 1.0},
         description="Forward-time Van der Pol oscillator with an input (open loop unstable). "
         "Box +-(4.8, 10.8): the verification box of the 2025 two-stage setup.",
-        source=f"{SHARED}; {TWO_STAGE}",
+        source=f"{SHARED}; {TWO_STAGE_BOXES}",
         horizon=30.0,
         step=0.01,
     ),
@@ -342,7 +349,7 @@ _DEFINITIONS: list[RegistryEntry] = [
         [[-1, 1]],
         description="Double integrator. Box +-(26.4, 9.6): the verification box of the 2025 "
         "two-stage setup.",
-        source=f"{SHARED}; {TWO_STAGE}",
+        source=f"{SHARED}; {TWO_STAGE_BOXES}",
         horizon=30.0,
         step=0.02,
     ),
@@ -361,7 +368,7 @@ _DEFINITIONS: list[RegistryEntry] = [
         [[-30, 30]],
         params={"mc": 1.0, "mp": 0.1, "l": 1.0, "g": 9.81},
         description="Cart-pole, th = 0 upright, state (p, th, p', th'). Box [-1, 1]^4 (the DT "
-        "setup; the 2025 two-stage setup verifies on +-(3.6, 2.4, 12, 12)).",
+        "setup; the 2025 two-stage setup verifies on +-(3.6, 2.4, 12, 12): cartpole-wide).",
         source=f"{SHARED}; {TWO_STAGE}",
         horizon=20.0,
         step=0.01,
@@ -431,6 +438,72 @@ _DEFINITIONS: list[RegistryEntry] = [
         source=f"{SHARED}; {TWO_STAGE}",
         horizon=40.0,
         step=0.01,
+    ),
+]
+
+
+def _wide(name, base, domain, *, description):
+    """The continuous-time controlled system ``base`` (same equations, parameters, inputs and
+    simulation hints) on the larger verification box ``domain`` of the 2025 two-stage setup."""
+    b = next(e for e in _DEFINITIONS if e.name == base)
+    spec = b.spec
+    return _controlled(
+        name,
+        spec["states"],
+        spec["inputs"],
+        spec["dynamics"],
+        domain,
+        spec["input_bounds"],
+        params=spec["params"],
+        equilibrium_input=spec.get("equilibrium_input"),
+        description=description,
+        source=f"{SHARED}; {TWO_STAGE_BOXES}",
+        horizon=b.horizon,
+        step=b.step,
+        convergence_radius=b.convergence_radius,
+    )
+
+
+# The boxes of the 2025 two-stage table in shared/benchmarks.md ("Controlled, continuous time"),
+# checked against RADIUS_MAP in the paper's code. vanderpol_controlled and double_integrator
+# already use their boxes; quadrotor2d has one there too (+-(12, 13.2, 12, 19.2, 20.4, 88.8)) but
+# no formal proof is published for it, so it has no wide variant here.
+_DEFINITIONS += [
+    _wide(
+        "inverted_pendulum-wide",
+        "inverted_pendulum",
+        [[-20, 20], [-100, 100]],
+        description="Inverted pendulum (|u| <= 6) on the 2025 two-stage verification box "
+        "+-(20, 100) (th, w): the box of the published continuous-time certified volume 2,946.5.",
+    ),
+    _wide(
+        "inverted_pendulum-small-wide",
+        "inverted_pendulum-small",
+        [[-19.2, 19.2], [-64.8, 64.8]],
+        description="Inverted pendulum with |u| <= 0.75 on the 2025 two-stage verification box "
+        "+-(19.2, 64.8) (th, w): the box of the published certified volume 1,169.2.",
+    ),
+    _wide(
+        "path_tracking-wide",
+        "path_tracking",
+        [[-10, 10], [-10, 10]],
+        description="Path tracking (|u| <= 0.84, u* = L/R) on the 2025 two-stage verification box "
+        "+-10 in d and th: the box of the published certified volume 122.0.",
+    ),
+    _wide(
+        "path_tracking-small-wide",
+        "path_tracking-small",
+        [[-10, 10], [-10, 10]],
+        description="Path tracking with |u| <= 0.5 (u* = L/R) on the 2025 two-stage verification "
+        "box +-10 in d and th: the box of the published certified volume 73.8.",
+    ),
+    _wide(
+        "cartpole-wide",
+        "cartpole",
+        [[-3.6, 3.6], [-2.4, 2.4], [-12, 12], [-12, 12]],
+        description="Cart-pole (|u| <= 30) on the 2025 two-stage verification box "
+        "+-(3.6, 2.4, 12, 12) in (p, th, p', th'): the box of the published certified volume "
+        "306.1.",
     ),
 ]
 

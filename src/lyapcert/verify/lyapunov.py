@@ -152,6 +152,7 @@ def build_problem(
         hi,
         hi - lo,
         options,
+        controller=controller,
     )
 
 
