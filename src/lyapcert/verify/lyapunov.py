@@ -598,7 +598,7 @@ def replay(problem: _Problem, point: list[float]) -> dict:
         fn = decrease_function(
             problem.system, problem.candidate, problem.controller, problem.options.decay_rate
         )
-        out["float64"] = float(fn(x)[0])
+        out["float64"] = float(fn(x)[0].detach())
     except Exception:  # pragma: no cover - the interval value above is the rigorous one
         pass
     expr = getattr(problem.candidate, "expr", None)
