@@ -324,8 +324,8 @@ def test_controller_neural_needs_a_method_that_trains_one(tmp_path):
 
 
 def test_local_decrease_is_the_lyapunov_inequality_of_the_linearisation():
-    """For V = e'Pe on the LQR loop with A'P + PA = -Q, the Hessian is H = 2P, so
-    ``lambda_max(A'H + HA) = lambda_max(-2Q) = -2 lambda_min(Q)`` exactly."""
+    """For V = e'Pe on the LQR loop with A'P + PA = -Q, the Hessian is H = 2P, so in the box's
+    coordinates (D = 12 I) ``lambda_max(D(A'H + HA)D) = lambda_max(-2 D Q D) = -2 * 144``."""
     from lyapcert.methods.neural_roa import local_decrease
     from lyapcert.methods.quadratic import closed_loop_jacobian, lyapunov_matrix
     from lyapcert.methods.training import input_function
@@ -340,4 +340,4 @@ def test_local_decrease_is_the_lyapunov_inequality_of_the_linearisation():
         return ((x @ P) * x).sum(1)
 
     value = local_decrease(system, V, system.equilibrium_tensor(), input_function(system, k))
-    assert float(value.detach()) == pytest.approx(-2.0, rel=1e-9)
+    assert float(value.detach()) == pytest.approx(-2.0 * 144, rel=1e-9)

@@ -329,7 +329,7 @@ def test_cuda_verification_matches_cpu():
     assert gpu.level == pytest.approx(cpu.level, rel=2e-3)
 
 
-@pytest.mark.parametrize("family", ["quadratic", "network"])
+@pytest.mark.parametrize("family", ["quadratic", "network", "scaled-network"])
 def test_inner_level_from_the_quadratic_floor_holds_against_an_exact_oracle(family):
     """``V > c0`` on the boundary of the local region Q (and so, for a floor, outside it): checked
     at sampled points of that boundary in exact rational arithmetic (python-flint)."""
@@ -345,7 +345,9 @@ def test_inner_level_from_the_quadratic_floor_holds_against_an_exact_oracle(fami
         cand = QuadraticCandidate(P, s)
     else:
         torch.manual_seed(0)
-        cand = NetworkCandidate(LyapunovNetwork(2, s.equilibrium, width=8, P=P * 0.3))
+        scale = [2.5, 3.0] if family == "scaled-network" else None
+        net = LyapunovNetwork(2, s.equilibrium, width=8, P=P * 0.3, eps=0.5, input_scale=scale)
+        cand = NetworkCandidate(net)
     pb = build_problem(s, cand, None, FAST)
     loc = local_certificate(pb.field, pb.x_star, pb.lo, pb.hi, pb.u_fn, discrete=False)
     assert isinstance(loc, LocalCertificate)

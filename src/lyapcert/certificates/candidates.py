@@ -155,7 +155,8 @@ class NetworkCandidate(Candidate):
         return self.module
 
     def quadratic_floor(self):
-        """For ``LyapunovNetwork`` (exactly that class): ``V >= e' (sym(P) + eps I) e``, since
+        """For ``LyapunovNetwork`` (exactly that class): ``V >= e' (sym(P) + eps S^-2) e`` (``S``
+        the input scales, or ``I``), since
         ``|phi(x) - phi(x*)|^2 >= 0``; the matrix rounded outward."""
         from lyapcert.certificates.network import LyapunovNetwork
 
@@ -166,8 +167,14 @@ class NetworkCandidate(Candidate):
         lo = np.nextafter(total, -np.inf) / 2
         hi = np.nextafter(total, np.inf) / 2
         eye = np.eye(len(P), dtype=bool)
-        lo[eye] = np.nextafter(lo[eye] + self.module.eps, -np.inf)
-        hi[eye] = np.nextafter(hi[eye] + self.module.eps, np.inf)
+        eps = np.full(len(P), self.module.eps)  # eps |e / s|^2: eps / s_i^2 on the diagonal
+        eps_lo = eps_hi = eps
+        if self.module.scaled:
+            inv = self.module.inverse_scale.detach().cpu().numpy().astype(np.float64).reshape(-1)
+            eps_lo = np.nextafter(np.nextafter(inv * inv, -np.inf) * eps, -np.inf)
+            eps_hi = np.nextafter(np.nextafter(inv * inv, np.inf) * eps, np.inf)
+        lo[eye] = np.nextafter(lo[eye] + eps_lo, -np.inf)
+        hi[eye] = np.nextafter(hi[eye] + eps_hi, np.inf)
         centre = self.module.x_star.detach().cpu().numpy().astype(np.float64).reshape(-1)
         return centre, lo, hi
 

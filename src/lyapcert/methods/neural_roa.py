@@ -5,16 +5,16 @@ counterexamples on it (in the spirit of Yang et al., ICML 2024, for autonomous s
 plus the quadratic of the linearisation; the target set is ``S = {V <= 1}``. Each epoch:
 
 * adversarial points: a persistent buffer of points in the box is moved by a few steps of
-  projected gradient ascent on ``h(x) = min(1 - V(x), dV + margin |x - x*|^2)`` (positive exactly
+  projected gradient ascent on ``h(x) = min(1 - V(x), dV + margin |z|^2)`` (positive exactly
   where ``x`` lies in ``S`` and violates the decrease; ``dV`` is ``dV/dt``, or ``V(x+) - V(x)``
   in discrete time); a share of the buffer is redrawn uniformly every epoch;
-* loss: the decrease violation ``relu(dV + margin |e|^2)`` on the buffer points inside ``S`` and on
+* loss: the decrease violation ``relu(dV + margin |z|^2)`` on the buffer points inside ``S`` and on
   the true-ROA sample inside ``S``; coverage ``relu(V - 1)`` on points of the true ROA (this is
   what enlarges ``S``); exclusion ``relu(1 - V)`` on points outside it, and with a small weight on
   the box's faces (the certified set may not reach them; a large weight fights the coverage where
   the true ROA meets the faces);
 * local: the linearisation at ``x*`` must decrease ``V``'s quadratic part, ``lambda_max(M) <=
-  -2 margin`` with ``M = A'H + HA`` (discrete time ``A'HA - H``), ``H`` the Hessian of ``V`` and
+  -2 margin`` (in the coordinates ``z``) with ``M = A'H + HA`` (discrete time ``A'HA - H``), ``H`` the Hessian of ``V`` and
   ``A`` the closed loop's Jacobian at ``x*``: points that close are never sampled, yet the
   verifier needs the decrease down to the radius of its local certificate.
 
@@ -60,16 +60,18 @@ class NeuralROAOptions(NetworkOptions):
 
     epochs: optimiser steps per round
     learning_rate: Adam step size (cosine decay to 5 % of it over the whole run)
+    scale_inputs: divide the network's inputs by the box half-widths (on by default here)
     use_quadratic: add the linearisation's quadratic to V, scaled to 1/2 at the farthest true-ROA point
     rounds: training rounds, each followed by a verification of the current V
-    margin: required decrease, dV <= -margin |x - x*|^2 inside {V <= 1}
+    margin: required decrease, dV <= -margin |z|^2 inside {V <= 1}, z = (x - x*) / box half-widths
     adversarial_points: size of the PGD buffer
     pgd_steps: projected gradient steps on the buffer per epoch
     pgd_step: PGD step as a fraction of the box width
     refresh: share of the buffer redrawn uniformly each epoch
     coverage_weight: weight of relu(V - 1) on the true ROA (enlarges {V <= 1})
     face_weight: weight of relu(1 - V) on the box's faces (the set may not reach them)
-    local_weight: weight of relu(lambda_max(M) + 2 margin), the decrease of V's quadratic part
+    local_weight: weight of relu(lambda_max(DMD) + 2 margin) (D: box half-widths), the decrease of
+        V's quadratic part along the linearisation
     verify_seconds: time limit of each in-training verification (0: skip them)
     train_controller: train the (neural) controller's weights together with V
     controller_width: hidden units per layer of the controller made by --controller neural
@@ -77,6 +79,7 @@ class NeuralROAOptions(NetworkOptions):
     """
 
     epochs: int = 600
+    scale_inputs: bool = True
     rounds: int = 4
     margin: float = 0.01
     adversarial_points: int = 2048
@@ -226,8 +229,10 @@ class NeuralROAMethod(Method):
 
     @staticmethod
     def _violation(system, net, x, x_star, margin, inputs):
-        """``dV + margin |x - x*|^2`` ``[k]`` (``x`` requires grad in continuous time)."""
-        return decrease(system, net, x, inputs) + margin * ((x - x_star) ** 2).sum(1)
+        """``dV + margin |z|^2`` with ``z = (x - x*) / half-widths`` ``[k]`` (``x`` requires grad
+        in continuous time). Box-relative, so that the same margin suits a box of width 2 or 200."""
+        z = (x - x_star) / _half_widths(system)
+        return decrease(system, net, x, inputs) + margin * (z**2).sum(1)
 
     def _attack(self, system, net, buffer, lo, hi, step_size, options, inputs, gen):
         """PGD ascent of ``min(1 - V, violation)`` on the buffer; redraw a share uniformly."""
@@ -313,9 +318,10 @@ class NeuralROAMethod(Method):
 
 
 def local_decrease(system: System, net, x_star: torch.Tensor, inputs) -> torch.Tensor:
-    """``lambda_max(M)``: ``M = A'H + HA`` (discrete time ``A'HA - H``) with ``H`` the Hessian of
-    ``V`` and ``A`` the Jacobian of the closed loop at ``x*``; differentiable in the weights (of
-    ``V`` and of a trained controller). Negative iff ``V`` decreases along the linearisation."""
+    """``lambda_max(D M D)``: ``M = A'H + HA`` (discrete time ``A'HA - H``) with ``H`` the Hessian
+    of ``V``, ``A`` the Jacobian of the closed loop at ``x*`` and ``D`` the box half-widths;
+    differentiable in the weights (of ``V`` and of a trained controller). Negative iff ``V``
+    decreases along the linearisation."""
     from torch.autograd.functional import hessian, jacobian
 
     def closed_loop(x):
@@ -328,7 +334,14 @@ def local_decrease(system: System, net, x_star: torch.Tensor, inputs) -> torch.T
     H = hessian(value, centre, create_graph=True)
     A = jacobian(closed_loop, centre, create_graph=True)
     M = A.T @ H @ A - H if system.is_discrete else A.T @ H + H @ A
+    D = torch.diag(_half_widths(system))  # in the box-relative coordinates z = D^-1 e
+    M = D @ M @ D
     return torch.linalg.eigvalsh(0.5 * (M + M.T))[-1]
+
+
+def _half_widths(system: System) -> torch.Tensor:
+    lo, hi = system.domain.as_tensors(torch.float64)
+    return (hi - lo) / 2
 
 
 def _check_trainable(controller, method: str) -> None:

@@ -26,6 +26,7 @@ class NetworkOptions:
     samples: training points drawn from the true-ROA sample
     use_quadratic: add the quadratic of the linearisation to V
     seed: random seed (CPU runs are reproducible)
+    scale_inputs: divide the network's inputs by the box half-widths (order-one inputs on any box)
     """
 
     width: int = 32
@@ -36,6 +37,7 @@ class NetworkOptions:
     samples: int = 8192
     use_quadratic: bool = True
     seed: int = 0
+    scale_inputs: bool = False
 
     def __post_init__(self) -> None:
         if self.activation not in ACTIVATIONS:
@@ -50,8 +52,18 @@ class NetworkOptions:
 
 def build_network(system: System, options: NetworkOptions, P=None) -> LyapunovNetwork:
     """The positive-definite network ``V`` of ``options`` around ``x*`` (plus ``e'Pe``)."""
+    scale = None
+    if options.scale_inputs:
+        lo, hi = system.domain.as_tensors(torch.float64)
+        scale = ((hi - lo) / 2).tolist()
     return LyapunovNetwork(
-        system.n_states, system.equilibrium, options.width, options.depth, options.activation, P=P
+        system.n_states,
+        system.equilibrium,
+        options.width,
+        options.depth,
+        options.activation,
+        P=P,
+        input_scale=scale,
     )
 
 
