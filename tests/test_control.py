@@ -339,5 +339,8 @@ def test_local_decrease_is_the_lyapunov_inequality_of_the_linearisation():
     def V(x):
         return ((x @ P) * x).sum(1)
 
-    value = local_decrease(system, V, system.equilibrium_tensor(), input_function(system, k))
+    inputs = input_function(system, k)
+    value = local_decrease(system, V, system.equilibrium_tensor(), inputs, torch.full((2,), 12.0))
     assert float(value.detach()) == pytest.approx(-2.0 * 144, rel=1e-9)
+    value = local_decrease(system, V, system.equilibrium_tensor(), inputs)
+    assert float(value.detach()) == pytest.approx(-2.0, rel=1e-9)

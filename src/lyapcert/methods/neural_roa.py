@@ -5,7 +5,8 @@ counterexamples on it (in the spirit of Yang et al., ICML 2024, for autonomous s
 plus the quadratic of the linearisation; the target set is ``S = {V <= 1}``. Each epoch:
 
 * adversarial points: a persistent buffer of points in the box is moved by a few steps of
-  projected gradient ascent on ``h(x) = min(1 - V(x), dV + margin |z|^2)`` (positive exactly
+  projected gradient ascent on ``h(x) = min(1 - V(x), dV + margin |z|^2)`` (``z = x - x*``, or in
+  box units ``(x - x*) / half-widths`` with ``scale_inputs``; positive exactly
   where ``x`` lies in ``S`` and violates the decrease; ``dV`` is ``dV/dt``, or ``V(x+) - V(x)``
   in discrete time); a share of the buffer is redrawn uniformly every epoch;
 * loss: the decrease violation ``relu(dV + margin |z|^2)`` on the buffer points inside ``S`` and on
@@ -47,9 +48,11 @@ from lyapcert.methods.training import (
     check_weights,
     decrease,
     face_points,
+    half_widths,
     input_function,
     labelled_sample,
     normalised_quadratic,
+    uses_box_units,
 )
 from lyapcert.systems.system import System
 
@@ -60,18 +63,19 @@ class NeuralROAOptions(NetworkOptions):
 
     epochs: optimiser steps per round
     learning_rate: Adam step size (cosine decay to 5 % of it over the whole run)
-    scale_inputs: divide the network's inputs by the box half-widths (on by default here)
+    scale_inputs: box units (auto, on, off): network inputs and the margin's z in half-widths
     use_quadratic: add the linearisation's quadratic to V, scaled to 1/2 at the farthest true-ROA point
     rounds: training rounds, each followed by a verification of the current V
-    margin: required decrease, dV <= -margin |z|^2 inside {V <= 1}, z = (x - x*) / box half-widths
+    margin: required decrease, dV <= -margin |z|^2 inside {V <= 1}, z = x - x* (box units:
+        (x - x*) / half-widths)
     adversarial_points: size of the PGD buffer
     pgd_steps: projected gradient steps on the buffer per epoch
     pgd_step: PGD step as a fraction of the box width
     refresh: share of the buffer redrawn uniformly each epoch
     coverage_weight: weight of relu(V - 1) on the true ROA (enlarges {V <= 1})
     face_weight: weight of relu(1 - V) on the box's faces (the set may not reach them)
-    local_weight: weight of relu(lambda_max(DMD) + 2 margin) (D: box half-widths), the decrease of
-        V's quadratic part along the linearisation
+    local_weight: weight of relu(lambda_max(DMD) + 2 margin) (D = I, in box units the half-widths),
+        the decrease of V's quadratic part along the linearisation
     verify_seconds: time limit of each in-training verification (0: skip them)
     train_controller: train the (neural) controller's weights together with V
     controller_width: hidden units per layer of the controller made by --controller neural
@@ -79,7 +83,6 @@ class NeuralROAOptions(NetworkOptions):
     """
 
     epochs: int = 600
-    scale_inputs: bool = True
     rounds: int = 4
     margin: float = 0.01
     adversarial_points: int = 2048
@@ -228,11 +231,11 @@ class NeuralROAMethod(Method):
         )
 
     @staticmethod
-    def _violation(system, net, x, x_star, margin, inputs):
+    def _violation(system, net, x, x_star, options, inputs):
         """``dV + margin |z|^2`` with ``z = (x - x*) / half-widths`` ``[k]`` (``x`` requires grad
         in continuous time). Box-relative, so that the same margin suits a box of width 2 or 200."""
-        z = (x - x_star) / _half_widths(system)
-        return decrease(system, net, x, inputs) + margin * (z**2).sum(1)
+        z = (x - x_star) / margin_units(system, options)
+        return decrease(system, net, x, inputs) + options.margin * (z**2).sum(1)
 
     def _attack(self, system, net, buffer, lo, hi, step_size, options, inputs, gen):
         """PGD ascent of ``min(1 - V, violation)`` on the buffer; redraw a share uniformly."""
@@ -241,7 +244,7 @@ class NeuralROAMethod(Method):
         for _ in range(options.pgd_steps):
             z = z.clone().requires_grad_(True)
             h = torch.minimum(
-                1.0 - net(z), self._violation(system, net, z, x_star, options.margin, inputs)
+                1.0 - net(z), self._violation(system, net, z, x_star, options, inputs)
             )
             (grad,) = torch.autograd.grad(h.sum(), z)
             with torch.no_grad():
@@ -255,7 +258,7 @@ class NeuralROAMethod(Method):
 
     def _loss(self, system, net, buffer, in_pts, out_pts, faces, x_star, options, inputs):
         x = torch.cat([buffer, in_pts]).clone().requires_grad_(True)
-        viol = self._violation(system, net, x, x_star, options.margin, inputs)
+        viol = self._violation(system, net, x, x_star, options, inputs)
         inside_s = (net(x) <= 1.0).detach()
         loss_dec = (torch.relu(viol) * inside_s).sum() / max(1, int(inside_s.sum()))
         loss_cov = torch.relu(net(in_pts) - 1.0).mean() if len(in_pts) else torch.zeros(())
@@ -263,7 +266,10 @@ class NeuralROAMethod(Method):
         loss_faces = torch.relu(1.0 - net(faces)).mean()
         loss = loss_dec + options.coverage_weight * loss_cov + loss_out
         loss = loss + options.face_weight * loss_faces
-        loss_local = torch.relu(local_decrease(system, net, x_star, inputs) + 2 * options.margin)
+        units = margin_units(system, options)
+        loss_local = torch.relu(
+            local_decrease(system, net, x_star, inputs, units) + 2 * options.margin
+        )
         loss = loss + options.local_weight * loss_local
         parts = {
             "decrease": float(loss_dec.detach()),
@@ -317,9 +323,9 @@ class NeuralROAMethod(Method):
         return float((within & inside).sum()) / max(1, int(inside.sum()))
 
 
-def local_decrease(system: System, net, x_star: torch.Tensor, inputs) -> torch.Tensor:
+def local_decrease(system: System, net, x_star: torch.Tensor, inputs, units=None) -> torch.Tensor:
     """``lambda_max(D M D)``: ``M = A'H + HA`` (discrete time ``A'HA - H``) with ``H`` the Hessian
-    of ``V``, ``A`` the Jacobian of the closed loop at ``x*`` and ``D`` the box half-widths;
+    of ``V``, ``A`` the Jacobian of the closed loop at ``x*`` and ``D = diag(units)`` (default I);
     differentiable in the weights (of ``V`` and of a trained controller). Negative iff ``V``
     decreases along the linearisation."""
     from torch.autograd.functional import hessian, jacobian
@@ -334,14 +340,17 @@ def local_decrease(system: System, net, x_star: torch.Tensor, inputs) -> torch.T
     H = hessian(value, centre, create_graph=True)
     A = jacobian(closed_loop, centre, create_graph=True)
     M = A.T @ H @ A - H if system.is_discrete else A.T @ H + H @ A
-    D = torch.diag(_half_widths(system))  # in the box-relative coordinates z = D^-1 e
-    M = D @ M @ D
+    if units is not None:  # in the coordinates z = D^-1 e
+        D = torch.diag(torch.as_tensor(units, dtype=M.dtype))
+        M = D @ M @ D
     return torch.linalg.eigvalsh(0.5 * (M + M.T))[-1]
 
 
-def _half_widths(system: System) -> torch.Tensor:
-    lo, hi = system.domain.as_tensors(torch.float64)
-    return (hi - lo) / 2
+def margin_units(system: System, options) -> torch.Tensor:
+    """``[n]``: the box half-widths in box units (``scale_inputs``), else ones."""
+    if uses_box_units(system, options):
+        return half_widths(system)
+    return torch.ones(system.n_states, dtype=torch.float64)
 
 
 def _check_trainable(controller, method: str) -> None:

@@ -26,7 +26,9 @@ class NetworkOptions:
     samples: training points drawn from the true-ROA sample
     use_quadratic: add the quadratic of the linearisation to V
     seed: random seed (CPU runs are reproducible)
-    scale_inputs: divide the network's inputs by the box half-widths (order-one inputs on any box)
+    scale_inputs: box units: network inputs divided by the box half-widths (and, in neural-roa,
+        the margin measured in them): "on", "off", or "auto" (on when some half-width exceeds
+        WIDE_BOX, where raw inputs would saturate the tanh layers)
     """
 
     width: int = 32
@@ -37,7 +39,7 @@ class NetworkOptions:
     samples: int = 8192
     use_quadratic: bool = True
     seed: int = 0
-    scale_inputs: bool = False
+    scale_inputs: str = "auto"
 
     def __post_init__(self) -> None:
         if self.activation not in ACTIVATIONS:
@@ -46,16 +48,31 @@ class NetworkOptions:
             )
         if min(self.width, self.depth, self.epochs, self.samples) < 1:
             raise ValueError("width, depth, epochs and samples must be positive")
+        if self.scale_inputs not in ("auto", "on", "off"):
+            raise ValueError(f"scale_inputs: expected auto, on or off, got {self.scale_inputs!r}")
         if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
             raise ValueError(f"learning_rate: expected a number > 0, got {self.learning_rate}")
 
 
+# half-width above which "auto" works in box units
+WIDE_BOX = 8.0
+
+
+def half_widths(system: System) -> torch.Tensor:
+    lo, hi = system.domain.as_tensors(torch.float64)
+    return (hi - lo) / 2
+
+
+def uses_box_units(system: System, options: NetworkOptions) -> bool:
+    """Whether ``scale_inputs`` puts this run in box units (see ``NetworkOptions``)."""
+    if options.scale_inputs == "auto":
+        return bool(half_widths(system).max() > WIDE_BOX)
+    return options.scale_inputs == "on"
+
+
 def build_network(system: System, options: NetworkOptions, P=None) -> LyapunovNetwork:
     """The positive-definite network ``V`` of ``options`` around ``x*`` (plus ``e'Pe``)."""
-    scale = None
-    if options.scale_inputs:
-        lo, hi = system.domain.as_tensors(torch.float64)
-        scale = ((hi - lo) / 2).tolist()
+    scale = half_widths(system).tolist() if uses_box_units(system, options) else None
     return LyapunovNetwork(
         system.n_states,
         system.equilibrium,
