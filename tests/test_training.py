@@ -168,3 +168,36 @@ def test_sigterm_and_kill_9_leave_a_usable_checkpoint(tmp_path):
     proc.communicate(timeout=60)
     state = torch.load(path, weights_only=True)
     assert state["step"] > first and not state["done"]
+
+
+def test_box_units_scale_the_network_on_a_wide_box_and_survive_the_certificate_file(tmp_path):
+    """scale_inputs=auto: inputs in half-widths on inverted_pendulum-wide (±(20, 100)), raw on
+    vanderpol; the scaled network is saved, rebuilt and re-verified at the same level."""
+    from lyapcert.methods.neural_roa import NeuralROAOptions
+    from lyapcert.methods.training import uses_box_units
+    from lyapcert.verify import recheck
+
+    wide = lyapcert.get_system("inverted_pendulum-wide")
+    assert uses_box_units(wide, NeuralROAOptions())
+    assert not uses_box_units(lyapcert.get_system("vanderpol"), NeuralROAOptions())
+    assert uses_box_units(lyapcert.get_system("vanderpol"), NeuralROAOptions(scale_inputs="on"))
+    with pytest.raises(ValueError, match="scale_inputs"):
+        NeuralROAOptions(scale_inputs="yes")
+    res = lyapcert.certify(
+        wide,
+        "neural-roa",
+        controller="lqr",
+        epochs=60,
+        rounds=1,
+        samples=1024,
+        adversarial_points=256,
+        verify_seconds=0,
+        checkpoint=False,
+        roa=False,
+        out=tmp_path / "c",
+    )
+    assert res.verified and res.result.hole is None
+    cert, again = recheck(tmp_path / "c")
+    assert cert.candidate.module.scaled
+    assert cert.candidate.module.spec()["input_scale"] == [20.0, 100.0]
+    assert again.verified and again.level == res.result.level
