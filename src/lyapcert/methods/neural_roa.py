@@ -14,10 +14,11 @@ plus the quadratic of the linearisation; the target set is ``S = {V <= 1}``. Eac
   what enlarges ``S``); exclusion ``relu(1 - V)`` on points outside it, and with a small weight on
   the box's faces (the certified set may not reach them; a large weight fights the coverage where
   the true ROA meets the faces);
-* local: the linearisation at ``x*`` must decrease ``V``'s quadratic part, ``lambda_max(M) <=
-  -2 margin`` (in the coordinates ``z``) with ``M = A'H + HA`` (discrete time ``A'HA - H``), ``H`` the Hessian of ``V`` and
-  ``A`` the closed loop's Jacobian at ``x*``: points that close are never sampled, yet the
-  verifier needs the decrease down to the radius of its local certificate.
+* local (by default only when the controller is trained): the linearisation at ``x*`` must
+  decrease ``V``'s quadratic part, ``lambda_max(M) <= -2 margin`` (in the coordinates ``z``) with
+  ``M = A'H + HA`` (discrete time ``A'HA - H``), ``H`` the Hessian of ``V`` and ``A`` the closed
+  loop's Jacobian at ``x*``: points that close are never sampled, yet the verifier needs the
+  decrease down to the radius of its local certificate.
 
 After every round the sound verifier certifies the current ``V`` (coarse tolerance): the progress
 shows the certified level and its share of the true ROA, and the point that limits the level joins
