@@ -141,11 +141,9 @@ def prepare_controller(system: System, method, options, controller):
     as the LQR (seeded by the options) with ``train_controller`` switched on, for the methods that
     can train one; anything else goes through ``resolve_controller``."""
     if isinstance(controller, str) and controller == "neural":
-        if not any(f.name == "train_controller" for f in dataclasses.fields(options)):
+        if not _trains_controllers(type(options)):
             trainers = ", ".join(
-                name
-                for name, cls in METHODS.items()
-                if any(f.name == "train_controller" for f in dataclasses.fields(cls.Options))
+                name for name, cls in METHODS.items() if _trains_controllers(cls.Options)
             )
             raise OptionsError(
                 f"--controller neural: the {method.name} method cannot train a controller; use "
@@ -165,6 +163,11 @@ def prepare_controller(system: System, method, options, controller):
             "train_controller: needs a neural controller to train (--controller neural)"
         )
     return resolve_controller(system, controller), options
+
+
+def _trains_controllers(options_class) -> bool:
+    """Whether a method's options dataclass has ``train_controller``."""
+    return any(f.name == "train_controller" for f in dataclasses.fields(options_class))
 
 
 def _has_parameters(controller) -> bool:

@@ -235,8 +235,8 @@ class NeuralROAMethod(Method):
 
     @staticmethod
     def _violation(system, net, x, x_star, options, inputs):
-        """``dV + margin |z|^2`` with ``z = (x - x*) / half-widths`` ``[k]`` (``x`` requires grad
-        in continuous time). Box-relative, so that the same margin suits a box of width 2 or 200."""
+        """``dV + margin |z|^2`` ``[k]`` with ``z = (x - x*) / margin_units`` (the half-widths in box
+        units, else ``z = x - x*``); ``x`` requires grad in continuous time."""
         z = (x - x_star) / margin_units(system, options)
         return decrease(system, net, x, inputs) + options.margin * (z**2).sum(1)
 
