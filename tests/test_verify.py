@@ -390,3 +390,25 @@ def test_no_floor_for_a_subclassed_network_or_a_moved_centre():
     pb = build_problem(s, QuadraticCandidate(np.eye(2), s), None, FAST)
     loc = local_certificate(pb.field, pb.x_star, pb.lo, pb.hi, pb.u_fn, discrete=False)
     assert floor_inner_level(moved, loc, pb.x_star) == 0.0
+
+
+def test_scaled_network_certificate_with_the_floor_inner_level_holds_on_dense_samples():
+    """A LyapunovNetwork in box units, certified with the inner level taken from its quadratic
+    floor: no sampled point of the certified set violates the decrease or reaches the boundary."""
+    from lyapcert.certificates.network import LyapunovNetwork
+    from lyapcert.verify.local import local_certificate
+    from lyapcert.verify.lyapunov import build_problem, floor_inner_level
+
+    torch.manual_seed(0)
+    s = get_system("vanderpol")
+    net = LyapunovNetwork(2, s.equilibrium, width=16, P=lyapunov_P(s), input_scale=[2.5, 3.5])
+    for p in net.phi.parameters():
+        p.data *= 0.05
+    cand = NetworkCandidate(net)
+    r = verify_candidate(s, cand, options=FAST)
+    assert r.verdict is Verdict.VERIFIED and r.hole is None and r.level > 1.0
+    pb = build_problem(s, cand, None, FAST)
+    loc = local_certificate(pb.field, pb.x_star, pb.lo, pb.hi, pb.u_fn, discrete=False)
+    c0 = floor_inner_level(cand, loc, pb.x_star)
+    assert c0 > 0 and math.nextafter(c0, -math.inf) * (1 - 1e-9) == r.inner_level
+    assert dense_check(s, cand, r.level) == 0
