@@ -60,8 +60,9 @@ def gamma(n: int) -> float:
 
 
 def _sanitize(lo: torch.Tensor, hi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    lo = torch.where(torch.isnan(lo), torch.full_like(lo, -_INF), lo)
-    hi = torch.where(torch.isnan(hi), torch.full_like(hi, _INF), hi)
+    # one kernel each; the infinities are kept (nan_to_num's default would clip them)
+    lo = torch.nan_to_num(lo, nan=-_INF, posinf=_INF, neginf=-_INF)
+    hi = torch.nan_to_num(hi, nan=_INF, posinf=_INF, neginf=-_INF)
     return lo, hi
 
 
@@ -126,22 +127,24 @@ class Interval:
 
     def __mul__(self, other) -> Interval:
         if isinstance(other, Interval):
-            products = []
-            for a in (self.lo, self.hi):
-                for b in (other.lo, other.hi):
-                    p = a * b
-                    exact = (a == 0) | (b == 0)
-                    products.append((torch.where(exact, p, down(p)), torch.where(exact, p, up(p))))
-            lo = torch.minimum(
-                torch.minimum(products[0][0], products[1][0]),
-                torch.minimum(products[2][0], products[3][0]),
+            a0, a1, b0, b1 = self.lo, self.hi, other.lo, other.hi
+            za0, za1, zb0, zb1 = a0 == 0, a1 == 0, b0 == 0, b1 == 0
+            p = (a0 * b0, a0 * b1, a1 * b0, a1 * b1)
+            lo = torch.minimum(torch.minimum(p[0], p[1]), torch.minimum(p[2], p[3]))
+            hi = torch.maximum(torch.maximum(p[0], p[1]), torch.maximum(p[2], p[3]))
+            # Each rounded product is within one ulp of the exact one, so the extremes moved out
+            # by one ulp enclose all four. A product is exactly 0 when a factor is 0; a zero
+            # from non-zero factors underflowed and must move: an extreme 0 stays only when no
+            # product underflowed. (Equal to rounding each product, then taking min / max.)
+            # inf * 0 is NaN: an infinite endpoint means "unbounded" (sanitised below).
+            underflow = (
+                ((p[0] == 0) & ~(za0 | zb0))
+                | ((p[1] == 0) & ~(za0 | zb1))
+                | ((p[2] == 0) & ~(za1 | zb0))
+                | ((p[3] == 0) & ~(za1 | zb1))
             )
-            hi = torch.maximum(
-                torch.maximum(products[0][1], products[1][1]),
-                torch.maximum(products[2][1], products[3][1]),
-            )
-            # inf * 0 is NaN in IEEE; the true product of a bounded factor 0 is 0, but an
-            # infinite endpoint means "unbounded": keep the result unbounded (sanitised below).
+            lo = torch.where((lo == 0) & ~underflow, lo, down(lo))
+            hi = torch.where((hi == 0) & ~underflow, hi, up(hi))
             return Interval(lo, hi)
         c = _const(other, self.lo)
         a, b = self.lo * c, self.hi * c
