@@ -9,7 +9,8 @@ A check passes only when the whole arb ball lies in ``[lo, hi]`` (``ball.lower()
 ``ball.upper() <= hi``, exact comparisons), so an imprecise oracle can only make a check stricter.
 
 ``Dual`` tangents are checked against exact directional derivatives (forward mode over arb);
-``forms.best_bounds`` / ``forms.mean_value_bounds`` against arb values on dense samples of each box.
+``forms.best_bounds`` / ``forms.mean_value_bounds`` / ``forms.taylor2_bounds`` against arb values on
+dense samples of each box.
 
 Tiers: the default part runs a few thousand random cases; the ``slow`` part runs the same checks
 on well over 100,000 random cases. Soundness bugs found here are kept as regression tests
@@ -1299,13 +1300,14 @@ def _grid_points(rng, lo, hi, k=5, n_random=4):
 
 
 def check_forms(quantity: Callable, exact: Callable, lo, hi, label: str, rng) -> Report:
-    """``interval_bounds``, ``mean_value_bounds`` and ``best_bounds`` of ``quantity`` on each box
-    enclose the exact values (``exact(x, y) -> A``) on a dense grid of the box."""
+    """``interval_bounds``, ``mean_value_bounds``, ``best_bounds`` and ``taylor2_bounds`` of
+    ``quantity`` on each box enclose the exact values (``exact(x, y) -> A``) on a dense grid of the box."""
     box = Interval(_t(lo), _t(hi))
     results = {
         "interval": forms.interval_bounds(quantity, box),
         "mean value": forms.mean_value_bounds(quantity, box),
         "best": forms.best_bounds(quantity, box),
+        "taylor2": forms.taylor2_bounds(quantity, box),
     }
     rep = Report(label)
     for kind, b in results.items():
@@ -1412,6 +1414,77 @@ def test_forms_enclose_vanderpol():
 @slow
 def test_forms_enclose_vanderpol_many():
     check_vanderpol(1500, "slow").done(4500)
+
+
+def check_vanderpol_hessian(n: int, tier: str) -> Report:
+    """``forms.hessian_enclosure`` of ``q = x.f(x) = -mu (1 - x^2) y^2`` (van der Pol, mu = 1)
+    against its exact second derivatives ``2 mu y^2``, ``4 mu x y``, ``-2 mu (1 - x^2)`` at grid
+    points of each box, and finite on every box (``q`` is a polynomial)."""
+    _, quantities = _vanderpol_quantities()
+    q = quantities["x.f"][0]
+    exact = {
+        (0, 0): lambda x, y: 2 * A(y) * A(y),
+        (0, 1): lambda x, y: 4 * A(x) * A(y),
+        (1, 1): lambda x, y: -2 * (1 - A(x) * A(x)),
+    }
+    rng = _rng("vanderpol-hessian", tier)
+    lo, hi = _random_boxes2(rng, n, 3.0, -8.0, 0.3)
+    hess = forms.hessian_enclosure(q, Interval(_t(lo), _t(hi)))
+    rep = Report("vanderpol Hessian")
+    for pair, h in hess.items():
+        rep.require(bool(torch.isfinite(h.lo).all() and torch.isfinite(h.hi).all()), f"{pair}")
+    for i in range(n):
+        rep.cases += 1
+        for x, y in _grid_points(rng, lo[i], hi[i], k=3, n_random=2):
+            for pair, fn in exact.items():
+                h = hess[pair]
+                rep.check(fn, (x, y), h.lo[i].item(), h.hi[i].item(), f"H{pair} at ({x}, {y})")
+    return rep
+
+
+def test_hessian_enclosure_vanderpol():
+    check_vanderpol_hessian(60, "fast").done(60)
+
+
+@slow
+def test_hessian_enclosure_vanderpol_many():
+    check_vanderpol_hessian(2000, "slow").done(2000)
+
+
+def test_taylor2_is_unbounded_across_a_kink_and_exact_on_smooth_pieces():
+    """relu(x) - x^2: across the kink (0 in the box) the second-order form has no Hessian and is
+    unbounded; on a box without the kink it is the form's own value, finite."""
+    q = lambda z: z[:, 0].relu() - z[:, 1].square()  # noqa: E731
+    kink = forms.taylor2_bounds(q, Interval(_t([[-0.5, 0.0]]), _t([[0.5, 1.0]])))
+    assert kink.lo.item() == -INF and kink.hi.item() == INF
+    smooth = forms.taylor2_bounds(q, Interval(_t([[0.5, 0.0]]), _t([[1.5, 1.0]])))
+    # x - y^2 on [0.5, 1.5] x [0, 1], centre (1, 0.5): 0.75 + [-0.5, 0.5] (dx) + [-0.5, 0.5] (-dy)
+    # + [-0.25, 0] (-dy^2) = [-0.5, 1.75] (the exact range is [-0.5, 1.5])
+    assert -0.5 - 1e-12 <= smooth.lo.item() <= -0.5 and 1.75 <= smooth.hi.item() <= 1.75 + 1e-12
+
+
+def test_taylor2_proves_the_decrease_near_an_equilibrium_where_mean_value_cannot():
+    """``dV/dt = 2 (P x).(A x) = -|x|^2`` for ``A'P + PA = -I`` with an ill-conditioned ``P``:
+    on boxes at distance r of width r/4 the exact maximum is negative; the mean-value form (its
+    gradient evaluated in intervals does not see the cancellation) cannot show it, the second-order
+    form shows it on every box."""
+    import scipy.linalg
+
+    a = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [-8.0, -14.0, -7.0]])  # poles -1, -2, -4
+    p = scipy.linalg.solve_continuous_lyapunov(a.T, -np.eye(3))
+    assert np.linalg.cond(p) > 30
+    x = np.random.default_rng(0).normal(size=3)
+    assert abs(2 * (p @ x) @ (a @ x) + x @ x) < 1e-12 * (x @ x)
+    P, A_ = _t(p), _t(a)  # z.linear(W) is z @ W.T: rows P x and A x
+    q = lambda z: ((z.linear(P) * z.linear(A_)).sum(dim=1)) * 2.0  # noqa: E731
+    rng = np.random.default_rng(3)
+    d = rng.normal(size=(200, 3))
+    c = d / np.linalg.norm(d, axis=1, keepdims=True) * 0.01
+    box = Interval(_t(c - 0.00125), _t(c + 0.00125))
+    t2 = forms.taylor2_bounds(q, box)
+    mv = forms.mean_value_bounds(q, box)
+    assert bool((t2.hi < 0).all())
+    assert float((mv.hi < 0).float().mean()) < 0.5
 
 
 # ------------------------------------------------------------------------------- graph capture
