@@ -128,6 +128,7 @@ def certify(
                 "method": method,
                 "options": out_result.options,
                 "train_seconds": fit.train_seconds,
+                "history": fit.info.get("history", []),
             },
         )
         out_result.certificate_dir = str(path.parent)
