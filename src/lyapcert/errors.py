@@ -97,3 +97,8 @@ class TrainingInterrupted(LyapcertError):
 class ControllerError(LyapcertError, ValueError):
     """A controller is unusable: wrong output shape, not ``u*`` at ``x*``, not a model file, or
     operations the converter does not support."""
+
+
+class PlotError(LyapcertError, ValueError):
+    """A plot or animation request is invalid (for example zero frames, an unknown file type, or
+    an MP4 without an ffmpeg writer)."""
