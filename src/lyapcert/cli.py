@@ -672,6 +672,127 @@ def methods_command(as_json: JsonOpt = False) -> None:
         out.print(table)
 
 
+# --------------------------------------------------------------------------- plots and animations
+
+CertificateDirArg = Annotated[
+    Path, typer.Argument(help="A certificate directory (`lyapcert certify ... --out DIR`).")
+]
+
+
+def _load_certificate_dir(directory: Path):
+    """The certificate saved in ``directory`` (a typed error when it holds none)."""
+    from lyapcert.errors import CertificateFileError
+    from lyapcert.viz.certificate_plot import as_certificate
+
+    if not directory.is_dir():
+        raise CertificateFileError(
+            f"{directory}: not a folder; expected a certificate directory "
+            "(made by `lyapcert certify SYSTEM --out DIR` or `lyapcert verify ... --out DIR`)"
+        )
+    return as_certificate(directory)
+
+
+@app.command("plot")
+@handles_errors
+def plot_command(
+    directory: CertificateDirArg,
+    out_file: Annotated[
+        Path | None,
+        typer.Option("--out", help="Picture file (.png, .pdf, .svg); default DIR/certificate.png."),
+    ] = None,
+    roa: Annotated[
+        bool | None,
+        typer.Option(
+            "--roa/--no-roa",
+            help="Draw the true ROA and the certified share of it. Default: when it is cached; "
+            "--roa computes it if needed (slow on large systems).",
+        ),
+    ] = None,
+    training: Annotated[
+        bool,
+        typer.Option(
+            "--training", help="Also plot the training history (DIR/training.png, or beside --out)."
+        ),
+    ] = False,
+    resolution: Annotated[int, typer.Option(help="Grid points per axis of V and dV/dt.")] = 150,
+) -> None:
+    """Plot a certificate: V's level sets, the certified region, the true ROA, the phase
+    portrait and a heat map of dV/dt (2-D slices through x* above 2 states)."""
+    from lyapcert.errors import PlotError
+    from lyapcert.viz.certificate_plot import FIGURE_SUFFIXES, check_output, plot_certificate
+    from lyapcert.viz.training_plot import plot_training, training_history
+
+    target = check_output(out_file or directory / "certificate.png", FIGURE_SUFFIXES, "--out")
+    curves = (
+        target.with_name(f"{target.stem}-training{target.suffix}")
+        if out_file is not None
+        else directory / "training.png"
+    )
+    if resolution < 8:
+        raise PlotError(f"--resolution: expected an integer >= 8, got {resolution}")
+    cert = _load_certificate_dir(directory)
+    history = training_history(cert.record) if training else []  # validated before any writing
+    written = [plot_certificate(cert, target, roa=roa, resolution=resolution, progress=False)]
+    if training:
+        if history and plot_training(cert.record, curves) is not None:
+            written.append(curves)
+        else:
+            method = cert.record.get("method") or "this"
+            out.print(
+                f"training: no history in {directory / 'certificate.json'} (the {method} method "
+                "trains nothing, or the certificate was saved before histories were kept); "
+                "no training plot written"
+            )
+    for path in written:
+        out.print(f"wrote {path}")
+
+
+@app.command("animate")
+@handles_errors
+def animate_command(
+    directory: CertificateDirArg,
+    out_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", help="Animation file: .gif, or .mp4 with ffmpeg; default DIR/animation.gif."
+        ),
+    ] = None,
+    trajectories: Annotated[
+        int, typer.Option(help="Trajectories started inside the certified region.")
+    ] = 8,
+    frames: Annotated[int, typer.Option(help="Frames of the animation.")] = 60,
+    fps: Annotated[int, typer.Option(help="Frames per second.")] = 15,
+    seconds: Annotated[
+        float | None,
+        typer.Option(help="Simulated time (default: until V has fallen to 1e-3 of the level)."),
+    ] = None,
+    pendulum: Annotated[
+        bool | None,
+        typer.Option(
+            "--pendulum/--no-pendulum",
+            help="Draw the pendulum's rod (default: for pendulum-like systems).",
+        ),
+    ] = None,
+) -> None:
+    """Animate trajectories from inside the certified region settling at x*, with V(x(t))
+    falling (and the pendulum swinging to rest, for pendulum-like systems)."""
+    from lyapcert.errors import PlotError
+    from lyapcert.viz.animate import ANIMATION_SUFFIXES, animate_certificate
+    from lyapcert.viz.certificate_plot import check_output
+
+    target = check_output(out_file or directory / "animation.gif", ANIMATION_SUFFIXES, "--out")
+    for name, value in (("--trajectories", trajectories), ("--frames", frames), ("--fps", fps)):
+        if value < 1:
+            raise PlotError(f"{name}: expected an integer >= 1, got {value}")
+    if seconds is not None and not (math.isfinite(seconds) and seconds > 0):
+        raise PlotError(f"--seconds: expected a finite simulated time > 0, got {seconds}")
+    cert = _load_certificate_dir(directory)
+    path = animate_certificate(
+        cert, target, trajectories, seconds, frames=frames, fps=fps, pendulum=pendulum
+    )
+    out.print(f"wrote {path} ({frames} frames)")
+
+
 def main() -> None:  # pragma: no cover - entry point
     app()
 
