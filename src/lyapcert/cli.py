@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from lyapcert.errors import LyapcertError
+from lyapcert.errors import LyapcertError, TrainingInterrupted
 
 app = typer.Typer(
     name="lyapcert",
@@ -644,6 +644,93 @@ def certify_command(
             out.print(f"certificate: {res.certificate_dir}")
     if not res.verified:
         raise typer.Exit(EXIT_NEGATIVE)
+
+
+def _split_list(values: list[str] | None) -> list[str]:
+    """``--x a,b --x c`` -> ``[a, b, c]``."""
+    return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
+
+
+@app.command("bench")
+@handles_errors
+def bench_command(
+    systems: Annotated[
+        list[str] | None,
+        typer.Option(help="Systems, comma-separated or repeated (default: vanderpol,pendulum)."),
+    ] = None,
+    methods: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Methods, comma-separated or repeated; NAME or NAME:key=value,key=value for "
+            "options (default: quadratic,sos,neural-roa)."
+        ),
+    ] = None,
+    controllers: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Controllers for controlled systems: lqr, neural or a file (default lqr)."
+        ),
+    ] = None,
+    seeds: Annotated[int, typer.Option(help="Seeds 0..N-1 for methods with a seed option.")] = 1,
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="Results folder (cells/, table.md/.csv/.json).")
+    ] = Path("lyapcert-bench"),
+    backend: Annotated[str, typer.Option(help="local (processes here) or ray.")] = "local",
+    address: Annotated[
+        str | None, typer.Option(help="Ray cluster address (default: start a local Ray).")
+    ] = None,
+    workers: Annotated[int, typer.Option(help="Cells at once on the local backend.")] = 1,
+    threads: Annotated[
+        int | None, typer.Option(help="torch threads per cell (default: cores / workers).")
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Live table of cells on stderr.")] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Compare methods on systems: every (system, method, controller, seed) cell is an
+    independent job whose record is stored as it finishes; a rerun skips stored cells."""
+    from lyapcert.bench import MethodSpec, make_cells, markdown_table, run_bench
+
+    names = _split_list(systems) or ["vanderpol", "pendulum"]
+    specs = [
+        MethodSpec.parse(m) for m in _split_list(methods) or ["quadratic", "sos", "neural-roa"]
+    ]
+    cells = make_cells(names, specs, _split_list(controllers) or None, seeds)
+    try:
+        run = run_bench(
+            cells,
+            out_dir,
+            backend=backend,
+            address=address,
+            workers=workers,
+            threads=threads,
+            progress=progress and not as_json,
+        )
+    except (KeyboardInterrupt, TrainingInterrupted):
+        err.print(
+            f"interrupted: the finished cells are stored in {out_dir / 'cells'}; "
+            "run the same command again to continue"
+        )
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    if as_json:
+        _emit_json(
+            {
+                "out": str(run.out),
+                "ran": run.ran,
+                "failed": run.failed,
+                "skipped": run.skipped,
+                "rows": run.rows,
+                "tables": {k: str(v) for k, v in run.tables.items()},
+            }
+        )
+        return
+    out.print(markdown_table(run.rows), markup=False, soft_wrap=True)
+    out.print(
+        f"{run.ran} cells run ({run.failed} failed), {run.skipped} already stored; "
+        f"tables: {', '.join(str(p) for p in run.tables.values())}"
+    )
+    for row in run.rows:
+        for error in row["errors"]:
+            err.print(f"failed cell {row['system']} / {row['method']}: {error}", markup=False)
 
 
 @app.command("methods")

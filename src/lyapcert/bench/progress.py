@@ -1,0 +1,72 @@
+"""A live table of a comparison's cells on stderr: done, running, failed, and the latest results."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+
+class BenchProgress:
+    """``started(cell)`` / ``finished(cell, record)`` update a ``rich`` live view (a context
+    manager)."""
+
+    def __init__(self, total: int, skipped: int = 0, recent: int = 8):
+        self.total = total
+        self.skipped = skipped
+        self.done = 0
+        self.failed = 0
+        self.running: dict[str, float] = {}
+        self.latest: list[tuple[str, str]] = []
+        self.recent = recent
+        self.console = Console(file=sys.stderr)
+        self.live = Live(self._render(), console=self.console, refresh_per_second=2)
+
+    def __enter__(self):
+        self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.live.update(self._render())
+        return self.live.__exit__(*exc)
+
+    def started(self, cell) -> None:
+        self.running[cell.id] = time.time()
+        self.live.update(self._render())
+
+    def finished(self, cell, record: dict) -> None:
+        self.running.pop(cell.id, None)
+        if record.get("status") == "done":
+            self.done += 1
+            level = record.get("level")
+            pct = record.get("roa_fraction")
+            text = record.get("verdict", "?")
+            if level is not None:
+                text += f", level {level:.4g}"
+            if pct is not None:
+                text += f", {100 * pct:.1f} % of the true ROA"
+        else:
+            self.failed += 1
+            text = "[red]failed[/red]: " + str(record.get("error", ""))[:80]
+        self.latest = [(cell.id, text), *self.latest][: self.recent]
+        self.live.update(self._render())
+
+    def _render(self) -> Table:
+        left = self.total - self.skipped - self.done - self.failed - len(self.running)
+        table = Table(
+            title=f"cells: {self.done} done, {len(self.running)} running, {self.failed} failed, "
+            f"{left} waiting, {self.skipped} already stored (of {self.total})",
+            title_justify="left",
+            show_header=True,
+        )
+        table.add_column("cell")
+        table.add_column("status")
+        now = time.time()
+        for cid, since in self.running.items():
+            table.add_row(cid, f"[yellow]running[/yellow] {now - since:.0f} s")
+        for cid, text in self.latest:
+            table.add_row(cid, text)
+        return table
