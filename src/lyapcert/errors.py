@@ -102,3 +102,8 @@ class ControllerError(LyapcertError, ValueError):
 class PlotError(LyapcertError, ValueError):
     """A plot or animation request is invalid (for example zero frames, an unknown file type, or
     an MP4 without an ffmpeg writer)."""
+
+
+class ReportError(LyapcertError, ValueError):
+    """A report request is invalid: the folder is missing, is neither a bench results folder nor
+    a certificate folder, or holds an unreadable JSON file."""
