@@ -880,6 +880,47 @@ def animate_command(
     out.print(f"wrote {path} ({frames} frames)")
 
 
+@app.command("report")
+@handles_errors
+def report_command(
+    directory: Annotated[
+        Path,
+        typer.Argument(
+            help="A bench results folder (`lyapcert bench ... --out DIR`) or a certificate folder "
+            "(`lyapcert certify ... --out DIR`)."
+        ),
+    ],
+    out_file: Annotated[
+        Path | None,
+        typer.Option("--out", help="The HTML file to write; default DIR/report.html."),
+    ] = None,
+    animations: Annotated[
+        bool,
+        typer.Option(
+            "--animations/--no-animations", help="Embed an animation (GIF) per certificate."
+        ),
+    ] = True,
+    max_certificates: Annotated[
+        int | None,
+        typer.Option(help="At most this many certificate sections (default: all)."),
+    ] = None,
+    frames: Annotated[int, typer.Option(help="Frames of each animation.")] = 24,
+) -> None:
+    """Write one self-contained HTML page (offline: pictures embedded, no scripts): the
+    comparison table and chart of a bench folder, and per certificate its pictures, an animation
+    and exactly what was proved."""
+    from lyapcert.viz.report import make_report
+
+    path = make_report(
+        directory,
+        out_file,
+        animations=animations,
+        max_certificates=max_certificates,
+        frames=frames,
+    )
+    out.print(f"wrote {path}")
+
+
 def main() -> None:  # pragma: no cover - entry point
     app()
 
