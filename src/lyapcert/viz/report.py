@@ -593,8 +593,8 @@ def _proved(record: dict, cert, cell: dict | None, share: float | None) -> str:
             (
                 "certified volume",
                 _e(
-                    f"{_num(cell.get('certified_volume'))} of the true ROA's "
-                    f"{_num(cell.get('true_roa_volume'))}"
+                    f"{_num(cell.get('certified_volume'))} (true ROA volume "
+                    f"{_num(cell.get('true_roa_volume'))})"
                     + (
                         f" = {100 * cell['roa_fraction']:.2f} % of the true ROA"
                         if isinstance(cell.get("roa_fraction"), (int, float))
