@@ -382,6 +382,15 @@ def verify_command(
         Path | None,
         typer.Option("--out", help="Save the certificate directory here (when a level was found)."),
     ] = None,
+    parts: Annotated[
+        int, typer.Option(help="Split the decrease search into this many sub-boxes.")
+    ] = 1,
+    backend: Annotated[
+        str, typer.Option(help="Where the parts run: local (here, one after another) or ray.")
+    ] = "local",
+    address: Annotated[
+        str | None, typer.Option(help="Ray cluster address (default: start a local Ray).")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Verify a Lyapunov function candidate: asymptotic stability on {V <= c}, with no hole.
@@ -420,6 +429,17 @@ def verify_command(
             raise VerificationError(f"{name}: expected a finite number > 0, got {value}")
     if max_boxes < 1:
         raise VerificationError(f"--max-boxes: expected a positive integer, got {max_boxes}")
+    if parts < 1:
+        raise VerificationError(f"--parts: expected a positive integer, got {parts}")
+    if backend not in ("local", "ray"):
+        raise VerificationError(f"--backend: expected local or ray, got {backend!r}")
+    if address is not None and backend != "ray":
+        raise VerificationError("--address is for --backend ray (the Ray cluster to connect to)")
+    mapper = None
+    if backend == "ray":
+        from lyapcert.verify.distributed import ray_mapper
+
+        mapper = ray_mapper(address)
     cand = ExpressionCandidate(candidate, s)
     options = VerifyOptions(
         time_limit=time_limit,
@@ -427,9 +447,10 @@ def verify_command(
         level_tolerance=tolerance,
         device=device,
         decay_rate=decay_rate,
-        progress=err.is_terminal and not as_json,
+        progress=err.is_terminal and not as_json and parts == 1,
+        parts=parts,
     )
-    result = verify_candidate(s, cand, level=level, options=options)
+    result = verify_candidate(s, cand, level=level, options=options, mapper=mapper)
     if volume and result.level is not None and result.level > 0:
         _attach_volume(s, cand, result)
     payload = result.to_dict()

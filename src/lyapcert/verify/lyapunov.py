@@ -14,6 +14,7 @@ boundary of ``B``; every level below that infimum is certified.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -57,6 +58,7 @@ class VerifyOptions:
     progress: bool = False
     decay_rate: float = 0.0  # discrete time: prove V(x+) - V(x) <= -decay_rate V(x), strictly
     falsify_samples: int = 8192  # Sobol samples for the falsifier (0: off)
+    parts: int = 1  # the decrease search split into this many sub-boxes (run by a mapper)
 
     def budget(self) -> Budget:
         return Budget(
@@ -81,6 +83,7 @@ class _Problem:
     stats: SearchStats = field(default_factory=SearchStats)
     falsifier_points: torch.Tensor | None = None
     controller: object = None
+    mapper: object = None  # runs the parts of a split decrease search (None: in this process)
 
 
 def _u_fn(system: System, controller_graph):
@@ -246,11 +249,18 @@ def _rows(x) -> int:
     return x.lo.shape[0]
 
 
-def level_search(problem: _Problem, c0: float, strict: bool = True, target: float | None = None):
-    """``inf V`` over the points of the box where the decrease fails (``dV/dt >= 0``, or ``> 0``
-    when ``strict`` is False) with ``V >= c0``, and over the boundary of the box."""
+def decrease_search(
+    problem: _Problem,
+    c0: float,
+    strict: bool = True,
+    target: float | None = None,
+    lo: torch.Tensor | None = None,
+    hi: torch.Tensor | None = None,
+):
+    """``inf V`` over the points of the box ``[lo, hi]`` (default: the whole domain) where the
+    decrease fails, with ``V >= c0``: a ``SearchResult``. Its ``lower`` is proven for that box
+    only; its ``upper`` and witness are proven violations, valid anywhere."""
     opts = problem.options
-
     discrete = problem.succ_q is not None
     lo_b, hi_b = problem.lo, problem.hi
 
@@ -292,8 +302,8 @@ def level_search(problem: _Problem, c0: float, strict: bool = True, target: floa
         bounds_fn,
         clear,
         in_set,
-        problem.lo[None],
-        problem.hi[None],
+        (problem.lo if lo is None else lo)[None],
+        (problem.hi if hi is None else hi)[None],
         problem.scale,
         opts.budget(),
         target=target,
@@ -301,6 +311,110 @@ def level_search(problem: _Problem, c0: float, strict: bool = True, target: floa
         initial_points=problem.falsifier_points,
         progress=_progress_callback(problem, "decrease"),
     )
+    return decrease
+
+
+def split_box(
+    lo: torch.Tensor, hi: torch.Tensor, parts: int
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """At least ``parts`` sub-boxes that cover ``[lo, hi]`` exactly: repeated bisection of the
+    widest side relative to the box (the midpoint is shared by both halves, so no point is
+    lost)."""
+    boxes = [(lo.clone(), hi.clone())]
+    scale = hi - lo
+    while len(boxes) < parts:
+        a, b = boxes.pop(0)
+        j = int(torch.argmax((b - a) / scale))
+        mid = 0.5 * a[j] + 0.5 * b[j]
+        left_hi, right_lo = b.clone(), a.clone()
+        left_hi[j] = mid
+        right_lo[j] = mid
+        boxes += [(a, left_hi), (right_lo, b)]
+    return boxes
+
+
+@dataclass
+class _DecreasePart:
+    """One sub-box of the decrease search, shipped to a worker (the problem is rebuilt there)."""
+
+    system: System
+    candidate: Candidate
+    controller: object
+    options: VerifyOptions
+    c0: float
+    strict: bool
+    target: float | None
+    lo: list[float]
+    hi: list[float]
+    falsifier_points: list | None
+
+
+def run_decrease_part(part: _DecreasePart):
+    """Rebuild the problem and search one sub-box (runs on a worker)."""
+    opts = dataclasses.replace(part.options, progress=False, parts=1)
+    problem = build_problem(part.system, part.candidate, part.controller, opts)
+    if part.falsifier_points is not None:
+        problem.falsifier_points = torch.tensor(part.falsifier_points, dtype=torch.float64)
+    lo = torch.tensor(part.lo, dtype=torch.float64, device=problem.lo.device)
+    hi = torch.tensor(part.hi, dtype=torch.float64, device=problem.lo.device)
+    return decrease_search(problem, part.c0, part.strict, part.target, lo, hi)
+
+
+def _split_decrease(problem: _Problem, c0: float, strict: bool, target, mapper):
+    """The decrease search over sub-boxes covering the domain, merged: the proven lower bound
+    is the least of the parts' (each part's ``lower`` holds on its sub-box, and the sub-boxes
+    cover the domain), the upper bound and witness the least proven violation of any part."""
+    from lyapcert.verify.search import SearchResult, SearchStats
+
+    pts = problem.falsifier_points
+    parts = [
+        _DecreasePart(
+            problem.system,
+            problem.candidate,
+            problem.controller,
+            problem.options,
+            c0,
+            strict,
+            target,
+            a.tolist(),
+            b.tolist(),
+            None if pts is None else pts.cpu().tolist(),
+        )
+        for a, b in split_box(problem.lo.cpu(), problem.hi.cpu(), problem.options.parts)
+    ]
+    results = list(mapper(run_decrease_part, parts))
+    if len(results) != len(parts):
+        raise VerificationError(
+            f"the mapper returned {len(results)} results for {len(parts)} parts"
+        )
+    stats = SearchStats()
+    for r in results:
+        stats = stats.merge(r.stats)
+    best = min(results, key=lambda r: r.upper)
+    merged = SearchResult(
+        lower=min(r.lower for r in results),
+        upper=best.upper,
+        witness=best.witness,
+        stats=stats,
+    )
+    return merged
+
+
+def level_search(
+    problem: _Problem, c0: float, strict: bool = True, target: float | None = None, mapper=None
+):
+    """``inf V`` over the points of the box where the decrease fails (``dV/dt >= 0``, or ``> 0``
+    when ``strict`` is False) with ``V >= c0``, and over the boundary of the box. With
+    ``options.parts > 1`` and a ``mapper`` the decrease search runs on sub-boxes (``mapper(fn,
+    items) -> results``, for example Ray tasks) and the results are merged."""
+    opts = problem.options
+
+    discrete = problem.succ_q is not None
+    mapper = mapper or problem.mapper or map
+    if opts.parts <= 1:
+        decrease = decrease_search(problem, c0, strict, target)
+    else:
+        decrease = _split_decrease(problem, c0, strict, target, mapper)
     if discrete:  # the region is {x in B : V <= c} and x+ stays in B: no face condition
         from lyapcert.verify.search import SearchResult
 
@@ -370,9 +484,13 @@ def verify_candidate(
     level: float | None = None,
     controller=None,
     options: VerifyOptions | None = None,
+    mapper=None,
 ) -> Result:
     """Verify ``candidate`` on ``system`` (continuous time): prove asymptotic stability of ``x*``
     on ``{x in box : V(x) <= level}``, or find the largest such level when ``level`` is None.
+    With ``options.parts > 1`` the decrease search is split into sub-boxes run by ``mapper``
+    (``mapper(fn, items)`` like the builtin ``map``, which is the default; see
+    ``lyapcert.verify.distributed`` for Ray).
 
     Never raises on numerical trouble: NaN or an exception inside the engine gives UNKNOWN.
     """
@@ -383,6 +501,7 @@ def verify_candidate(
     ):
         raise VerificationError(f"level: expected a finite number > 0, got {level!r}")
     problem = build_problem(system, candidate, controller, options)
+    problem.mapper = mapper
     base = dict(
         system=system.name,
         candidate=candidate.describe(),
