@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 TORCH  ?= torch==2.13.0
 PYTEST_WORKERS ?= 2
 
-.PHONY: setup demo test test-fast lint bench clean
+.PHONY: setup demo test test-fast lint bench clean browser
 
 setup: $(STAMP)
 
@@ -21,12 +21,21 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: setup
-	$(BIN)/lyapcert systems
-	$(BIN)/lyapcert show vanderpol
-	$(BIN)/lyapcert roa vanderpol --out lyapcert-out
-	$(BIN)/lyapcert roa examples/pendulum.toml --out lyapcert-out
+	$(BIN)/lyapcert bench --systems vanderpol,pendulum --methods quadratic,sos,neural-roa \
+		--out lyapcert-demo --workers 2
+	$(BIN)/lyapcert report lyapcert-demo
+	@echo "report: $(CURDIR)/lyapcert-demo/report.html"
 
-test: setup
+# Best effort: Debian's chromium for the headless test of the report (skipped without it).
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	{ if command -v apt-get >/dev/null 2>&1; then \
+	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo "sudo -n" ); \
+	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium \
+	    || echo "chromium not installed: the headless report test will be skipped"; \
+	  else echo "no apt-get: install chromium yourself; the headless report test will be skipped"; fi; }
+
+test: setup browser
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q
 
 test-fast: setup
