@@ -324,3 +324,18 @@ def test_headless_browser_renders_the_report(bench_dir, tmp_path):
         line for line in dom_run.stderr.splitlines() if ":CONSOLE" in line or "Uncaught" in line
     ]
     assert messages == []
+
+
+def test_cli_plot_of_a_bench_folder_draws_the_chart(bench_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from lyapcert.cli import app
+
+    target = tmp_path / "chart.png"
+    res = CliRunner().invoke(app, ["plot", str(bench_dir), "--out", str(target)])
+    assert res.exit_code == 0, res.output
+    assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and target.stat().st_size > 5000
+    empty = _fake_bench(tmp_path / "empty", "MethodError: boom")
+    (empty / "table.json").write_text("[]")
+    res = CliRunner().invoke(app, ["plot", str(empty), "--out", str(tmp_path / "no.png")])
+    assert res.exit_code == 2 and not (tmp_path / "no.png").exists()

@@ -783,7 +783,11 @@ def methods_command(as_json: JsonOpt = False) -> None:
 # --------------------------------------------------------------------------- plots and animations
 
 CertificateDirArg = Annotated[
-    Path, typer.Argument(help="A certificate directory (`lyapcert certify ... --out DIR`).")
+    Path,
+    typer.Argument(
+        help="A certificate directory (`lyapcert certify ... --out DIR`); for `plot`, also a "
+        "bench results folder (`lyapcert bench ... --out DIR`)."
+    ),
 ]
 
 
@@ -825,11 +829,23 @@ def plot_command(
     resolution: Annotated[int, typer.Option(help="Grid points per axis of V and dV/dt.")] = 150,
 ) -> None:
     """Plot a certificate: V's level sets, the certified region, the true ROA, the phase
-    portrait and a heat map of dV/dt (2-D slices through x* above 2 states)."""
+    portrait and a heat map of dV/dt (2-D slices through x* above 2 states). For a bench
+    results folder: the chart of % of the true ROA per system and method (DIR/bench.png)."""
     from lyapcert.errors import PlotError
     from lyapcert.viz.certificate_plot import FIGURE_SUFFIXES, check_output, plot_certificate
     from lyapcert.viz.training_plot import plot_training, training_history
 
+    if (directory / "bench.json").is_file() or (directory / "table.json").is_file():
+        from lyapcert.viz.bench_plot import plot_bench
+        from lyapcert.viz.report import bench_plot_rows, read_report_input
+
+        target = check_output(out_file or directory / "bench.png", FIGURE_SUFFIXES, "--out")
+        rows = read_report_input(directory).rows
+        if not rows:
+            raise PlotError(f"{directory}: the bench has no finished cells yet; nothing to plot")
+        plot_bench(bench_plot_rows(rows), target)
+        out.print(f"wrote {target}")
+        return
     target = check_output(out_file or directory / "certificate.png", FIGURE_SUFFIXES, "--out")
     curves = (
         target.with_name(f"{target.stem}-training{target.suffix}")
