@@ -355,6 +355,29 @@ def true_roa(
     return estimate
 
 
+def cached_true_roa(
+    system: System,
+    controller_id: str | None = None,
+    resolution: int | None = None,
+    criterion: ConvergenceCriterion | None = None,
+    *,
+    seed: int = 0,
+    cache_dir: str | Path | None = None,
+) -> RoaEstimate | None:
+    """The estimate ``true_roa`` would return from its cache for these arguments, or ``None``
+    when it is not cached (or the file is damaged): never simulates."""
+    criterion = criterion or ConvergenceCriterion.for_system(system)
+    sample = default_sample(system, resolution, seed)
+    fingerprint = system.fingerprint()
+    path = _cache_path(system, fingerprint, sample, criterion, controller_id, cache_dir)
+    if not path.exists():
+        return None
+    try:
+        return _load(path, system, fingerprint, sample, criterion, controller_id)
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def default_cache_dir() -> Path:
     env = os.environ.get("LYAPCERT_CACHE_DIR")
     return Path(env) if env else Path.home() / ".cache" / "lyapcert"

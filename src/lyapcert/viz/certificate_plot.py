@@ -103,24 +103,14 @@ def decrease_values(cert: Certificate, x: torch.Tensor) -> torch.Tensor:
 def cached_true_roa(cert: Certificate) -> RoaEstimate | None:
     """The true ROA of the certificate's (closed-loop) system if ``lyapcert roa`` / ``certify``
     already cached it with the default sample and criterion; ``None`` otherwise (no simulation)."""
-    from lyapcert.simulate import roa as roa_module
+    from lyapcert.simulate.roa import cached_true_roa as cached
 
-    system = cert.system
     controller_id = None
     if cert.controller is not None:
         from lyapcert.control.store import controller_id as content_id
 
         controller_id = content_id(cert.controller)
-    criterion = roa_module.ConvergenceCriterion.for_system(system)
-    sample = roa_module.default_sample(system)
-    fingerprint = system.fingerprint()
-    path = roa_module._cache_path(system, fingerprint, sample, criterion, controller_id, None)
-    if not path.exists():
-        return None
-    try:
-        return roa_module._load(path, system, fingerprint, sample, criterion, controller_id)
-    except (OSError, ValueError, KeyError):
-        return None
+    return cached(cert.system, controller_id)
 
 
 def certificate_roa(
