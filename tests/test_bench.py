@@ -140,6 +140,7 @@ def test_local_run_stores_records_skips_them_on_rerun_and_records_a_failure(tmp_
     assert by_key[("inverted_pendulum", "quadratic")]["verdict"] == "verified"
     table = (tmp_path / "b" / "table.md").read_text()
     assert table.count("\n| `") == 4
+    assert f"`cells/{ok['id']}/certificate`" in table  # relative to the results folder
     before = {p.name: p.read_text() for p in (tmp_path / "b" / "cells").glob("*.json")}
     again = run_bench(cells, tmp_path / "b")
     assert again.ran == 0 and again.skipped == 4

@@ -744,7 +744,7 @@ def bench_command(
             }
         )
         return
-    out.print(markdown_table(run.rows), markup=False, soft_wrap=True)
+    out.print(markdown_table(run.rows, run.out), markup=False, soft_wrap=True)
     out.print(
         f"{run.ran} cells run ({run.failed} failed), {run.skipped} already stored; "
         f"tables: {', '.join(str(p) for p in run.tables.values())}"

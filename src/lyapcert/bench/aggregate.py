@@ -122,12 +122,23 @@ def _pm(mean, std, digits: int = 2) -> str:
     return f"{mean:,.{digits}f}"
 
 
-def markdown_table(rows: list[dict]) -> str:
+def _certificates(dirs: list[str], root: Path | None) -> str:
+    """The first certificate folder (relative to ``root`` when inside it) and how many more."""
+    if not dirs:
+        return "-"
+    first = Path(dirs[0])
+    if root is not None and first.resolve().is_relative_to(Path(root).resolve()):
+        first = first.resolve().relative_to(Path(root).resolve())
+    return f"`{first}`" + (f" (+{len(dirs) - 1})" if len(dirs) > 1 else "")
+
+
+def markdown_table(rows: list[dict], root: str | Path | None = None) -> str:
+    """The table in markdown; certificate folders relative to ``root`` (the results folder)."""
     head = (
         "| system | method | controller | runs | verdict | hole | certified volume | % of true ROA "
-        "| published | train s | verify s | boxes |"
+        "| published | train s | verify s | boxes | certificate |"
     )
-    lines = [head, "|" + "---|" * 12]
+    lines = [head, "|" + "---|" * 13]
     for r in rows:
         published = "-"
         if r["published"] is not None:
@@ -152,6 +163,7 @@ def markdown_table(rows: list[dict]) -> str:
                     _fmt(r["train_seconds_mean"], 1),
                     _fmt(r["verify_seconds_mean"], 1),
                     _fmt(r["boxes_mean"], 0),
+                    _certificates(r["certificate_dirs"], root),
                 ]
             )
             + " |"
@@ -179,7 +191,7 @@ def write_tables(rows: list[dict], out: str | Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = {}
     for suffix, text in (
-        ("md", markdown_table(rows)),
+        ("md", markdown_table(rows, out)),
         ("csv", csv_table(rows)),
         ("json", json.dumps(rows, indent=2)),
     ):
