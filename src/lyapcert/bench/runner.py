@@ -68,7 +68,8 @@ def run_bench(
     progress: bool = False,
 ) -> BenchRun:
     """Run every cell without a stored record, then write ``OUT/table.{md,csv,json}`` over all
-    of ``cells``. ``threads``: torch threads per cell (default: cores / workers, at least 1)."""
+    of ``cells``. ``threads``: torch threads per cell (default: cores / workers, at least 1, on
+    the local backend; 1 on Ray, where each task holds one CPU)."""
     if backend not in BACKENDS:
         raise OptionsError(f"--backend: expected one of {', '.join(BACKENDS)}, got {backend!r}")
     if workers < 1:
@@ -80,7 +81,8 @@ def run_bench(
     _write_manifest(store, cells, backend, address)
     todo = [c for c in cells if not store.has(c.id)]
     skipped = len(cells) - len(todo)
-    threads = threads or max(1, (os.cpu_count() or 1) // workers)
+    if threads is None:  # a Ray task holds one CPU; local workers share this machine's cores
+        threads = 1 if backend == "ray" else max(1, (os.cpu_count() or 1) // workers)
     display = None
     if progress:
         from lyapcert.bench.progress import BenchProgress
