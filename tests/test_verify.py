@@ -375,6 +375,52 @@ def test_inner_level_from_the_quadratic_floor_holds_against_an_exact_oracle(fami
     assert bool((v >= floor * (1 - 1e-12) - 1e-15).all())
 
 
+@pytest.mark.parametrize("family", ["quadratic", "scaled-network"])
+def test_floor_box_contains_the_sublevel_set_against_an_exact_oracle(family):
+    """``floor_box`` cuts the decrease search to a box around ``{e'Fe <= u}``: its half-width in
+    each coordinate must be at least the exact maximum ``sqrt(u (F^-1)_ii)`` (mpmath, 60 digits,
+    on the floor's own float entries) and not much more (it is the tight bound, not a loose one);
+    a level below every point of the box, or no floor, gives no cut."""
+    import mpmath
+
+    from lyapcert.certificates.network import LyapunovNetwork
+    from lyapcert.verify.lyapunov import floor_box
+
+    s = get_system("cartpole")  # P's condition number ~650: thin ellipsoids
+    lo_t, hi_t = s.domain.as_tensors(torch.float64, "cpu")
+    xs = s.equilibrium_tensor(torch.float64, "cpu")
+    A, B = s.linearize()
+    K = np.array([[-1.0, -34.3894, -2.4106, -10.7039]])
+    P = scipy.linalg.solve_continuous_lyapunov((A - B @ K).T, -np.eye(4))
+    if family == "quadratic":
+        cand = QuadraticCandidate(P, s)
+    else:
+        torch.manual_seed(0)
+        net = LyapunovNetwork(
+            4, s.equilibrium, width=8, P=P * 0.3, eps=0.5, input_scale=[1, 1, 2, 2]
+        )
+        cand = NetworkCandidate(net)
+    _, f_lo, f_hi = cand.quadratic_floor()
+    u = 0.1
+    lo, hi = floor_box(cand, xs, u, lo_t, hi_t)
+    mpmath.mp.dps = 60
+    for corner in (f_lo, f_hi):
+        inv = mpmath.matrix([[mpmath.mpf(float(v)) for v in row] for row in corner]) ** -1
+        for i in range(4):
+            reach = mpmath.sqrt(mpmath.mpf(u) * inv[i, i])
+            x_i = mpmath.mpf(float(xs.reshape(-1)[i]))
+            assert mpmath.mpf(float(hi[i])) >= min(x_i + reach, mpmath.mpf(float(hi_t[i])))
+            assert mpmath.mpf(float(lo[i])) <= max(x_i - reach, mpmath.mpf(float(lo_t[i])))
+            if family == "quadratic":  # tight: within 1e-6 relative of the exact reach
+                assert float(hi[i]) <= float(x_i + reach * (1 + mpmath.mpf("1e-6")))
+    assert floor_box(cand, xs, 0.0, lo_t, hi_t) is None
+    assert floor_box(cand, xs, float("inf"), lo_t, hi_t) is None
+    assert (
+        floor_box(ExpressionCandidate("p**2 + th**2 + p_dot**2 + th_dot**2", s), xs, u, lo_t, hi_t)
+        is None
+    )
+
+
 def test_no_floor_for_a_subclassed_network_or_a_moved_centre():
     from lyapcert.certificates.network import LyapunovNetwork
     from lyapcert.verify.local import local_certificate

@@ -243,6 +243,52 @@ def floor_inner_level(candidate: Candidate, local: LocalCertificate, x_star) -> 
     return 0.0
 
 
+def floor_box(candidate: Candidate, x_star, level: float, lo: torch.Tensor, hi: torch.Tensor):
+    """``(lo', hi')``: the box ``[lo, hi]`` cut down to a box that contains every point of it with
+    ``V <= level``, from the candidate's quadratic floor ``V >= e'Fe``: on ``{e'Fe <= level}``,
+    ``e_i^2 <= level / s_i`` for any ``s_i > 0`` with ``F - s_i E_ii`` proven positive definite
+    (interval Cholesky; ``E_ii`` the unit matrix at ``(i, i)``), ``s_i`` just under
+    ``1 / (F^-1)_ii``. ``None`` when there is no floor, its centre is not ``x*``, or ``level`` is
+    not a finite positive number."""
+    from lyapcert.verify.local import interval_cholesky_pd
+
+    if not (math.isfinite(level) and level > 0):
+        return None
+    floor = candidate.quadratic_floor()
+    if floor is None:
+        return None
+    centre, f_lo, f_hi = floor
+    xs = x_star.detach().cpu().numpy().reshape(-1)
+    if centre.shape != xs.shape or not np.array_equal(centre, xs):
+        return None
+    try:
+        inv_diag = np.diag(np.linalg.inv((f_lo + f_hi) / 2))
+    except np.linalg.LinAlgError:
+        return None
+    n = xs.shape[0]
+    half = np.empty(n)
+    for i in range(n):
+        if not (math.isfinite(inv_diag[i]) and inv_diag[i] > 0):
+            return None
+        guess = 1.0 / inv_diag[i]
+        for k in range(12):
+            s_i = guess * (1 - 1e-9 * 4**k)
+            a_lo, a_hi = f_lo.copy(), f_hi.copy()
+            a_lo[i, i] = np.nextafter(f_lo[i, i] - np.nextafter(s_i, np.inf), -np.inf)
+            a_hi[i, i] = np.nextafter(f_hi[i, i] - np.nextafter(s_i, -np.inf), np.inf)
+            if interval_cholesky_pd(a_lo, a_hi):
+                break
+        else:
+            return None
+        # sqrt(level / s_i), rounded up (each step at most one ulp; the factor covers them)
+        half[i] = math.sqrt(level / s_i) * (1 + 1e-12) + 1e-300
+    h = torch.as_tensor(half, dtype=lo.dtype, device=lo.device)
+    xs_t = torch.as_tensor(xs, dtype=lo.dtype, device=lo.device)
+    new_lo = torch.maximum(lo, torch.nextafter(xs_t - h, torch.full_like(h, -math.inf)))
+    new_hi = torch.minimum(hi, torch.nextafter(xs_t + h, torch.full_like(h, math.inf)))
+    return new_lo, new_hi
+
+
 def _rows(x) -> int:
     while isinstance(x, Dual):
         x = x.value
@@ -256,10 +302,17 @@ def decrease_search(
     target: float | None = None,
     lo: torch.Tensor | None = None,
     hi: torch.Tensor | None = None,
+    known_upper: float = math.inf,
 ):
     """``inf V`` over the points of the box ``[lo, hi]`` (default: the whole domain) where the
     decrease fails, with ``V >= c0``: a ``SearchResult``. Its ``lower`` is proven for that box
-    only; its ``upper`` and witness are proven violations, valid anywhere."""
+    only; its ``upper`` and witness are proven violations, valid anywhere.
+
+    ``known_upper``: a number the caller's final level cannot exceed (the boundary's proven
+    ``V`` value). With the falsifier's proven violations it bounds the levels that matter, ``u``;
+    when the candidate has a quadratic floor the search runs only on the part of the box that can
+    hold points with ``V <= u`` (``floor_box``), and its ``lower`` is at most ``u``: every point
+    left out has ``V > u``."""
     opts = problem.options
     discrete = problem.succ_q is not None
     lo_b, hi_b = problem.lo, problem.hi
@@ -298,12 +351,27 @@ def decrease_search(
             bad = bad | successor_outside(points)
         return bad & (v.lo >= c0), v.hi
 
+    lo = problem.lo if lo is None else lo
+    hi = problem.hi if hi is None else hi
+    u = known_upper
+    pts = problem.falsifier_points
+    if pts is not None and pts.shape[0]:
+        bad, v_up = in_set(pts)
+        if bool(bad.any()):
+            u = min(u, float(v_up[bad].min()))
+    cut = floor_box(problem.candidate, problem.x_star, u, lo, hi) if math.isfinite(u) else None
+    if cut is not None:
+        lo, hi = cut
+        if bool((lo > hi).any()):  # no point of the box has V <= u
+            from lyapcert.verify.search import SearchResult
+
+            return SearchResult(lower=u, upper=math.inf, witness=None)
     decrease = minimize(
         bounds_fn,
         clear,
         in_set,
-        (problem.lo if lo is None else lo)[None],
-        (problem.hi if hi is None else hi)[None],
+        lo[None],
+        hi[None],
         problem.scale,
         opts.budget(),
         target=target,
@@ -311,6 +379,8 @@ def decrease_search(
         initial_points=problem.falsifier_points,
         progress=_progress_callback(problem, "decrease"),
     )
+    if cut is not None:
+        decrease.lower = min(decrease.lower, u)
     return decrease
 
 
@@ -347,6 +417,7 @@ class _DecreasePart:
     lo: list[float]
     hi: list[float]
     falsifier_points: list | None
+    known_upper: float = math.inf
 
 
 def run_decrease_part(part: _DecreasePart):
@@ -357,10 +428,14 @@ def run_decrease_part(part: _DecreasePart):
         problem.falsifier_points = torch.tensor(part.falsifier_points, dtype=torch.float64)
     lo = torch.tensor(part.lo, dtype=torch.float64, device=problem.lo.device)
     hi = torch.tensor(part.hi, dtype=torch.float64, device=problem.lo.device)
-    return decrease_search(problem, part.c0, part.strict, part.target, lo, hi)
+    return decrease_search(
+        problem, part.c0, part.strict, part.target, lo, hi, known_upper=part.known_upper
+    )
 
 
-def _split_decrease(problem: _Problem, c0: float, strict: bool, target, mapper):
+def _split_decrease(
+    problem: _Problem, c0: float, strict: bool, target, mapper, known_upper: float = math.inf
+):
     """The decrease search over sub-boxes covering the domain, merged: the proven lower bound
     is the least of the parts' (each part's ``lower`` holds on its sub-box, and the sub-boxes
     cover the domain), the upper bound and witness the least proven violation of any part."""
@@ -379,6 +454,7 @@ def _split_decrease(problem: _Problem, c0: float, strict: bool, target, mapper):
             a.tolist(),
             b.tolist(),
             None if pts is None else pts.cpu().tolist(),
+            known_upper,
         )
         for a, b in split_box(problem.lo.cpu(), problem.hi.cpu(), problem.options.parts)
     ]
@@ -411,15 +487,23 @@ def level_search(
 
     discrete = problem.succ_q is not None
     mapper = mapper or problem.mapper or map
-    if opts.parts <= 1:
-        decrease = decrease_search(problem, c0, strict, target)
-    else:
-        decrease = _split_decrease(problem, c0, strict, target, mapper)
     if discrete:  # the region is {x in B : V <= c} and x+ stays in B: no face condition
         from lyapcert.verify.search import SearchResult
 
-        return decrease, SearchResult(lower=math.inf, upper=math.inf, witness=None)
-    # the boundary of the box: 2n faces
+        boundary = SearchResult(lower=math.inf, upper=math.inf, witness=None)
+    else:
+        boundary = _boundary_search(problem, target)
+    # the level cannot exceed V at a boundary point: the decrease search may skip V > that
+    if opts.parts <= 1:
+        decrease = decrease_search(problem, c0, strict, target, known_upper=boundary.upper)
+    else:
+        decrease = _split_decrease(problem, c0, strict, target, mapper, boundary.upper)
+    return decrease, boundary
+
+
+def _boundary_search(problem: _Problem, target: float | None):
+    """``inf V`` over the boundary of the box (its 2n faces)."""
+    opts = problem.options
     n = problem.lo.shape[0]
     face_lo, face_hi = [], []
     for i in range(n):
@@ -444,7 +528,7 @@ def level_search(
         v = _point_values(problem.value_q, points)
         return torch.ones(points.shape[0], dtype=torch.bool, device=points.device), v.hi
 
-    boundary = minimize(
+    return minimize(
         face_bounds,
         face_clear,
         face_point,
@@ -455,7 +539,6 @@ def level_search(
         target=target,
         rel_tol=opts.level_tolerance,
     )
-    return decrease, boundary
 
 
 def _tighten_second_order(q, boxes: Interval, bounds: Bounds, undecided: torch.Tensor) -> Bounds:
