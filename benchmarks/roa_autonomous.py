@@ -17,15 +17,12 @@ from pathlib import Path
 from _common import write_results
 
 import lyapcert
+from lyapcert.bench.anchors import PUBLISHED_PERCENT
 from lyapcert.methods import METHODS
 
 SYSTEMS = ["vanderpol", "vanderpol-mu3", "power_system", "pendulum", "poly2", "nonpoly2_3d"]
 # shared/benchmarks.md: best neural (Zubov + dReal) and SOS degree 6, % of the true ROA
-PUBLISHED = {
-    "vanderpol": {"neural": 95.6, "sos": 94.2},
-    "vanderpol-mu3": {"neural": 85.1, "sos": 70.9},
-    "power_system": {"neural": 82.5, "sos": 18.5},
-}
+PUBLISHED = PUBLISHED_PERCENT  # shared/benchmarks.md: neural (Zubov + dReal), SOS degree 6
 # every method once; "-opt" / "-box": the quadratic with Q searched, SOS without simulation data
 VARIANTS = {
     "quadratic": ("quadratic", {}),

@@ -19,6 +19,7 @@ from pathlib import Path
 from _common import write_results
 
 import lyapcert
+from lyapcert.bench.anchors import PUBLISHED_VOLUME
 
 SYSTEMS = [
     # continuous time, on the verification boxes of the 2025 two-stage setup
@@ -33,15 +34,7 @@ SYSTEMS = [
     "path_tracking-dt",
 ]
 # shared/benchmarks.md, 2025 two-stage method, continuous time (certified volume), on its boxes
-PUBLISHED = {
-    "vanderpol_controlled": 57.6,
-    "double_integrator": 302.5,
-    "inverted_pendulum-wide": 2946.5,
-    "inverted_pendulum-small-wide": 1169.2,
-    "path_tracking-wide": 122.0,
-    "path_tracking-small-wide": 73.8,
-    "cartpole-wide": 306.1,
-}
+PUBLISHED = PUBLISHED_VOLUME
 
 
 def main() -> None:
