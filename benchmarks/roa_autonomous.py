@@ -22,7 +22,7 @@ from lyapcert.methods import METHODS
 
 SYSTEMS = ["vanderpol", "vanderpol-mu3", "power_system", "pendulum", "poly2", "nonpoly2_3d"]
 # shared/benchmarks.md: best neural (Zubov + dReal) and SOS degree 6, % of the true ROA
-PUBLISHED = PUBLISHED_PERCENT  # shared/benchmarks.md: neural (Zubov + dReal), SOS degree 6
+PUBLISHED = PUBLISHED_PERCENT
 # every method once; "-opt" / "-box": the quadratic with Q searched, SOS without simulation data
 VARIANTS = {
     "quadratic": ("quadratic", {}),
