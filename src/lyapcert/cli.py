@@ -747,7 +747,8 @@ def bench_command(
     out.print(markdown_table(run.rows, run.out), markup=False, soft_wrap=True)
     out.print(
         f"{run.ran} cells run ({run.failed} failed), {run.skipped} already stored; "
-        f"tables: {', '.join(str(p) for p in run.tables.values())}"
+        f"tables: {', '.join(str(p) for p in run.tables.values())}",
+        soft_wrap=True,
     )
     for row in run.rows:
         for error in row["errors"]:
@@ -844,7 +845,7 @@ def plot_command(
         if not rows:
             raise PlotError(f"{directory}: the bench has no finished cells yet; nothing to plot")
         plot_bench(bench_plot_rows(rows), target)
-        out.print(f"wrote {target}")
+        out.print(f"wrote {target}", soft_wrap=True)
         return
     target = check_output(out_file or directory / "certificate.png", FIGURE_SUFFIXES, "--out")
     curves = (
@@ -868,7 +869,7 @@ def plot_command(
                 "no training plot written"
             )
     for path in written:
-        out.print(f"wrote {path}")
+        out.print(f"wrote {path}", soft_wrap=True)
 
 
 @app.command("animate")
@@ -914,7 +915,7 @@ def animate_command(
     path = animate_certificate(
         cert, target, trajectories, seconds, frames=frames, fps=fps, pendulum=pendulum
     )
-    out.print(f"wrote {path} ({frames} frames)")
+    out.print(f"wrote {path} ({frames} frames)", soft_wrap=True)
 
 
 @app.command("report")
@@ -955,7 +956,7 @@ def report_command(
         max_certificates=max_certificates,
         frames=frames,
     )
-    out.print(f"wrote {path}")
+    out.print(f"wrote {path}", soft_wrap=True)
 
 
 def main() -> None:  # pragma: no cover - entry point
