@@ -20,6 +20,7 @@ from _common import write_results
 
 import lyapcert
 from lyapcert.bench.anchors import PUBLISHED_VOLUME
+from lyapcert.verify import VerifyOptions
 
 SYSTEMS = [
     # continuous time, on the verification boxes of the 2025 two-stage setup
@@ -44,6 +45,9 @@ def main() -> None:
     parser.add_argument("--controller", default="lqr")
     parser.add_argument("--out", default="benchmarks/results")
     parser.add_argument("--name", default="roa_controlled")
+    parser.add_argument(
+        "--time-limit", type=float, default=120.0, help="seconds per branch-and-bound search"
+    )
     args = parser.parse_args()
     Path(args.out).mkdir(parents=True, exist_ok=True)
     path = Path(args.out) / f"{args.name}.json"
@@ -64,7 +68,12 @@ def main() -> None:
                 "published_volume": PUBLISHED.get(name),
             }
             try:
-                res = lyapcert.certify(system, method, controller=args.controller)
+                res = lyapcert.certify(
+                    system,
+                    method,
+                    controller=args.controller,
+                    verify_options=VerifyOptions(time_limit=args.time_limit),
+                )
             except lyapcert.LyapcertError as exc:
                 row.update(verdict="error", message=str(exc))
                 rows.append(row)

@@ -90,8 +90,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default="benchmarks/results")
+    parser.add_argument(
+        "--second-order",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="the second-order Taylor form (VerifyOptions.second_order; auto: from 3 states)",
+    )
     args = parser.parse_args()
-    opts = VerifyOptions(device=args.device, time_limit=300)
+    second = {"auto": None, "on": True, "off": False}[args.second_order]
+    opts = VerifyOptions(device=args.device, time_limit=300, second_order=second)
     rows = []
     print(
         f"{'certificate':<28} {'verdict':<9} {'level':>10} {'% true ROA':>11} {'boxes':>9} {'seconds':>8}"
@@ -128,7 +135,8 @@ def main() -> None:
         )
     except Exception as exc:  # z3 missing
         print(f"Z3 comparison skipped: {exc}")
-    path = Path(args.out) / f"verify_speed-{args.device.replace(':', '')}.json"
+    suffix = "" if args.second_order == "auto" else f"-second-order-{args.second_order}"
+    path = Path(args.out) / f"verify_speed-{args.device.replace(':', '')}{suffix}.json"
     write_results(
         path,
         "verify_speed.py",

@@ -43,8 +43,9 @@ class VerifyOptions:
     relative gap at which the search for the largest level stops; ``mean_value`` turns on the
     mean-value form next to interval bounds; ``second_order`` adds the second-order Taylor form
     of the decrease quantity on the boxes those two leave undecided (near ``x*``, where the
-    decrease is quadratically small, it proves boxes many times wider); ``device`` runs the boxes
-    on CPU or CUDA.
+    decrease is quadratically small, it proves boxes many times wider; ``None``: on from 3 states,
+    where a split costs 2^n boxes; in 2-D more splits are cheaper than the Hessian); ``device``
+    runs the boxes on CPU or CUDA.
     """
 
     time_limit: float = 120.0
@@ -53,7 +54,7 @@ class VerifyOptions:
     level_tolerance: float = 1e-3
     inner_tolerance: float = 0.2
     mean_value: bool = True
-    second_order: bool = True
+    second_order: bool | None = None
     device: str = "cpu"
     progress: bool = False
     decay_rate: float = 0.0  # discrete time: prove V(x+) - V(x) <= -decay_rate V(x), strictly
@@ -316,6 +317,9 @@ def decrease_search(
     opts = problem.options
     discrete = problem.succ_q is not None
     lo_b, hi_b = problem.lo, problem.hi
+    second_order = opts.second_order
+    if second_order is None:
+        second_order = problem.lo.shape[0] >= 3
 
     def successor_inside(boxes) -> torch.Tensor:
         nxt = problem.succ_q(boxes)
@@ -328,7 +332,7 @@ def decrease_search(
     def bounds_fn(boxes):
         vb = _bounds(problem.value_q, boxes, opts.mean_value)
         lb = _bounds(problem.lie_q, boxes, opts.mean_value)
-        if opts.second_order:
+        if second_order:
             lb = _tighten_second_order(problem.lie_q, boxes, lb, undecided=~(vb.hi < c0))
         vb.lie_hi = lb.hi
         if discrete:
@@ -543,9 +547,17 @@ def _boundary_search(problem: _Problem, target: float | None):
 
 def _tighten_second_order(q, boxes: Interval, bounds: Bounds, undecided: torch.Tensor) -> Bounds:
     """Intersect ``bounds`` with the second-order Taylor form where the upper bound is not yet
-    negative and the box is ``undecided``; where that form is finite, its split guide replaces the
-    mean-value one."""
+    negative, the box is ``undecided`` and ``q`` is negative at its centre (elsewhere the box is
+    split anyway: no enclosure can be negative there); where that form is finite, its split guide
+    replaces the mean-value one."""
     need = (bounds.hi >= 0) & undecided
+    if not bool(need.any()):
+        return bounds
+    c = boxes.mid[need]
+    at_centre = q(Interval(c, c))
+    rows = need.nonzero().squeeze(1)
+    need = need.clone()
+    need[rows[~(at_centre.hi.reshape(-1) < 0)]] = False
     if not bool(need.any()):
         return bounds
     t2 = taylor2_bounds(q, boxes[need])
