@@ -183,6 +183,9 @@ def test_cli_report_of_one_certificate(bench_dir, tmp_path):
     assert "x' = v" in section  # the equations
     assert not any(src.startswith("data:image/gif") for src in page.images)
     assert "lyapcert certificate: damped_sho, quadratic" in page.all_text
+    # certify saved the comparison's numbers in the certificate: the page shows them
+    assert record["roa_fraction"] is not None and record["certified_volume"] > 0
+    assert f"{100 * record['roa_fraction']:.2f} % of the true ROA" in section
 
 
 def test_max_certificates_caps_the_sections(bench_dir, tmp_path):

@@ -199,6 +199,7 @@ def test_certify_saves_the_training_history(tmp_path):
     )
     record = json.loads((tmp_path / "c" / "certificate.json").read_text())
     assert record["history"] and all("loss" in r for r in record["history"])
+    assert record["certified_volume"] is None and record["roa_fraction"] is None  # roa=False
     _png(plot_training(record, tmp_path / "t.png"))
 
 

@@ -129,6 +129,10 @@ def certify(
                 "options": out_result.options,
                 "train_seconds": fit.train_seconds,
                 "history": fit.info.get("history", []),
+                # the comparison's numbers, counted on the true ROA's sample (None without it)
+                "certified_volume": out_result.certified_volume,
+                "true_roa_volume": out_result.true_roa_volume,
+                "roa_fraction": out_result.roa_fraction,
             },
         )
         out_result.certificate_dir = str(path.parent)

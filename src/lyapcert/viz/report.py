@@ -588,6 +588,8 @@ def _proved(record: dict, cert, cell: dict | None, share: float | None) -> str:
         )
     if record.get("controller") is not None:
         facts.append(("controller", _controller_html(record["controller"])))
+    if cell is None and record.get("certified_volume") is not None:
+        cell = record  # a certificate saved by certify carries its volumes itself
     if cell is not None:
         facts.append(
             (
