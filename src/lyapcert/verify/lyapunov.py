@@ -32,7 +32,7 @@ from lyapcert.errors import VerificationError
 from lyapcert.systems.system import System
 from lyapcert.verify.local import LocalCertificate, LocalFailure, local_certificate
 from lyapcert.verify.result import Condition, Result, Verdict, provenance
-from lyapcert.verify.search import Budget, SearchStats, minimize
+from lyapcert.verify.search import Budget, SearchResult, SearchStats, minimize
 
 
 @dataclass
@@ -213,20 +213,44 @@ def inner_level(problem: _Problem, local: LocalCertificate) -> tuple[float, Sear
     return res.lower, res.stats
 
 
+def _floor_at(candidate: Candidate, x_star) -> tuple[np.ndarray, np.ndarray] | None:
+    """The candidate's quadratic floor ``[lo, hi]`` (``V >= e'Fe`` for every ``F`` in it), or
+    ``None`` when it has none or its centre is not ``x*``."""
+    floor = candidate.quadratic_floor()
+    if floor is None:
+        return None
+    centre, lo, hi = floor
+    xs = x_star.detach().cpu().numpy().reshape(-1)
+    if centre.shape != xs.shape or not np.array_equal(centre, xs):
+        return None
+    return lo, hi
+
+
+def _proven_multiple(lo: np.ndarray, hi: np.ndarray, M: np.ndarray, guess: float) -> float | None:
+    """A ``t`` just under ``guess`` with ``F - t M`` proven positive definite (interval Cholesky)
+    for every symmetric ``F`` in ``[lo, hi]`` (``M`` exact; each entry of ``t M`` is rounded once,
+    so ``nextafter`` on both sides encloses it), or ``None``."""
+    from lyapcert.verify.local import interval_cholesky_pd
+
+    for k in range(12):
+        t = guess * (1 - 1e-9 * 4**k)
+        tm = t * M
+        a_lo = np.nextafter(lo - np.nextafter(tm, np.inf), -np.inf)
+        a_hi = np.nextafter(hi - np.nextafter(tm, -np.inf), np.inf)
+        if interval_cholesky_pd(a_lo, a_hi):
+            return t
+    return None
+
+
 def floor_inner_level(candidate: Candidate, local: LocalCertificate, x_star) -> float:
     """``t c_q`` (rounded down) for a ``t > 0`` with ``F - t P_q`` proven positive definite (interval
     Cholesky) for every ``F`` of the candidate's quadratic floor: then on ``B \\ int Q``, where
     ``e' P_q e >= c_q``, ``V >= e' F e >= t e' P_q e >= t c_q``. ``0.0`` when there is no floor,
     its centre is not ``x*``, or no ``t`` is proven."""
-    from lyapcert.verify.local import interval_cholesky_pd
-
-    floor = candidate.quadratic_floor()
+    floor = _floor_at(candidate, x_star)
     if floor is None:
         return 0.0
-    centre, lo, hi = floor
-    xs = x_star.detach().cpu().numpy().reshape(-1)
-    if centre.shape != xs.shape or not np.array_equal(centre, xs):
-        return 0.0
+    lo, hi = floor
     Pq = np.asarray(local.P, dtype=np.float64)
     try:
         guess = float(scipy.linalg.eigh((lo + hi) / 2, Pq, eigvals_only=True)[0])
@@ -234,14 +258,10 @@ def floor_inner_level(candidate: Candidate, local: LocalCertificate, x_star) -> 
         return 0.0
     if not (math.isfinite(guess) and guess > 0):
         return 0.0
-    for k in range(12):
-        t = guess * (1 - 1e-9 * 4**k)
-        tp = t * Pq  # each entry rounded once: nextafter on both sides encloses it
-        a_lo = np.nextafter(lo - np.nextafter(tp, np.inf), -np.inf)
-        a_hi = np.nextafter(hi - np.nextafter(tp, -np.inf), np.inf)
-        if interval_cholesky_pd(a_lo, a_hi):
-            return math.nextafter(t * float(local.level), -math.inf) * (1 - 1e-12)
-    return 0.0
+    t = _proven_multiple(lo, hi, Pq, guess)
+    if t is None:
+        return 0.0
+    return math.nextafter(t * float(local.level), -math.inf) * (1 - 1e-12)
 
 
 def floor_box(candidate: Candidate, x_star, level: float, lo: torch.Tensor, hi: torch.Tensor):
@@ -251,40 +271,30 @@ def floor_box(candidate: Candidate, x_star, level: float, lo: torch.Tensor, hi: 
     (interval Cholesky; ``E_ii`` the unit matrix at ``(i, i)``), ``s_i`` just under
     ``1 / (F^-1)_ii``. ``None`` when there is no floor, its centre is not ``x*``, or ``level`` is
     not a finite positive number."""
-    from lyapcert.verify.local import interval_cholesky_pd
-
     if not (math.isfinite(level) and level > 0):
         return None
-    floor = candidate.quadratic_floor()
+    floor = _floor_at(candidate, x_star)
     if floor is None:
         return None
-    centre, f_lo, f_hi = floor
-    xs = x_star.detach().cpu().numpy().reshape(-1)
-    if centre.shape != xs.shape or not np.array_equal(centre, xs):
-        return None
+    f_lo, f_hi = floor
     try:
         inv_diag = np.diag(np.linalg.inv((f_lo + f_hi) / 2))
     except np.linalg.LinAlgError:
         return None
-    n = xs.shape[0]
+    n = inv_diag.shape[0]
     half = np.empty(n)
     for i in range(n):
         if not (math.isfinite(inv_diag[i]) and inv_diag[i] > 0):
             return None
-        guess = 1.0 / inv_diag[i]
-        for k in range(12):
-            s_i = guess * (1 - 1e-9 * 4**k)
-            a_lo, a_hi = f_lo.copy(), f_hi.copy()
-            a_lo[i, i] = np.nextafter(f_lo[i, i] - np.nextafter(s_i, np.inf), -np.inf)
-            a_hi[i, i] = np.nextafter(f_hi[i, i] - np.nextafter(s_i, -np.inf), np.inf)
-            if interval_cholesky_pd(a_lo, a_hi):
-                break
-        else:
+        unit = np.zeros((n, n))
+        unit[i, i] = 1.0
+        s_i = _proven_multiple(f_lo, f_hi, unit, 1.0 / inv_diag[i])
+        if s_i is None:
             return None
         # sqrt(level / s_i), rounded up (each step at most one ulp; the factor covers them)
         half[i] = math.sqrt(level / s_i) * (1 + 1e-12) + 1e-300
     h = torch.as_tensor(half, dtype=lo.dtype, device=lo.device)
-    xs_t = torch.as_tensor(xs, dtype=lo.dtype, device=lo.device)
+    xs_t = torch.as_tensor(x_star.reshape(-1), dtype=lo.dtype, device=lo.device)
     new_lo = torch.maximum(lo, torch.nextafter(xs_t - h, torch.full_like(h, -math.inf)))
     new_hi = torch.minimum(hi, torch.nextafter(xs_t + h, torch.full_like(h, math.inf)))
     return new_lo, new_hi
@@ -363,12 +373,11 @@ def decrease_search(
         bad, v_up = in_set(pts)
         if bool(bad.any()):
             u = min(u, float(v_up[bad].min()))
+        pts = pts[bad]  # the search starts from the proven violations only (the rest add nothing)
     cut = floor_box(problem.candidate, problem.x_star, u, lo, hi) if math.isfinite(u) else None
     if cut is not None:
         lo, hi = cut
         if bool((lo > hi).any()):  # no point of the box has V <= u
-            from lyapcert.verify.search import SearchResult
-
             return SearchResult(lower=u, upper=math.inf, witness=None)
     decrease = minimize(
         bounds_fn,
@@ -380,7 +389,7 @@ def decrease_search(
         opts.budget(),
         target=target,
         rel_tol=opts.level_tolerance,
-        initial_points=problem.falsifier_points,
+        initial_points=pts,
         progress=_progress_callback(problem, "decrease"),
     )
     if cut is not None:
@@ -443,8 +452,6 @@ def _split_decrease(
     """The decrease search over sub-boxes covering the domain, merged: the proven lower bound
     is the least of the parts' (each part's ``lower`` holds on its sub-box, and the sub-boxes
     cover the domain), the upper bound and witness the least proven violation of any part."""
-    from lyapcert.verify.search import SearchResult, SearchStats
-
     pts = problem.falsifier_points
     parts = [
         _DecreasePart(
@@ -480,20 +487,15 @@ def _split_decrease(
     return merged
 
 
-def level_search(
-    problem: _Problem, c0: float, strict: bool = True, target: float | None = None, mapper=None
-):
+def level_search(problem: _Problem, c0: float, strict: bool = True, target: float | None = None):
     """``inf V`` over the points of the box where the decrease fails (``dV/dt >= 0``, or ``> 0``
     when ``strict`` is False) with ``V >= c0``, and over the boundary of the box. With
-    ``options.parts > 1`` and a ``mapper`` the decrease search runs on sub-boxes (``mapper(fn,
-    items) -> results``, for example Ray tasks) and the results are merged."""
+    ``options.parts > 1`` the decrease search runs on sub-boxes, by ``problem.mapper``
+    (``mapper(fn, items) -> results``, for example Ray tasks; default the builtin ``map``), and
+    the results are merged."""
     opts = problem.options
-
     discrete = problem.succ_q is not None
-    mapper = mapper or problem.mapper or map
     if discrete:  # the region is {x in B : V <= c} and x+ stays in B: no face condition
-        from lyapcert.verify.search import SearchResult
-
         boundary = SearchResult(lower=math.inf, upper=math.inf, witness=None)
     else:
         boundary = _boundary_search(problem, target)
@@ -501,6 +503,7 @@ def level_search(
     if opts.parts <= 1:
         decrease = decrease_search(problem, c0, strict, target, known_upper=boundary.upper)
     else:
+        mapper = problem.mapper or map
         decrease = _split_decrease(problem, c0, strict, target, mapper, boundary.upper)
     return decrease, boundary
 
