@@ -117,7 +117,7 @@ def test_aggregate_means_spreads_and_anchors():
 def test_store_writes_atomically_and_names_a_corrupt_record(tmp_path):
     store = ResultStore(tmp_path)
     store.write({"id": "a", "x": 1})
-    assert store.has("a") and not list(tmp_path.rglob(".*.tmp"))
+    assert store.has("a") and not list(tmp_path.rglob(".*.tmp*"))
     assert store.records() == [{"id": "a", "x": 1}]
     store.record_path("b").write_text('{"id": "b", "trunc')
     with pytest.raises(CertificateFileError, match=r"b\.json"):

@@ -11,12 +11,12 @@ import csv
 import io
 import json
 import math
-import os
 import statistics
 from collections import Counter
 from pathlib import Path
 
 from lyapcert.bench.anchors import anchor_for
+from lyapcert.fileio import write_text_atomic
 
 COLUMNS = [
     "system",
@@ -188,16 +188,11 @@ def csv_table(rows: list[dict]) -> str:
 def write_tables(rows: list[dict], out: str | Path) -> dict[str, Path]:
     """``OUT/table.md``, ``OUT/table.csv``, ``OUT/table.json`` (each written atomically)."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     paths = {}
     for suffix, text in (
         ("md", markdown_table(rows, out)),
         ("csv", csv_table(rows)),
         ("json", json.dumps(rows, indent=2)),
     ):
-        path = out / f"table.{suffix}"
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
-        paths[suffix] = path
+        paths[suffix] = write_text_atomic(out / f"table.{suffix}", text)
     return paths

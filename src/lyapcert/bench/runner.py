@@ -26,6 +26,7 @@ from lyapcert.bench.aggregate import aggregate, write_tables
 from lyapcert.bench.cells import Cell, run_cell
 from lyapcert.bench.store import ResultStore
 from lyapcert.errors import OptionsError, TrainingInterrupted
+from lyapcert.fileio import write_text_atomic
 
 BACKENDS = ("local", "ray")
 
@@ -119,7 +120,6 @@ def run_bench(
 
 
 def _write_manifest(store: ResultStore, cells: list[Cell], backend: str, address) -> None:
-    path = store.root / "bench.json"
     payload = {
         "format": "lyapcert-bench",
         "version": 1,
@@ -127,9 +127,7 @@ def _write_manifest(store: ResultStore, cells: list[Cell], backend: str, address
         "address": address,
         "cells": [{"id": c.id, **c.describe()} for c in cells],
     }
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=str))
-    os.replace(tmp, path)
+    write_text_atomic(store.root / "bench.json", json.dumps(payload, indent=2, default=str))
 
 
 def _failure(cell: Cell, message: str) -> dict:

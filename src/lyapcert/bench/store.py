@@ -9,10 +9,10 @@ skips the cells whose record exists and loses none. A cell's certificate and che
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from lyapcert.errors import CertificateFileError
+from lyapcert.fileio import write_text_atomic
 
 
 class ResultStore:
@@ -33,15 +33,7 @@ class ResultStore:
 
     def write(self, record: dict) -> Path:
         """Store ``record`` (it must have an ``id``) atomically; returns its path."""
-        path = self.record_path(record["id"])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "w") as fh:
-            json.dump(record, fh, indent=2)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        return path
+        return write_text_atomic(self.record_path(record["id"]), json.dumps(record, indent=2))
 
     def records(self) -> list[dict]:
         """All finished records, in file-name order (temporary files are ignored)."""

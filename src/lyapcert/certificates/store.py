@@ -17,7 +17,6 @@ Layout::
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import torch
 
 from lyapcert.certificates.candidates import Candidate, ExpressionCandidate, QuadraticCandidate
 from lyapcert.errors import CertificateFileError
+from lyapcert.fileio import write_text_atomic
 from lyapcert.systems.registry import _ENTRIES, get_system
 from lyapcert.systems.spec import system_from_spec
 from lyapcert.systems.system import System
@@ -123,11 +123,7 @@ def save(
         payload["controller"] = controller_to_dict(controller, directory)
     if module is not None and "weights" in payload["candidate"]:
         torch.save(module.state_dict(), directory / payload["candidate"]["weights"])
-    path = directory / FILENAME
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=float))
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(directory / FILENAME, json.dumps(payload, indent=2, default=float))
 
 
 def read(directory: str | Path) -> dict:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import signal
 import threading
 import time
@@ -25,6 +24,7 @@ from pathlib import Path
 import torch
 
 from lyapcert.errors import OptionsError, TrainingInterrupted
+from lyapcert.fileio import atomic_target
 
 
 def checkpoint_key(system, method: str, options: dict) -> str:
@@ -83,10 +83,8 @@ class Checkpoint:
 
     def save(self, state: dict) -> None:
         """Write ``state`` atomically (temporary file, then rename)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(f".tmp{os.getpid()}")
-        torch.save({**state, "key": self.key}, tmp)
-        os.replace(tmp, self.path)
+        with atomic_target(self.path) as tmp:
+            torch.save({**state, "key": self.key}, tmp)
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)

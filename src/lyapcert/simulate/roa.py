@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from lyapcert.errors import SimulationError
+from lyapcert.fileio import atomic_target
 from lyapcert.simulate.integrate import Controller, make_stepper, n_steps
 from lyapcert.systems.system import System
 
@@ -404,18 +405,16 @@ def _cache_path(system, fingerprint, sample, criterion, controller_id, cache_dir
 
 
 def _save(path: Path, estimate: RoaEstimate) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     meta = {
         "version": CACHE_VERSION,
         "system": estimate.system_name,
         "fingerprint": estimate.fingerprint,
         "seconds": estimate.seconds,
     }
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp.npz")
-    np.savez_compressed(
-        tmp, points=estimate.points, outcomes=estimate.outcomes, meta=np.array(json.dumps(meta))
-    )
-    os.replace(tmp, path)  # atomic: a reader never sees half a file
+    with atomic_target(path) as tmp:  # a reader never sees half a file (the suffix stays .npz)
+        np.savez_compressed(
+            tmp, points=estimate.points, outcomes=estimate.outcomes, meta=np.array(json.dumps(meta))
+        )
 
 
 def _load(path, system, fingerprint, sample, criterion, controller_id) -> RoaEstimate:

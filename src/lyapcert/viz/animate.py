@@ -10,7 +10,6 @@ pendulum-like systems a third panel draws the rod swinging to rest. GIF through 
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from matplotlib import animation
 
 from lyapcert.certificates.store import Certificate
 from lyapcert.errors import PlotError
+from lyapcert.fileio import atomic_target
 from lyapcert.simulate.integrate import simulate
 from lyapcert.simulate.roa import ConvergenceCriterion, slice_grid
 from lyapcert.systems.system import System
@@ -159,15 +159,11 @@ def animate_certificate(
         steps = np.linspace(0, len(times) - 1, frames).round().astype(int)
     fig, update = _figure(cert, times, states, values, steps, rod, resolution)
     anim = animation.FuncAnimation(fig, update, frames=len(steps), blit=False)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
     try:
-        anim.save(tmp, writer=writer)
-        os.replace(tmp, path)
+        with atomic_target(path) as tmp:
+            anim.save(tmp, writer=writer)
     finally:
         plt.close(fig)
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 

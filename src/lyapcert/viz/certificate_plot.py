@@ -13,7 +13,6 @@ The numbers are computed by separate functions (``decrease_values``, ``certifica
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from matplotlib.lines import Line2D
 
 from lyapcert.certificates.store import Certificate, load
 from lyapcert.errors import CertificateFileError, PlotError
+from lyapcert.fileio import atomic_target
 from lyapcert.simulate.integrate import closed_loop
 from lyapcert.simulate.roa import RoaEstimate, RoaSlice, slice_grid, slice_pairs
 from lyapcert.viz.roa_plot import ROA_COLOUR, _stream
@@ -72,15 +72,11 @@ def check_output(path: str | Path, suffixes: Sequence[str], what: str) -> Path:
 
 def save_figure(fig, path: Path) -> Path:
     """Save ``fig`` to ``path`` atomically (a temporary file renamed), close it; returns ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
     try:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight", format=path.suffix[1:].lower())
-        os.replace(tmp, path)
+        with atomic_target(path) as tmp:
+            fig.savefig(tmp, dpi=110, bbox_inches="tight", format=path.suffix[1:].lower())
     finally:
         plt.close(fig)
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 

@@ -21,7 +21,6 @@ import datetime as _dt
 import html
 import json
 import math
-import os
 import platform
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -29,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lyapcert.errors import LyapcertError, ReportError
+from lyapcert.fileio import write_text_atomic
 
 REPORT_NAME = "report.html"
 REPORT_SUFFIXES = (".html", ".htm")
@@ -369,15 +369,7 @@ def make_report(
                 )
             )
     text = render_report(report, chart, sections, hidden=len(report.certificates) - len(shown))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp_path = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        tmp_path.write_text(text, encoding="utf-8")
-        os.replace(tmp_path, target)
-    finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
-    return target
+    return write_text_atomic(target, text)
 
 
 def _certificate_section(item: CertificateItem, workdir: Path, **options) -> str:
