@@ -144,10 +144,6 @@ def _failure(cell: Cell, message: str) -> dict:
 # ------------------------------------------------------------------------------ local processes
 
 
-def _local_cell(cell: Cell, cell_dir: str, threads: int) -> dict:
-    return run_cell(cell, cell_dir, threads)
-
-
 def _run_local(todo, store, workers, threads, events, records) -> None:
     """Cells in a pool of ``workers`` spawned processes; a pool broken by a dying worker is
     replaced, the dead cell recorded as failed and the others requeued."""
@@ -162,7 +158,7 @@ def _run_local(todo, store, workers, threads, events, records) -> None:
                 while queue and len(running) < workers:
                     cell = queue.pop(0)
                     events.start(cell)
-                    fut = pool.submit(_local_cell, cell, str(store.cell_dir(cell.id)), threads)
+                    fut = pool.submit(run_cell, cell, str(store.cell_dir(cell.id)), threads)
                     running[fut] = cell
                 finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
                 for fut in finished:
