@@ -357,7 +357,7 @@ def test_cartpole_lqr_quadratic_is_certified_and_holds_on_samples():
     s = lyapcert.get_system("cartpole")
     k = lqr(s)
     cand = QuadraticMethod().fit(s, QuadraticOptions(), controller=k).candidate
-    opts = VerifyOptions(time_limit=240, level_tolerance=0.05)
+    opts = VerifyOptions(time_limit=3600, level_tolerance=0.05)
     res = verify_candidate(s, cand, controller=k, options=opts)
     assert res.verified and res.hole is None, res.message
     assert 0.05 < res.level < 0.1016

@@ -60,8 +60,8 @@ def test_split_verification_still_finds_a_violation():
     vanishes on the x2 axis: no certificate, with or without the split."""
     s = lyapcert.get_system("vanderpol")
     cand = ExpressionCandidate("x1**2 + 0.01*x2**2", s)
-    one = verify_candidate(s, cand, options=VerifyOptions(time_limit=5))
-    split = verify_candidate(s, cand, options=VerifyOptions(time_limit=5, parts=4))
+    one = verify_candidate(s, cand, options=VerifyOptions(time_limit=3600, max_boxes=400_000))
+    split = verify_candidate(s, cand, options=VerifyOptions(time_limit=3600, max_boxes=400_000, parts=4))
     assert not one.verified and not split.verified
     assert split.verdict.value == one.verdict.value
 

@@ -520,11 +520,10 @@ def _print_verify(s, result) -> None:
             )
         )
     out.print(f"hole: {result.hole or 'none (local quadratic certificate around x*)'}")
-    if result.inner_level is not None and result.local and result.level is not None:
-        out.print(
-            f"proof: local certificate x'Px <= {result.local['level']:.4g} (radius {result.local['radius']:.3g}), "
-            f"inner level c0 = {result.inner_level:.4g}, decrease proven on c0 <= V <= level"
-        )
+    if result.proof:
+        out.print(f"proof: {result.proof}", soft_wrap=True)
+    if result.proven_level is not None and not result.verified:
+        out.print(f"largest level proven: {result.proven_level:.6g}")
     if result.counterexample:
         cx = result.counterexample
         pt = ", ".join(f"{n} = {v:.6g}" for n, v in zip(s.state_names, cx["point"]))

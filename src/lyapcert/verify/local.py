@@ -37,6 +37,7 @@ import torch
 from lyapcert.bounds.dual import Dual
 from lyapcert.bounds.graph import BoundGraph
 from lyapcert.bounds.interval import Interval
+from lyapcert.verify.equilibrium import sublevel_radius_shrink
 
 
 @dataclass(frozen=True)
@@ -135,12 +136,17 @@ def upper_eigenvalue_bound(lo: np.ndarray, hi: np.ndarray) -> float:
 
 
 def jacobian_enclosure(
-    field: BoundGraph, x_star: torch.Tensor, u_fn
+    field: BoundGraph, x_star: torch.Tensor, u_fn, radius: torch.Tensor | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Enclosure ``[lo, hi]`` (``[n, n]`` each) of the Jacobian of the closed loop at ``x*``."""
+    """Enclosure ``[lo, hi]`` (``[n, n]`` each) of the Jacobian of the closed loop at ``x*``, or
+    over the box ``x* +- radius`` when a radius is given."""
     n = x_star.shape[-1]
     eye = torch.eye(n, dtype=torch.float64)
-    x = Dual(Interval(x_star.expand(n, n).clone(), x_star.expand(n, n).clone()), Interval(eye, eye))
+    lo, hi = x_star, x_star
+    if radius is not None:
+        lo = torch.nextafter(x_star - radius, torch.full_like(x_star, -math.inf))
+        hi = torch.nextafter(x_star + radius, torch.full_like(x_star, math.inf))
+    x = Dual(Interval(lo.expand(n, n).clone(), hi.expand(n, n).clone()), Interval(eye, eye))
     out = field.evaluate(x, u_fn(x)).tangent  # row j: d f / d x_j
     return out.lo.T.numpy().copy(), out.hi.T.numpy().copy()
 
@@ -178,11 +184,22 @@ def local_certificate(
     u_fn,
     iterations: int = 12,
     discrete: bool = False,
+    centre_radius=None,
 ) -> LocalCertificate | LocalFailure:
-    """Prove a quadratic region of attraction around ``x*`` (see the module docstring)."""
+    """Prove a quadratic region of attraction around ``x*`` (see the module docstring).
+
+    ``centre_radius`` ``[n]``: the equilibrium is only known to be the unique zero ``x_e`` of the
+    closed loop in the box ``x* +- centre_radius`` (``verify.equilibrium``). Then the Jacobian is
+    enclosed over that box, the remainder bound over ``x_e +- rho`` for every such ``x_e``, and the
+    proven region ``{(x - x_e)'P(x - x_e) <= c}`` is shrunk to a level ``c'`` of
+    ``(x - x*)'P(x - x*)`` it contains for every ``x_e`` (``equilibrium.sublevel_radius_shrink``).
+    """
     x_star = x_star.reshape(1, -1).to(torch.float64)
     n = x_star.shape[1]
-    j_lo, j_hi = jacobian_enclosure(field, x_star, u_fn)
+    rad = None
+    if centre_radius is not None and any(float(r) > 0 for r in centre_radius):
+        rad = torch.as_tensor(list(centre_radius), dtype=torch.float64).reshape(1, -1)
+    j_lo, j_hi = jacobian_enclosure(field, x_star, u_fn, rad)
     if not (np.isfinite(j_lo).all() and np.isfinite(j_hi).all()):
         return LocalFailure("the Jacobian at x* could not be bounded")
     a_mid = (j_lo + j_hi) / 2
@@ -226,13 +243,14 @@ def local_certificate(
     if not (lam_P > 0 and math.isfinite(norm_P)):
         return LocalFailure("could not bound the eigenvalues of P")
     xs = x_star[0]
-    rho = float(torch.minimum(xs - domain_lo, domain_hi - xs).min())
+    extra = torch.zeros_like(xs) if rad is None else rad[0]
+    rho = float(torch.minimum(xs - extra - domain_lo, domain_hi - xs - extra).min())
     if not rho > 0:
         return LocalFailure("x* lies on the boundary of the domain")
     best = None
     for _ in range(iterations):
-        box_lo = (xs - rho).reshape(1, -1)
-        box_hi = (xs + rho).reshape(1, -1)
+        box_lo = torch.nextafter(xs - extra - rho, xs - math.inf).reshape(1, -1)
+        box_hi = torch.nextafter(xs + extra + rho, xs + math.inf).reshape(1, -1)
         M = hessian_norm_bound(field, box_lo, box_hi, u_fn)
         if M <= 0:
             r_star = math.inf
@@ -250,7 +268,9 @@ def local_certificate(
         r = min(rho, r_star * (1 - 1e-9))
         if r > 0 and math.isfinite(r) and math.isfinite(M):
             level = lam_P * r * r * (1 - 1e-9)
-            if best is None or level > best.level:
+            if rad is not None:
+                level = sublevel_radius_shrink(level, norm_P, tuple(rad[0].tolist()))
+            if level > 0 and (best is None or level > best.level):
                 best = LocalCertificate(P, level, r, lam_Q, norm_P, lam_P, M)
         if r_star >= rho:
             break

@@ -28,8 +28,9 @@ from lyapcert.bounds.forms import Bounds, best_bounds, interval_bounds, taylor2_
 from lyapcert.bounds.graph import capture
 from lyapcert.bounds.interval import Interval
 from lyapcert.certificates.candidates import Candidate
-from lyapcert.errors import VerificationError
+from lyapcert.errors import EquilibriumError, VerificationError
 from lyapcert.systems.system import System
+from lyapcert.verify.equilibrium import EquilibriumFailure, EquilibriumProof, prove_equilibrium
 from lyapcert.verify.local import LocalCertificate, LocalFailure, local_certificate
 from lyapcert.verify.result import Condition, Result, Verdict, provenance
 from lyapcert.verify.search import Budget, SearchResult, SearchStats, minimize
@@ -85,6 +86,17 @@ class _Problem:
     falsifier_points: torch.Tensor | None = None
     controller: object = None
     mapper: object = None  # runs the parts of a split decrease search (None: in this process)
+    deadline: float | None = None  # time.perf_counter() value at which every search stops
+
+    def budget(self) -> Budget:
+        """The options' budget, its time limit cut to what is left before the deadline: the
+        time limit holds for the whole verification, not for each search."""
+        budget = self.options.budget()
+        if self.deadline is not None:
+            budget.time_limit = max(
+                0.0, min(budget.time_limit, self.deadline - time.perf_counter())
+            )
+        return budget
 
 
 def _u_fn(system: System, controller_graph):
@@ -207,7 +219,7 @@ def inner_level(problem: _Problem, local: LocalCertificate) -> tuple[float, Sear
         problem.lo[None],
         problem.hi[None],
         problem.scale,
-        problem.options.budget(),
+        problem.budget(),
         rel_tol=problem.options.inner_tolerance,
     )
     return res.lower, res.stats
@@ -386,7 +398,7 @@ def decrease_search(
         lo[None],
         hi[None],
         problem.scale,
-        opts.budget(),
+        problem.budget(),
         target=target,
         rel_tol=opts.level_tolerance,
         initial_points=pts,
@@ -437,6 +449,7 @@ def run_decrease_part(part: _DecreasePart):
     """Rebuild the problem and search one sub-box (runs on a worker)."""
     opts = dataclasses.replace(part.options, progress=False, parts=1)
     problem = build_problem(part.system, part.candidate, part.controller, opts)
+    problem.deadline = time.perf_counter() + opts.time_limit
     if part.falsifier_points is not None:
         problem.falsifier_points = torch.tensor(part.falsifier_points, dtype=torch.float64)
     lo = torch.tensor(part.lo, dtype=torch.float64, device=problem.lo.device)
@@ -453,12 +466,13 @@ def _split_decrease(
     is the least of the parts' (each part's ``lower`` holds on its sub-box, and the sub-boxes
     cover the domain), the upper bound and witness the least proven violation of any part."""
     pts = problem.falsifier_points
+    left = problem.budget().time_limit  # each part gets what is left of the deadline
     parts = [
         _DecreasePart(
             problem.system,
             problem.candidate,
             problem.controller,
-            problem.options,
+            dataclasses.replace(problem.options, time_limit=left),
             c0,
             strict,
             target,
@@ -542,7 +556,7 @@ def _boundary_search(problem: _Problem, target: float | None):
         torch.stack(face_lo),
         torch.stack(face_hi),
         problem.scale,
-        opts.budget(),
+        problem.budget(),
         target=target,
         rel_tol=opts.level_tolerance,
     )
@@ -600,6 +614,7 @@ def verify_candidate(
         raise VerificationError(f"level: expected a finite number > 0, got {level!r}")
     problem = build_problem(system, candidate, controller, options)
     problem.mapper = mapper
+    problem.deadline = started + float(options.time_limit)
     base = dict(
         system=system.name,
         candidate=candidate.describe(),
@@ -607,7 +622,7 @@ def verify_candidate(
     )
     try:
         return _verify(problem, level, started, base)
-    except VerificationError:
+    except (VerificationError, EquilibriumError):
         raise
     except Exception as exc:  # fail closed: an engine error can never yield VERIFIED
         return Result(
@@ -625,18 +640,84 @@ def verify_candidate(
             SearchProgress.close_all()
 
 
-def _verify(problem: _Problem, level: float | None, started: float, base: dict) -> Result:
-    stats = SearchStats()
+def prove_local(problem: _Problem):
+    """The proof of what the search assumes near ``x*``: ``(equilibrium, local)`` with
+    ``equilibrium`` an ``EquilibriumProof`` or ``EquilibriumFailure`` (``verify.equilibrium``: x*
+    is a zero of the closed loop as computed, or a unique zero lies in a tiny box around it) and
+    ``local`` the quadratic local certificate around it (``None`` when the equilibrium failed).
+    The search and the re-check of a stored proof both call this."""
+    discrete = problem.succ_q is not None
+    u = "k(x*)" if problem.controller is not None else "u*"
+    if problem.system.input_names:
+        what = f"F(x*, {u}) - x*" if discrete else f"f(x*, {u})"
+    else:
+        what = "F(x*) - x*" if discrete else "f(x*)"
+    eq = prove_equilibrium(
+        problem.field,
+        problem.x_star.cpu(),
+        problem.u_fn,
+        problem.lo.cpu(),
+        problem.hi.cpu(),
+        discrete=discrete,
+        what=what,
+    )
+    if isinstance(eq, EquilibriumFailure):
+        return eq, None
     local = local_certificate(
         problem.field,
         problem.x_star.cpu(),
         problem.lo.cpu(),
         problem.hi.cpu(),
         problem.u_fn,
-        discrete=problem.succ_q is not None,
+        discrete=discrete,
+        centre_radius=None if eq.exact else eq.radius,
     )
-    v_star = _point_values(problem.value_q, problem.x_star)
-    v_at_eq = (float(v_star.lo[0]), float(v_star.hi[0]))
+    return eq, local
+
+
+def value_near_equilibrium(problem: _Problem, eq: EquilibriumProof) -> tuple[float, float]:
+    """An enclosure of ``V`` at the equilibrium: at ``x*`` itself, or over the box
+    ``x* +- radius`` that holds it."""
+    xs = problem.x_star.reshape(1, -1)
+    lo, hi = xs, xs
+    if not eq.exact:
+        r = torch.as_tensor(list(eq.radius), dtype=xs.dtype, device=xs.device).reshape(1, -1)
+        lo = torch.nextafter(xs - r, torch.full_like(xs, -math.inf))
+        hi = torch.nextafter(xs + r, torch.full_like(xs, math.inf))
+    v = problem.value_q(Interval(lo, hi))
+    return float(v.lo[0]), float(v.hi[0])
+
+
+def _equilibrium_failure(problem: _Problem, eq: EquilibriumFailure, started: float, base: dict):
+    if eq.provably_wrong:
+        x_star = [float(v) for v in problem.x_star.reshape(-1)]
+        raise EquilibriumError(
+            f"{problem.system.name}: {eq.reason} (x* = {x_star}). The local certificate and "
+            "the whole proof assume the dynamics as computed vanish at x* (design rule 8); "
+            "declare the true equilibrium (or, for a closed loop, a controller with "
+            "f(x*, k(x*)) = 0)"
+        )
+    return Result(
+        verdict=Verdict.UNKNOWN,
+        condition=Condition.NONE,
+        level=None,
+        hole=f"x* is not proven an equilibrium: {eq.reason}",
+        message="nothing is certified without a proven equilibrium",
+        seconds=time.perf_counter() - started,
+        equilibrium=eq.to_dict(),
+        proof="nothing proven: " + eq.reason,
+        **base,
+    )
+
+
+def _verify(problem: _Problem, level: float | None, started: float, base: dict) -> Result:
+    stats = SearchStats()
+    discrete = problem.succ_q is not None
+    eq, local = prove_local(problem)
+    if isinstance(eq, EquilibriumFailure):
+        return _equilibrium_failure(problem, eq, started, base)
+    v_at_eq = value_near_equilibrium(problem, eq)
+    base = dict(base, equilibrium=eq.to_dict(), v_at_equilibrium=v_at_eq)
     if isinstance(local, LocalFailure):
         return Result(
             verdict=Verdict.UNKNOWN,
@@ -645,9 +726,13 @@ def _verify(problem: _Problem, level: float | None, started: float, base: dict) 
             hole=f"no local certificate: {local.reason}",
             message="the neighbourhood of x* cannot be closed, so asymptotic stability is not proven",
             seconds=time.perf_counter() - started,
-            v_at_equilibrium=v_at_eq,
+            proof=eq.describe() + "; no local certificate",
             **base,
         )
+    local_text = (
+        f"{eq.describe()}; local certificate (x-x*)'P(x-x*) <= {local.level:.4g} "
+        f"(radius {local.radius:.3g})"
+    )
     c0, st = inner_level(problem, local)
     stats = stats.merge(st)
     if not (c0 > 0 and math.isfinite(c0)):
@@ -660,22 +745,39 @@ def _verify(problem: _Problem, level: float | None, started: float, base: dict) 
             message="V <= 0 somewhere on the box outside the local region, or the bound is too loose",
             seconds=time.perf_counter() - started,
             stats=stats,
-            v_at_equilibrium=v_at_eq,
+            proof=local_text,
             **base,
         )
     c0 = math.nextafter(c0, -math.inf) * (1 - 1e-9)
+    local_text += f"; V > c0 = {c0:.4g} outside it"
+    need = c0 if level is None else min(c0, level)
+    if not v_at_eq[1] < need:
+        where = "at x*" if eq.exact else "on the equilibrium's box"
+        return Result(
+            verdict=Verdict.UNKNOWN,
+            condition=Condition.NONE,
+            level=None,
+            local=local.to_dict(),
+            inner_level=c0,
+            hole=f"V {where} (up to {v_at_eq[1]:.6g}) is not proven below "
+            f"{'the inner level c0' if need == c0 else 'the level'} = {need:.6g}: the sublevel "
+            "set is not proven to contain the equilibrium",
+            message="V does not have its minimum at x* (a constant or wrongly centred V, or a "
+            "level below V(x*)): nothing is certified",
+            seconds=time.perf_counter() - started,
+            stats=stats,
+            proof=local_text,
+            **base,
+        )
     problem.falsifier_points = _falsify(problem)
     target = level
     decrease, boundary = level_search(problem, c0, strict=True, target=target)
     stats = stats.merge(decrease.stats).merge(boundary.stats)
     proven = math.nextafter(min(decrease.lower, boundary.lower), -math.inf)
+    out_of_budget = any("budget" in r.stats.stopped_by for r in (decrease, boundary))
     found = []
     if decrease.witness is not None:
-        kind = (
-            "V(x+) - V(x) + k V(x) >= 0 or x+ outside the box"
-            if problem.succ_q is not None
-            else "dV/dt >= 0"
-        )
+        kind = "V(x+) - V(x) + k V(x) >= 0 or x+ outside the box" if discrete else "dV/dt >= 0"
         cx = {"point": decrease.witness, "kind": kind, "V": decrease.upper}
         cx["replay"] = replay(problem, decrease.witness)
         found.append(cx)
@@ -690,10 +792,18 @@ def _verify(problem: _Problem, level: float | None, started: float, base: dict) 
         local=local.to_dict(),
         inner_level=c0,
         stats=stats,
-        v_at_equilibrium=v_at_eq,
         **base,
     )
 
+    def band(upto: float) -> str:
+        cond = "V(x+) - V(x) + k V(x) < 0 and x+ in the box" if discrete else "dV/dt < 0"
+        face = "" if discrete else ", V > level on the box's boundary"
+        if upto <= c0:
+            return f"{local_text}; {{V <= {upto:.6g}}} lies in {{V <= c0}}, inside the local region"
+        return f"{local_text}; {cond} proven on c0 <= V <= {upto:.6g}{face}"
+
+    partial = band(proven) if proven > c0 else local_text + "; no level above c0 proven"
+    best = proven if proven > c0 else None
     if level is not None:
         if proven >= level:
             return _done(
@@ -703,21 +813,35 @@ def _verify(problem: _Problem, level: float | None, started: float, base: dict) 
                 level,
                 counterexample=None,
                 started=started,
+                proof=band(level),
                 **common,
             )
         violated = min(decrease.upper, boundary.upper if boundary.witness else math.inf) <= level
         if violated:
             return _nonstrict_or(
-                problem, Verdict.FALSIFIED, level, c0, counterexample, started, common
+                problem,
+                Verdict.FALSIFIED,
+                level,
+                c0,
+                counterexample,
+                started,
+                common,
+                partial,
+                best,
             )
         return _done(
             problem,
             Verdict.UNKNOWN,
             Condition.NONE,
             level,
-            counterexample=None,
+            counterexample=counterexample,
             started=started,
-            message=f"budget exhausted: proven only up to level {proven:.6g}",
+            message=f"budget exhausted: proven only up to level {proven:.6g}"
+            + (
+                f"; a violation is known at V = {counterexample['V']:.6g}" if counterexample else ""
+            ),
+            proof=partial,
+            proven_level=best,
             **common,
         )
 
@@ -730,23 +854,31 @@ def _verify(problem: _Problem, level: float | None, started: float, base: dict) 
             counterexample=counterexample,
             started=started,
             level_upper=min(decrease.upper, boundary.upper),
+            proof=band(proven),
             **common,
         )
-    if counterexample is not None:
-        return _nonstrict_or(problem, Verdict.FALSIFIED, None, c0, counterexample, started, common)
+    if counterexample is not None and not out_of_budget:
+        return _nonstrict_or(
+            problem, Verdict.FALSIFIED, None, c0, counterexample, started, common, partial, None
+        )
     return _done(
         problem,
         Verdict.UNKNOWN,
         Condition.NONE,
         None,
-        counterexample=None,
+        counterexample=counterexample,
         started=started,
-        message="no level above the inner level could be proven within the budget",
+        message="no level above the inner level could be proven within the budget"
+        + (f" ({'; '.join(sorted(set(stats.stopped_by.split(';'))))})" if stats.stopped_by else "")
+        + (f"; a violation is known at V = {counterexample['V']:.6g}" if counterexample else ""),
+        proof=partial,
         **common,
     )
 
 
-def _nonstrict_or(problem, verdict, level, c0, counterexample, started, common) -> Result:
+def _nonstrict_or(
+    problem, verdict, level, c0, counterexample, started, common, partial, best
+) -> Result:
     """After strict decrease failed: is the decrease at least non-strict (V' <= 0)?"""
     decrease, boundary = level_search(problem, c0, strict=False, target=level)
     common = dict(common)
@@ -764,6 +896,8 @@ def _nonstrict_or(problem, verdict, level, c0, counterexample, started, common) 
             started=started,
             message="dV/dt <= 0 holds on the level set but not strictly: Lyapunov stability "
             "only, no asymptotic-stability certificate from this V",
+            proof=partial + f"; non-strict decrease (<= 0) proven on c0 <= V <= {lvl:.6g}",
+            proven_level=best,
             **common,
         )
     return _done(
@@ -775,6 +909,8 @@ def _nonstrict_or(problem, verdict, level, c0, counterexample, started, common) 
         started=started,
         message="the decrease condition is violated (counterexample replayed with interval "
         "arithmetic at the point)",
+        proof=partial,
+        proven_level=best,
         **common,
     )
 

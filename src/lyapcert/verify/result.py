@@ -36,7 +36,11 @@ class Result:
     not; ``counterexample``: a point where a condition provably fails (checked by interval
     arithmetic at that point, so the violation is real); ``inner_level``: ``c0`` of the proof;
     ``v_at_equilibrium``: an enclosure of ``V(x*)``; ``positivity``: what is proven about the sign
-    of ``V`` (``V > c0 > 0`` outside the local region; the proof itself does not need more).
+    of ``V`` (``V > c0 > 0`` outside the local region; the proof itself does not need more);
+    ``equilibrium``: how ``x*`` was proven an equilibrium of the dynamics as computed
+    (``verify.equilibrium``); ``proof``: one line stating exactly what was proven (for a
+    FALSIFIED or UNKNOWN result only the parts that hold); ``proven_level``: the largest level
+    proven so far when the result is not VERIFIED at the level asked (None: none).
     """
 
     verdict: Verdict
@@ -57,6 +61,9 @@ class Result:
     provenance: dict = field(default_factory=dict)
     certified_volume: float | None = None
     roa_fraction: float | None = None
+    equilibrium: dict | None = None
+    proof: str | None = None
+    proven_level: float | None = None
 
     @property
     def verified(self) -> bool:
