@@ -115,6 +115,10 @@ def certify(
             volume, share = region_share(system, fit.candidate, result.level, progress, k)
             out_result.certified_volume = result.certified_volume = volume
             out_result.roa_fraction = result.roa_fraction = share
+            result.simulation_check = simulation_check(system, fit.candidate, result.level, k)
+            warning = contradiction_message(result.simulation_check)
+            if warning:
+                result.message = (result.message + " " + warning).strip()
     if out is not None and result.level is not None:
         from lyapcert.certificates.store import save
 
@@ -224,10 +228,39 @@ def region_share(system: System, candidate, level: float, progress: bool = False
     from lyapcert.methods.training import true_roa_of
 
     est = true_roa_of(system, controller, progress)
+    inside = _sublevel_mask(est, candidate, level)
+    return float(inside.mean() * est.box_volume), est.fraction_of_roa(inside)
+
+
+def _sublevel_mask(est, candidate, level: float) -> np.ndarray:
     with torch.no_grad():
         values = candidate.value(torch.as_tensor(est.points, dtype=torch.float64)).numpy()
-    inside = np.asarray(values <= level)
-    return float(inside.mean() * est.box_volume), est.fraction_of_roa(inside)
+    return np.asarray(values <= level)
+
+
+def simulation_check(system: System, candidate, level: float, controller=None) -> dict:
+    """Cross-check of a VERIFIED region with the true-ROA sample: ``{"points": M,
+    "not_converged": N, "example": [...] | None}`` for the ``M`` sample points of ``{V <= level}``,
+    ``N`` of which did not converge to ``x*`` in simulation. ``N > 0`` contradicts the certificate
+    (or the simulation's horizon): it is reported, never hidden; it does not change the verdict."""
+    from lyapcert.methods.training import true_roa_of
+
+    est = true_roa_of(system, controller, False)
+    inside = _sublevel_mask(est, candidate, level)
+    bad = inside & ~est.inside
+    example = est.points[np.argmax(bad)].tolist() if bad.any() else None
+    return {"points": int(inside.sum()), "not_converged": int(bad.sum()), "example": example}
+
+
+def contradiction_message(check: dict) -> str:
+    """The warning for a failed ``simulation_check`` ('' when there is none)."""
+    if not check.get("not_converged"):
+        return ""
+    return (
+        f"WARNING: {check['not_converged']} of the {check['points']} sample points of the "
+        f"certified set did not converge to x* in simulation (e.g. {check['example']}): the "
+        "certificate and the simulation contradict each other; please report this"
+    )
 
 
 def _check_finite(fit, method: str) -> None:

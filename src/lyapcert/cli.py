@@ -502,6 +502,13 @@ def _attach_volume(s, cand, result) -> None:
     result.certified_volume, result.roa_fraction = region_share(
         s, cand, result.level, err.is_terminal
     )
+    if result.verified:
+        from lyapcert.certify import contradiction_message, simulation_check
+
+        result.simulation_check = simulation_check(s, cand, result.level)
+        warning = contradiction_message(result.simulation_check)
+        if warning:
+            result.message = (result.message + " " + warning).strip()
 
 
 def _print_verify(s, result) -> None:

@@ -40,7 +40,9 @@ class Result:
     ``equilibrium``: how ``x*`` was proven an equilibrium of the dynamics as computed
     (``verify.equilibrium``); ``proof``: one line stating exactly what was proven (for a
     FALSIFIED or UNKNOWN result only the parts that hold); ``proven_level``: the largest level
-    proven so far when the result is not VERIFIED at the level asked (None: none).
+    proven so far when the result is not VERIFIED at the level asked (None: none);
+    ``simulation_check``: sample points of the certified set that did not converge in simulation
+    (``certify.simulation_check``; a contradiction is reported in ``message``).
     """
 
     verdict: Verdict
@@ -64,6 +66,7 @@ class Result:
     equilibrium: dict | None = None
     proof: str | None = None
     proven_level: float | None = None
+    simulation_check: dict | None = None
 
     @property
     def verified(self) -> bool:
