@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lyapcert.bounds.graph import softplus_exact
 from lyapcert.control.checks import check_controller
 from lyapcert.control.saturation import register_bounds
 from lyapcert.errors import ControllerError
@@ -33,6 +34,7 @@ ONNX_OPERATIONS = (
     "Tanh",
     "Sigmoid",
     "Softplus",
+    "Elu",
     "Clip",
     "Min",
     "Max",
@@ -77,9 +79,10 @@ class OnnxController(torch.nn.Module):
         for node in graph.node:
             attrs = {a.name: _attribute(a) for a in node.attribute}
             if node.op_type == "Constant":
-                consts[node.output[0]] = np.asarray(attrs["value"])
+                consts[node.output[0]] = _constant_value(node, attrs, source)
                 continue
-            args = [name for name in node.input if name]
+            _check_attributes(node, attrs, source)
+            args = list(node.input)  # "" marks an omitted optional input (Clip's min, ...)
             if node.op_type == "Gemm":
                 args, attrs = self._fold_gemm(node, args, attrs, consts, source)
             self.steps.append((node.op_type, args, node.output[0], attrs))
@@ -101,12 +104,20 @@ class OnnxController(torch.nn.Module):
         w = w if attrs.get("transB", 0) else w.T  # F.linear wants [out, in]
         folded = [args[0], f"{node.output[0]}::weight"]
         consts[folded[1]] = w
-        if len(args) > 2:
+        if len(args) > 2 and args[2]:
             if args[2] not in consts:
                 raise ControllerError(f"{source}: Gemm node {node.name!r} needs a constant bias")
-            consts[f"{node.output[0]}::bias"] = float(attrs.get("beta", 1.0)) * np.asarray(
-                consts[args[2]], dtype=np.float64
-            )
+            c = np.asarray(consts[args[2]], dtype=np.float64)
+            n_out = w.shape[0]
+            if c.size == 1:
+                c = np.full(n_out, c.reshape(-1)[0])
+            elif c.shape in ((n_out,), (1, n_out)):
+                c = c.reshape(n_out)
+            else:
+                raise ControllerError(
+                    f"{source}: Gemm node {node.name!r}: bias of shape {c.shape} for {n_out} outputs"
+                )
+            consts[f"{node.output[0]}::bias"] = float(attrs.get("beta", 1.0)) * c
             folded.append(f"{node.output[0]}::bias")
         return folded, {}
 
@@ -114,6 +125,8 @@ class OnnxController(torch.nn.Module):
         env = {self.input_name: x}
 
         def value(name):
+            if not name:
+                return None
             return env[name] if name in env else getattr(self, self._names[name])
 
         for op, args, out, attrs in self.steps:
@@ -122,11 +135,48 @@ class OnnxController(torch.nn.Module):
         return env[self.output_name]
 
 
+CONSTANT_FORMS = ("value", "value_float", "value_floats", "value_int", "value_ints")
+
+
+def _constant_value(node, attrs: dict, source: str) -> np.ndarray:
+    """The tensor of a ``Constant`` node, in each of its numeric attribute forms."""
+    forms = [name for name in attrs if name in CONSTANT_FORMS]
+    others = sorted(set(attrs) - set(CONSTANT_FORMS))
+    if others or len(forms) != 1:
+        raise ControllerError(
+            f"{source}: Constant node {node.name!r} with attribute(s) "
+            f"{', '.join(sorted(attrs)) or '(none)'}; supported: exactly one of "
+            f"{', '.join(CONSTANT_FORMS)} (strings and sparse tensors are not numbers we can bound)"
+        )
+    value = attrs[forms[0]]
+    if forms[0] in ("value_floats", "value_ints"):
+        return np.asarray(list(value), dtype=np.float64)
+    if forms[0] == "value" and not np.issubdtype(np.asarray(value).dtype, np.number):
+        raise ControllerError(f"{source}: Constant node {node.name!r} holds a non-numeric tensor")
+    return np.asarray(value, dtype=np.float64)
+
+
+def _check_attributes(node, attrs: dict, source: str) -> None:
+    """Refuse attribute values whose semantics our torch operations do not reproduce."""
+    op = node.op_type
+    bad = None
+    if op == "LeakyRelu" and not float(attrs.get("alpha", 0.01)) >= 0:
+        bad = f"alpha = {attrs['alpha']} (expected >= 0)"
+    elif op == "Flatten" and int(attrs.get("axis", 1)) != 1:
+        bad = f"axis = {attrs['axis']} (only axis = 1, [batch, features], is supported)"
+    elif op == "Elu" and not float(attrs.get("alpha", 1.0)) >= 0:
+        bad = f"alpha = {attrs['alpha']} (expected >= 0)"
+    if bad:
+        raise ControllerError(f"{source}: {op} node {node.name!r} with {bad}")
+
+
 def _attribute(attr):
     from onnx import helper, numpy_helper
 
+    from onnx import TensorProto
+
     value = helper.get_attribute_value(attr)
-    if hasattr(value, "dims"):  # a TensorProto
+    if isinstance(value, TensorProto):  # (a sparse tensor stays as it is: refused where used)
         return numpy_helper.to_array(value)
     return value
 
@@ -154,10 +204,12 @@ def _apply(op: str, a: list, attrs: dict):
         return torch.tanh(a[0])
     if op == "Sigmoid":
         return torch.sigmoid(a[0])
-    if op == "Softplus":
-        return F.softplus(a[0])
+    if op == "Softplus":  # ONNX: log(exp(x) + 1), no threshold (unlike torch's softplus)
+        return softplus_exact(a[0])
+    if op == "Elu":
+        return F.elu(a[0], float(attrs.get("alpha", 1.0)))
     if op == "Clip":
-        low = a[1] if len(a) > 1 else attrs.get("min")
+        low = a[1] if len(a) > 1 else attrs.get("min")  # None: an omitted input
         high = a[2] if len(a) > 2 else attrs.get("max")
         out = a[0]
         if low is not None:
