@@ -283,21 +283,24 @@ def test_an_unstable_loop_behind_a_class_named_tanh_is_never_verified(tmp_path):
     assert not res.verified
 
 
+@pytest.mark.slow
 def test_tanh_minus_0_6_x_loop_is_certified_only_where_it_converges(tmp_path):
-    """tanh(s) - 0.6 s has the wrong sign for |s| > 1.2: whatever the verifier proves for the
-    real loop, every sampled state of its certified set converges (simulated)."""
+    """tanh(s) - 0.6 s has the wrong sign for |s| > 1.2: the nn.Tanh loop's certificate does not
+    carry over, and what the verifier proves for the real loop (its own quadratic candidate)
+    holds: every sampled state of the certified set converges (simulated)."""
     system, fake, real = _fake_and_real(tmp_path, 0.6)
     method = get_method("quadratic")
     fit = method.fit(system, method.Options(), controller=fake)
-    res = verify_candidate(system, fit.candidate, controller=real)
-    fake_res = verify_candidate(system, fit.candidate, controller=fake)
-    assert fake_res.verified
+    assert verify_candidate(system, fit.candidate, controller=fake).verified
+    assert not verify_candidate(system, fit.candidate, controller=real).verified
+    own = method.fit(system, method.Options(), controller=real)
+    res = verify_candidate(system, own.candidate, controller=real)
     if not res.verified:
         return
-    assert res.level < fake_res.level  # the real loop's region is smaller
     x = _box_points(system, 4000, seed=5)
     with torch.no_grad():
-        inside = x[fit.candidate(x).reshape(-1) <= res.level]
+        inside = x[own.candidate.value(x).reshape(-1) <= res.level]
+        assert inside.shape[0] > 0
         dt = 0.01
         for _ in range(3000):  # explicit Euler; the closed loop is smooth and slow
             inside = inside + dt * system.f(inside, real(inside))
