@@ -251,7 +251,7 @@ def _fake_and_real(tmp_path, slope: float):
     """u = act(s) with s = -K x: ``nn.Tanh`` (the fake) or a class named Tanh computing
     tanh(s) - slope * s (the real one, saved as TorchScript and imported)."""
 
-    class Tanh(nn.Module):  # noqa: F811 - the name is the point
+    class Tanh(nn.Module):  # the name is the point
         def __init__(self, slope: float):
             super().__init__()
             self.slope = slope

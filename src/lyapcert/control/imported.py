@@ -171,9 +171,7 @@ def _check_attributes(node, attrs: dict, source: str) -> None:
 
 
 def _attribute(attr):
-    from onnx import helper, numpy_helper
-
-    from onnx import TensorProto
+    from onnx import TensorProto, helper, numpy_helper
 
     value = helper.get_attribute_value(attr)
     if isinstance(value, TensorProto):  # (a sparse tensor stays as it is: refused where used)
