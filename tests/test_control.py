@@ -144,7 +144,7 @@ def test_a_file_that_is_not_a_model_is_refused(tmp_path, suffix):
         load_controller(tmp_path / "missing.onnx", lyapcert.get_system("inverted_pendulum"))
 
 
-def test_torchscript_sequential_is_rebuilt_and_custom_code_refused(tmp_path):
+def test_torchscript_is_read_op_by_op_and_unsupported_code_refused(tmp_path):
     system = lyapcert.get_system("double_integrator")
     k = lqr(system)
     seq = torch.nn.Sequential(torch.nn.Linear(2, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1))
@@ -157,8 +157,19 @@ def test_torchscript_sequential_is_rebuilt_and_custom_code_refused(tmp_path):
     x = torch.randn(100, 2, dtype=torch.float64)
     with torch.no_grad():
         torch.testing.assert_close(imported(x), torch.clamp(seq(x), -1.0, 1.0))
-    torch.jit.script(k).save(str(tmp_path / "custom.pt"))
-    with pytest.raises(ControllerError, match="not supported"):
+    # a module of our own code is read op by op (its graph), not by its class name
+    torch.jit.script(k).save(str(tmp_path / "lqr.pt"))
+    with torch.no_grad():
+        torch.testing.assert_close(
+            load_controller(tmp_path / "lqr.pt", system)(x), k(x), rtol=0, atol=0
+        )
+
+    class Floor(torch.nn.Module):
+        def forward(self, x):
+            return torch.floor(x[:, :1])
+
+    torch.jit.script(Floor()).save(str(tmp_path / "custom.pt"))
+    with pytest.raises(ControllerError, match="cannot be imported exactly: aten::floor"):
         load_controller(tmp_path / "custom.pt", system)
 
 

@@ -58,7 +58,8 @@ class UnsupportedOperationError(LyapcertError, TypeError):
         super().__init__(
             f"the bound engine cannot bound {len(self.operations)} operation(s): {listed}. "
             "Supported: + - * / ** (constant exponent), matmul and linear layers with constant "
-            "weights, relu, leaky_relu, tanh, sigmoid, softplus, sin, cos, exp, log, sqrt, abs, "
+            "weights, relu, leaky_relu, elu, silu, hardtanh, relu6, tanh, sigmoid, softplus, "
+            "sin, cos, exp, log, sqrt, abs, "
             "atan, clamp, minimum, maximum, sum, indexing, stack, cat, reshape and view."
         )
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import torch
 
-from lyapcert.bounds.interval import Interval
+from lyapcert.bounds.interval import Interval, down, up
 
 
 def _v(x):
@@ -134,17 +134,18 @@ class Dual:
         return Dual(self.value.atan(), self.tangent * (self.value.square() + 1.0).reciprocal())
 
     def softplus(self, beta: float = 1.0, threshold: float = 20.0) -> Dual:
-        # torch switches to the identity above threshold / beta: a tiny jump, so no mean-value
-        # form across it (unbounded derivative where the switch may lie inside)
+        # torch's softplus is x where beta x > threshold, the smooth branch elsewhere: it jumps at
+        # the switch, so the derivative is unbounded where the switch may lie inside (no
+        # mean-value form across a jump). Elsewhere the slope is the hull of the smooth branch's
+        # sigmoid(beta x) and, where the identity branch may hold, of its slope 1 (higher
+        # derivatives 0): the value rule encloses both branches, and so does this one.
         value = self.value.softplus(beta, threshold)
-        slope = (self.value * beta).sigmoid()
-        # above the threshold torch's slope is exactly 1 (the identity branch)
-        above = (self.value * beta - threshold).contains_zero() | _above(
-            self.value * beta, threshold
-        )
-        slope = _with_upper_one(slope, above)
+        base = _base_interval(self.value)
+        z_lo, z_hi = down(base.lo * beta), up(base.hi * beta)
+        reach = z_hi >= threshold  # the identity branch may hold somewhere
+        crossing = reach & (z_lo <= threshold)  # ... and the switch may lie inside
+        slope = _hull_const((self.value * beta).sigmoid(), reach, 1.0)
         tangent = self.tangent * slope
-        crossing = (self.value - threshold / beta).contains_zero()
         return Dual(value, _unbounded_where(tangent, crossing))
 
     def step(self) -> Dual:
@@ -238,14 +239,18 @@ def _base_tensor(x) -> torch.Tensor:
     return x.lo
 
 
-def _above(x, threshold: float) -> torch.Tensor:
+def _base_interval(x) -> Interval:
     while isinstance(x, Dual):
         x = x.value
-    return x.hi > threshold
+    return x
 
 
-def _with_upper_one(slope, mask: torch.Tensor):
-    """``slope`` with its upper end raised to 1 where ``mask`` holds (hull with the identity's)."""
-    if isinstance(slope, Interval):
-        return Interval(slope.lo, torch.where(mask, torch.ones_like(slope.hi), slope.hi))
-    return Dual(_with_upper_one(slope.value, mask), slope.tangent)
+def _hull_const(x, mask: torch.Tensor, c: float):
+    """``x`` joined with the constant ``c`` where ``mask`` holds (a nested ``Dual``: its value with
+    ``c``, its tangents with 0, the derivatives of a constant)."""
+    if isinstance(x, Interval):
+        return Interval(
+            torch.where(mask, torch.clamp(x.lo, max=c), x.lo),
+            torch.where(mask, torch.clamp(x.hi, min=c), x.hi),
+        )
+    return Dual(_hull_const(x.value, mask, c), _hull_const(x.tangent, mask, 0.0))

@@ -18,7 +18,7 @@ import torch.fx
 import torch.nn.functional as F
 
 from lyapcert.bounds.dual import Dual, lift_like
-from lyapcert.bounds.interval import Interval
+from lyapcert.bounds.interval import Interval, softplus_smooth
 from lyapcert.errors import UnsupportedOperationError
 
 Bound = Interval | Dual
@@ -108,7 +108,44 @@ def _relu(x, inplace=False):
 
 
 def _softplus(x, beta=1.0, threshold=20.0):
+    if not float(beta) > 0:
+        raise UnsupportedOperationError([f"softplus with beta = {beta} (expected beta > 0)"])
     return x.softplus(float(beta), float(threshold))
+
+
+def softplus_exact(x: torch.Tensor) -> torch.Tensor:
+    """``log(1 + exp(x))`` with no threshold (ONNX's ``Softplus``), computed without overflow.
+
+    A leaf of the captured graph (``torch.fx.wrap``); its bound rule is the smooth softplus."""
+    return softplus_smooth(x)
+
+
+torch.fx.wrap("softplus_exact")
+
+
+def _softplus_exact(x):
+    return x.softplus(1.0, float("inf"))
+
+
+def _hardtanh(x, min_val=-1.0, max_val=1.0, inplace=False):
+    return _clamp(x, float(min_val), float(max_val))
+
+
+def _relu6(x, inplace=False):
+    return _clamp(x, 0.0, 6.0)
+
+
+def _elu(x, alpha=1.0, inplace=False):
+    """``x`` for ``x > 0``, ``alpha (exp(x) - 1)`` else: ``relu(x) + alpha (exp(min(x, 0)) - 1)``,
+    a sum of two increasing functions (for ``alpha >= 0``), so its interval bound is tight."""
+    alpha = float(alpha)
+    if not alpha >= 0:
+        raise UnsupportedOperationError([f"elu with alpha = {alpha} (expected alpha >= 0)"])
+    return x.relu() + (x.clamp(max=0.0).exp() - 1.0) * alpha
+
+
+def _silu(x, inplace=False):
+    return x * x.sigmoid()
 
 
 def _clamp(x, min=None, max=None):
@@ -279,6 +316,11 @@ FUNCTION_RULES: dict[object, Callable] = {
     F.relu: _relu,
     F.leaky_relu: _leaky_relu,
     F.softplus: _softplus,
+    softplus_exact: _softplus_exact,
+    F.hardtanh: _hardtanh,
+    F.relu6: _relu6,
+    F.elu: _elu,
+    F.silu: _silu,
     torch.clamp: _clamp,
     torch.clip: _clamp,
     torch.minimum: _minimum,
@@ -330,11 +372,16 @@ METHOD_RULES: dict[str, Callable] = {
 }
 
 # functions whose derivative jumps: a mean-value form through them is unsound
-NON_SMOOTH = frozenset({"relu", "leaky_relu", "abs", "clamp", "clip", "minimum", "maximum"})
+NON_SMOOTH = frozenset(
+    {"relu", "leaky_relu", "abs", "clamp", "clip", "minimum", "maximum", "hardtanh", "relu6", "elu"}
+)
 
 
 class _InliningTracer(torch.fx.Tracer):
     """Traces through every module (so their parameters become constants)."""
+
+    def __init__(self):
+        super().__init__(autowrap_functions=(softplus_exact,))
 
     def is_leaf_module(self, m: torch.nn.Module, module_qualified_name: str) -> bool:
         return False

@@ -268,26 +268,29 @@ class Interval:
         return self._increasing(torch.atan)
 
     def softplus(self, beta: float = 1.0, threshold: float = 20.0) -> Interval:
-        """Bounds of torch's softplus: log(1 + exp(beta x)) / beta, and x itself above
-        ``threshold / beta`` where torch switches to the identity (the hull of both)."""
-
-        def exact(z):  # softplus with beta 1 and no threshold, on z = beta x
-            return torch.nn.functional.softplus(z, beta=1.0, threshold=1e300)
-
-        if beta <= 0:
+        """Bounds of torch's softplus, a piecewise function: ``x`` where ``beta x > threshold``,
+        else ``log(1 + exp(beta x)) / beta`` (discontinuous at the switch). The bound is the hull
+        of the smooth branch over the whole interval and of the identity branch where it may
+        occur, so it also encloses the smooth softplus without a threshold (``threshold = inf``,
+        ONNX's ``Softplus``). A negative threshold makes the identity branch negative: no clamp."""
+        if not beta > 0:
             raise ValueError(f"softplus: expected beta > 0, got {beta}")
         z_lo, z_hi = self.lo * beta, self.hi * beta
         if beta != 1.0:  # round beta x outward, then divide by beta outward
             z_lo, z_hi = down(z_lo), up(z_hi)
-        lo = down_lib(exact(z_lo))
-        hi = up_lib(exact(z_hi))
+        lo = torch.clamp(down_lib(softplus_smooth(z_lo)), min=0.0)
+        hi = up_lib(softplus_smooth(z_hi))
         if beta != 1.0:
-            lo, hi = down(lo / beta), up(hi / beta)
-        # torch returns x itself where beta x > threshold: include that branch (the hull)
-        reach = self.hi * beta > threshold
-        lo = torch.where(reach, torch.minimum(lo, self.lo), lo)
-        hi = torch.where(reach, torch.maximum(hi, self.hi), hi)
-        return Interval(torch.clamp(lo, min=0.0), hi)
+            lo, hi = torch.clamp(down(lo / beta), min=0.0), up(hi / beta)
+        # the identity branch holds for x with beta x > threshold (real; torch's float test
+        # fl(beta x) > threshold implies it, threshold being a float): x > threshold / beta
+        reach = up(self.hi * beta) >= threshold
+        if bool(reach.any()):
+            switch = down(torch.full_like(self.lo, threshold / beta))
+            ident_lo = torch.maximum(self.lo, switch)
+            lo = torch.where(reach, torch.minimum(lo, ident_lo), lo)
+            hi = torch.where(reach, torch.maximum(hi, self.hi), hi)
+        return Interval(lo, hi)
 
     def _periodic(self, fn, max_phase: float, min_phase: float) -> Interval:
         """Bounds of ``sin`` or ``cos``: the endpoint values, widened, and +-1 wherever a maximum
@@ -423,6 +426,12 @@ class Interval:
 
     def hull(self, other: Interval) -> Interval:
         return Interval(torch.minimum(self.lo, other.lo), torch.maximum(self.hi, other.hi))
+
+
+def softplus_smooth(z: torch.Tensor) -> torch.Tensor:
+    """``log(1 + exp(z))`` in float64 without overflow (``max(z, 0) + log1p(exp(-|z|))``; both
+    terms are non-negative, so the result is within a few ulps)."""
+    return torch.clamp(z, min=0.0) + torch.log1p(torch.exp(-z.abs()))
 
 
 def _const(value, like: torch.Tensor) -> torch.Tensor:
