@@ -345,16 +345,19 @@ def compile_expression(expr: sympy.Expr) -> TorchFn:
 
 def constant_value(expr: sympy.Expr) -> float:
     """A constant sympy expression as a finite float64 (nearest), or ``ExpressionError``."""
-    check_real(expr)
+    if expr.has(sympy.nan, sympy.zoo, sympy.oo, -sympy.oo, sympy.I):
+        check_real(expr)
     try:
-        value = float(sympy.N(expr, 30))
+        value = complex(sympy.N(expr, 30))  # one evaluation (it can be slow: exp(-10**1000))
     except (TypeError, ValueError, OverflowError):
         raise ExpressionError(f"{_short(expr)} is not a real number") from None
-    if not math.isfinite(value):
+    if cmath.isnan(value) or value.imag != 0:
+        raise ExpressionError(f"{_short(expr)} is not real-valued (its value is {value:.6g})")
+    if not math.isfinite(value.real):
         raise ExpressionError(
             f"the constant {_short(expr)} is beyond the float64 range (about 1.8e308)"
         )
-    return value
+    return value.real
 
 
 def _compile_pow(expr: sympy.Pow) -> TorchFn:
