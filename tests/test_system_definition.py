@@ -166,7 +166,7 @@ BAD_SPECS = [
         {**BASE, "dynamics": ["-a*x"], "params": {"a": "log(0)"}},
         ExpressionError,
         "params.a",
-        ["'log(0)'", "real number"],
+        ["'log(0)'", "undefined: division by zero"],
     ),
     (
         "equilibrium-nan",

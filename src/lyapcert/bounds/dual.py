@@ -173,6 +173,8 @@ class Dual:
 
     @staticmethod
     def maximum(a, b):
+        """``b + relu(a - b)``: where ``a = b`` may hold, the tangent ``b' + (a' - b') [0, 1]``
+        contains the hull of ``a'`` and ``b'`` (the Clarke generalised gradient)."""
         return b + (a - b).relu()
 
     @staticmethod

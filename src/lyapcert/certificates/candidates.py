@@ -2,7 +2,9 @@
 
 * ``ExpressionCandidate``: ``V`` written in the state names (``"0.5*x2**2 + 1 - cos(x1)"``); its
   Lie derivative along an equation-defined system is formed symbolically (sympy), which keeps
-  cancellations that interval bounds would lose.
+  cancellations that interval bounds would lose. A kinked ``V`` (``abs``, ``min``, ``max``) has
+  no symbolic Lie derivative: it is bounded in forward mode, whose rules enclose the Clarke
+  generalised gradient (the nonsmooth Lyapunov theorem for a locally Lipschitz ``V``).
 * ``QuadraticCandidate``: ``V = (x - x*)' P (x - x*)``.
 * ``NetworkCandidate``: any ``torch.nn.Module``; its Lie derivative is bounded by forward-mode
   differentiation of the captured graph.
@@ -17,8 +19,13 @@ import numpy as np
 import sympy
 import torch
 
-from lyapcert.errors import VerificationError
-from lyapcert.systems.equations import compile_expression, compile_vector, parse_expression
+from lyapcert.errors import ExpressionError, VerificationError
+from lyapcert.systems.equations import (
+    check_real,
+    compile_expression,
+    compile_vector,
+    parse_expression,
+)
 from lyapcert.systems.system import System
 
 
@@ -56,6 +63,15 @@ class Candidate:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
 
 
+KINKS = (sympy.Abs, sympy.Min, sympy.Max, sympy.Piecewise, sympy.Heaviside, sympy.sign)
+"""sympy classes whose presence makes an expression non-differentiable somewhere."""
+
+
+def is_kinked(expr: sympy.Expr) -> bool:
+    """Whether ``expr`` contains a kink (``abs``, ``min``, ``max``, piecewise, sign, step)."""
+    return any(expr.has(k) for k in KINKS)
+
+
 class ExpressionCandidate(Candidate):
     """``V`` given as an expression in the state names (parsed safely, compiled to torch)."""
 
@@ -79,14 +95,28 @@ class ExpressionCandidate(Candidate):
                 f"candidate: unknown symbols {', '.join(sorted(map(str, unknown)))}; "
                 f"use the state names {', '.join(system.state_names)}"
             )
-        compile_expression(self.expr)  # typed error now rather than during verification
+        try:  # typed error now rather than during verification
+            check_real(self.expr, "candidate")
+            compile_expression(self.expr)
+        except ExpressionError as exc:
+            if exc.field is not None:
+                raise
+            raise ExpressionError(f"{exc} in {self.text!r}", "candidate") from None
         self._fn = compile_vector([self.expr], [self.symbols])
 
     def value(self, x: torch.Tensor) -> torch.Tensor:
         return self._fn(x)[:, 0]
 
+    @property
+    def kinked(self) -> bool:
+        """``V`` has a kink (abs, min, max): no symbolic Lie derivative; forward mode encloses
+        the Clarke generalised gradient instead."""
+        return is_kinked(self.expr)
+
     def lie_derivative_function(self, system: System, controlled: bool):
         if controlled or system.symbolic is None or system.is_discrete or system.input_names:
+            return None
+        if self.kinked:  # sympy would give sign / Heaviside terms, exact only off the kinks
             return None
         params = {
             sympy.Symbol(k, real=True): sympy.Float(v, 30)

@@ -10,6 +10,8 @@ training, simulation and bound propagation.
 from __future__ import annotations
 
 import ast
+import cmath
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import sympy
@@ -78,7 +80,7 @@ def parse_expression(
         raise ExpressionError(
             f"syntax error in {source!r} at column {col + 1}: {exc.msg}", field
         ) from None
-    return _Builder(symbols, field, source).visit(tree.body)
+    return _Builder(symbols, field, source, python_source).visit(tree.body)
 
 
 def _original_column(source: str, python_col: int) -> int:
@@ -106,6 +108,54 @@ def _power(base: sympy.Expr, exponent: sympy.Expr) -> sympy.Expr:
     return base**exponent
 
 
+def non_real_reason(expr: sympy.Expr) -> str | None:
+    """Why ``expr`` is not a real-valued expression, or ``None`` when nothing shows it.
+
+    sympy evaluates constants exactly and over the complex numbers: ``1/0`` is ``zoo``, ``0/0``
+    is ``nan``, ``log(-1)`` is ``I*pi``, ``(-8)**(1/3)`` is the principal (complex) cube root and
+    ``asin(2)`` is a complex number left unevaluated. A constant is evaluated to 30 digits and must
+    be real and finite; an expression in the states must contain none of ``zoo``, ``nan``,
+    ``oo`` and ``I``. (An expression such as ``sqrt(x)`` that is undefined only for some states is
+    allowed: where it is undefined, the bound engine's enclosure is unbounded.)
+    """
+    if expr.has(sympy.nan):
+        return "undefined (0/0 or similar)"
+    if expr.has(sympy.zoo):
+        return "undefined: division by zero or a pole (1/0, log(0), tan(pi/2), ...)"
+    if expr.has(sympy.oo) or expr.has(-sympy.oo):
+        return "infinite"
+    if expr.has(sympy.I):
+        return "not real-valued (it contains the imaginary unit)"
+    if not expr.free_symbols and expr.is_number:
+        try:
+            value = complex(sympy.N(expr, 30))
+        except (TypeError, ValueError, OverflowError):
+            return "not a real number"
+        if cmath.isnan(value):
+            return "undefined (not a number)"
+        if value.imag != 0:
+            return f"not real-valued (its value is the complex number {value:.6g})"
+    return None
+
+
+def check_real(expr: sympy.Expr, field: str | None = None, what: str | None = None) -> sympy.Expr:
+    """``expr`` itself, or ``ExpressionError`` naming ``field``, the expression and why it is not
+    a real-valued expression (see ``non_real_reason``)."""
+    reason = non_real_reason(expr)
+    if reason is not None:
+        shown = what if what is not None else _short(expr)
+        raise ExpressionError(f"{shown} is {reason}", field)
+    return expr
+
+
+def _short(expr: sympy.Expr, limit: int = 80) -> str:
+    try:
+        text = str(expr)
+    except ValueError:  # a number too long to print
+        return "the expression"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _number(value: float, field: str) -> sympy.Expr:
     if isinstance(value, bool):
         raise ExpressionError(f"expected a number, got {value!r}", field)
@@ -117,16 +167,28 @@ def _number(value: float, field: str) -> sympy.Expr:
 class _Builder:
     """Walks a Python expression tree and builds the sympy expression, whitelisting every node."""
 
-    def __init__(self, symbols: Mapping[str, sympy.Expr], field: str, source: str):
+    def __init__(
+        self, symbols: Mapping[str, sympy.Expr], field: str, source: str, python_source: str = ""
+    ):
         self.symbols = symbols
         self.field = field
         self.source = source
+        self.python_source = python_source
 
     def fail(self, node: ast.AST, what: str) -> ExpressionError:
         col = _original_column(self.source, getattr(node, "col_offset", 0)) + 1
         return ExpressionError(f"{what} in {self.source!r} at column {col}", self.field)
 
     def visit(self, node: ast.AST) -> sympy.Expr:
+        result = self._visit(node)
+        if isinstance(node, (ast.BinOp, ast.UnaryOp, ast.Call)):
+            reason = non_real_reason(result)
+            if reason is not None:
+                part = ast.get_source_segment(self.python_source, node) or ast.unparse(node)
+                raise self.fail(node, f"{part} is {reason}")
+        return result
+
+    def _visit(self, node: ast.AST) -> sympy.Expr:
         if isinstance(node, ast.Constant):
             if isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
                 return _number(node.value, self.field)
@@ -222,7 +284,7 @@ def compile_expression(expr: sympy.Expr) -> TorchFn:
     broadcast); only torch operations are called, so the closure can be traced by torch.fx.
     """
     if expr.is_Number or expr.is_NumberSymbol or (expr.is_number and not expr.free_symbols):
-        value = float(sympy.N(expr, 30))
+        value = constant_value(expr)
         return lambda env: value
     if expr.is_Symbol:
         return lambda env: env[expr]
@@ -268,7 +330,34 @@ def compile_expression(expr: sympy.Expr) -> TorchFn:
         if isinstance(expr, cls):
             inner = compile_expression(expr.args[0])
             return lambda env, f=torch_fn: f(inner(env))
-    raise ExpressionError(f"cannot compile {expr} ({type(expr).__name__}) to torch")
+    if isinstance(expr, sympy.Piecewise):
+        raise ExpressionError(
+            f"cannot compile {_short(expr)}: Piecewise is not supported; write a continuous "
+            "piecewise expression with min, max or abs"
+        )
+    if isinstance(expr, (sympy.sign, sympy.Heaviside)):
+        raise ExpressionError(
+            f"cannot compile {_short(expr)}: a jump ({type(expr).__name__}) is not supported "
+            "(the bound engine needs a continuous, locally Lipschitz function)"
+        )
+    raise ExpressionError(f"cannot compile {_short(expr)} ({type(expr).__name__}) to torch")
+
+
+def constant_value(expr: sympy.Expr) -> float:
+    """A constant sympy expression as a finite float64 (nearest), or ``ExpressionError``."""
+    if expr.has(sympy.nan, sympy.zoo, sympy.oo, -sympy.oo, sympy.I):
+        check_real(expr)
+    try:
+        value = complex(sympy.N(expr, 30))  # one evaluation (it can be slow: exp(-10**1000))
+    except (TypeError, ValueError, OverflowError):
+        raise ExpressionError(f"{_short(expr)} is not a real number") from None
+    if cmath.isnan(value) or value.imag != 0:
+        raise ExpressionError(f"{_short(expr)} is not real-valued (its value is {value:.6g})")
+    if not math.isfinite(value.real):
+        raise ExpressionError(
+            f"the constant {_short(expr)} is beyond the float64 range (about 1.8e308)"
+        )
+    return value.real
 
 
 def _compile_pow(expr: sympy.Pow) -> TorchFn:
@@ -289,11 +378,11 @@ def _compile_pow(expr: sympy.Pow) -> TorchFn:
     if base.free_symbols:
         return lambda env: base_fn(env) ** exp_fn(env)
     # constant base, variable exponent: b**e = exp(e log b), defined for b > 0 only
-    if not (base.is_positive or float(sympy.N(base, 30)) > 0):
+    if not (base.is_positive or constant_value(base) > 0):
         raise ExpressionError(
             f"{expr}: a constant base must be positive when the exponent varies, got {base}"
         )
-    log_base = float(sympy.N(sympy.log(base), 30))
+    log_base = constant_value(sympy.log(base))
     return lambda env: torch.exp(exp_fn(env) * log_base)
 
 

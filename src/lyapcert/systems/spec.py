@@ -34,6 +34,7 @@ from lyapcert.errors import ConfigFileError, ExpressionError, SystemDefinitionEr
 from lyapcert.systems.box import Box
 from lyapcert.systems.equations import (
     RESERVED,
+    check_real,
     compile_expression,
     compile_vector,
     evaluate_constant,
@@ -125,10 +126,18 @@ def system_from_spec(spec: Mapping[str, object]) -> System:
             raise ExpressionError(str(exc), f"dynamics.{s}") from None
     values = {param_symbols[k]: sympy.Float(v, 30) for k, v in params.items()}
     numeric = [e.subs(values) if values else e for e in exprs]
-    for s, e in zip(states, numeric):
+    for s, e, text in zip(states, numeric, dynamics_text):
         bad = e.free_symbols - set(state_symbols) - set(input_symbols)
         if bad:  # pragma: no cover - parse_expression already rejects unknown names
             raise SystemDefinitionError(f"unresolved symbols {bad}", f"dynamics.{s}")
+        if values:  # the parameters' values can make it undefined (x/a with a = 0, log(a), ...)
+            check_real(e, f"dynamics.{s}", f"{str(text)!r} with the parameters {params}")
+            try:
+                compile_expression(e)
+            except ExpressionError as exc:
+                raise ExpressionError(
+                    f"{exc} (with the parameters {params})", f"dynamics.{s}"
+                ) from None
 
     consts = {k: sympy.Float(v, 30) for k, v in params.items()}
     domain = Box.from_bounds(

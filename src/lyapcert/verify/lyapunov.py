@@ -991,6 +991,8 @@ def replay(problem: _Problem, point: list[float]) -> dict:
         import sympy
 
         states = problem.candidate.symbols
+        if not problem.system.is_discrete and _on_a_kink(expr, states, point):
+            return out  # V has no derivative there (a Clarke set, not one number)
         params = {sympy.Symbol(k, real=True): sympy.Float(v, 60) for k, v in sym.params.items()}
         at = {s: sympy.Rational(float(v)) for s, v in zip(states, point)}  # the exact float
         f = [e.subs(params) for e in sym.dynamics]
@@ -1001,3 +1003,26 @@ def replay(problem: _Problem, point: list[float]) -> dict:
             q = sum(sympy.diff(expr, s) * fi for s, fi in zip(states, f)).subs(at)
         out["mp50"] = str(sympy.N(q, 50))
     return out
+
+
+def _on_a_kink(expr, states, point) -> bool:
+    """Whether ``point`` lies on (or within 1e-40 of) a kink of ``expr``: an ``abs`` argument
+    0, a tie in ``min`` or ``max`` (50-digit evaluation at the exact floats)."""
+    import sympy
+
+    at = {s: sympy.Rational(float(v)) for s, v in zip(states, point)}
+
+    def near_zero(e) -> bool:
+        try:
+            return abs(complex(sympy.N(e.subs(at), 50))) < 1e-40
+        except (TypeError, ValueError):
+            return True
+
+    for node in sympy.preorder_traversal(expr):
+        if isinstance(node, sympy.Abs) and near_zero(node.args[0]):
+            return True
+        if isinstance(node, (sympy.Min, sympy.Max)):
+            args = node.args
+            if any(near_zero(a - b) for i, a in enumerate(args) for b in args[i + 1 :]):
+                return True
+    return False
