@@ -72,6 +72,21 @@ def is_kinked(expr: sympy.Expr) -> bool:
     return any(expr.has(k) for k in KINKS)
 
 
+def exact_text(expr: sympy.Expr) -> str:
+    """``expr`` as text that parses back to the same function: each float64 coefficient with the
+    17 significant digits of ``repr`` (``str`` prints 15, so a saved certificate was another
+    ``V``, a few ulps off, whose re-check could fall just short of the saved level)."""
+    from sympy.printing.str import StrPrinter
+
+    class _Exact(StrPrinter):
+        def _print_Float(self, f):
+            if f._prec <= 53:
+                return repr(float(f))
+            return super()._print_Float(f)
+
+    return _Exact({"full_prec": True}).doprint(expr)
+
+
 class ExpressionCandidate(Candidate):
     """``V`` given as an expression in the state names (parsed safely, compiled to torch)."""
 
@@ -85,7 +100,7 @@ class ExpressionCandidate(Candidate):
             table.update({k: sympy.Float(v, 30) for k, v in system.symbolic.params.items()})
         if isinstance(expression, sympy.Expr):
             self.expr = expression
-            self.text = str(expression)
+            self.text = exact_text(expression)
         else:
             self.text = str(expression)
             self.expr = parse_expression(expression, table, "candidate")

@@ -13,7 +13,9 @@ so that ``{V <= 1}`` is a region of decrease (of the polynomial dynamics). The a
 1. each round: (A) ``V`` fixed: find ``s2, s3`` (a feasibility SDP; if none, ``V <- V / BACK_OFF``
    and retry); (B) ``s2, s3`` fixed: the ``V`` that minimises the mean of ``V`` over the target
    points (a volume surrogate: small ``V`` there = a large ``{V <= 1}``), an SDP linear in ``V``;
-2. stop after ``iterations`` rounds or when a round improves the mean by less than ``tolerance``.
+2. stop after ``iterations`` rounds or when a round improves the mean by less than ``tolerance``;
+3. divide ``V`` by its mean on the target points (a positive multiple: the same sublevel sets and
+   verdict, and a ``V`` of size O(1) rather than the 1e-7 the SDP may return).
 
 Target points: the converged points of the cached true-ROA sample (``target = "roa"``, the same
 sample the comparison uses; simulated once if missing) or a uniform sample of the box (``"box"``).
@@ -326,6 +328,13 @@ class SOSMethod(Method):
                 break
         if not np.all(np.isfinite(V)):
             raise MethodError("sos: the solver returned non-finite coefficients; no certificate")
+        mean_v = problem.mean(V)
+        # Normalise: V / (its mean on the target points). The SDP's V can be tiny (1e-7 for a
+        # linear system, where any multiple of a decreasing V decreases: the volume objective
+        # shrinks it to the epsilon margin); a positive multiple has the same sublevel sets and
+        # the same verdict, and a V of size O(1) on the region prints and compares readably.
+        norm = mean_v if math.isfinite(mean_v) and mean_v > 0 else 1.0
+        V = V / norm
         expr = sum(
             float(c) * sympy.prod([s**k for s, k in zip(z, m)])
             for m, c in zip(problem.v_basis, V)
@@ -345,7 +354,8 @@ class SOSMethod(Method):
                 "exact_dynamics": exact,
                 "target": target,
                 "scale": [float(v) for v in h],
-                "mean_v": problem.mean(V),
+                "mean_v": mean_v,
+                "normalised_by": norm,
                 "history": history,
                 "solver_statuses": sorted(set(statuses)),
             },

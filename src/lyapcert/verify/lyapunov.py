@@ -857,16 +857,37 @@ def _verify(problem: _Problem, level: float | None, started: float, base: dict) 
             proof=band(proven),
             **common,
         )
-    if counterexample is not None and not out_of_budget:
+    # A point of the box's boundary only limits the level (it violates nothing): when the faces
+    # stop the level at or below c0, {x in B : V <= level} lies in {V <= c0}, inside the local
+    # certificate's region, with no decrease to prove: VERIFIED at that level, never FALSIFIED.
+    box_level = math.nextafter(boundary.lower, -math.inf)
+    if boundary.lower <= min(decrease.lower, c0) and box_level > v_at_eq[1]:
+        return _done(
+            problem,
+            Verdict.VERIFIED,
+            Condition.ASYMPTOTIC,
+            box_level,
+            counterexample=found[-1] if boundary.witness is not None else None,
+            started=started,
+            level_upper=boundary.upper,
+            message="the box limits the level below the inner level c0: the set lies inside "
+            "the local certificate's region",
+            proof=band(box_level),
+            **common,
+        )
+    # FALSIFIED needs a replayed decrease violation that the search converged on (no level
+    # above c0 holds); a boundary point, stuck boxes or a spent budget leave the answer UNKNOWN.
+    tol = problem.options.level_tolerance * abs(decrease.upper)
+    if decrease.witness is not None and decrease.lower >= decrease.upper - tol:
         return _nonstrict_or(
-            problem, Verdict.FALSIFIED, None, c0, counterexample, started, common, partial, None
+            problem, Verdict.FALSIFIED, None, c0, found[0], started, common, partial, None
         )
     return _done(
         problem,
         Verdict.UNKNOWN,
         Condition.NONE,
         None,
-        counterexample=counterexample,
+        counterexample=found[0] if decrease.witness is not None else None,
         started=started,
         message="no level above the inner level could be proven within the budget"
         + (f" ({'; '.join(sorted(set(stats.stopped_by.split(';'))))})" if stats.stopped_by else "")

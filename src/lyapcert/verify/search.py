@@ -69,6 +69,11 @@ class Budget:
     min_width: float = 1e-10  # relative to the domain width: boxes this small are not split
 
 
+_ULP_GAP = 8 * 2.0**-52
+"""With a target, the search stops as converged only when ``upper - lower`` is a few ulps of
+``upper`` (no float64 level lies strictly between them)."""
+
+
 def _corners_and_centre(lo: torch.Tensor, hi: torch.Tensor, max_corners: int = 16) -> torch.Tensor:
     """Test points per box: the centre and up to ``max_corners`` corners, ``[k, batch, n]``."""
     n = lo.shape[1]
@@ -97,7 +102,7 @@ def minimize(
     budget: Budget,
     target: float | None = None,
     rel_tol: float = 1e-3,
-    abs_tol: float = 1e-12,
+    abs_tol: float = 0.0,
     progress: Callable[[float, float, int], None] | None = None,
     initial_points: torch.Tensor | None = None,
 ) -> SearchResult:
@@ -106,8 +111,11 @@ def minimize(
     ``bounds_fn(boxes)`` encloses ``V`` on boxes; ``point_in_set(points)`` returns
     ``(in_D [k], V_upper [k])`` for points ``[k, n]``; ``initial_points`` are tested first (the
     falsifier's candidates); ``scale [n]`` normalises widths for the
-    split heuristic. With ``target``, the search stops as soon as ``lower > target`` (proof) or
-    ``upper <= target`` (disproof).
+    split heuristic. Without ``target`` it stops when ``upper - lower <= rel_tol |upper|`` (or
+    ``abs_tol``, 0 by default: every tolerance is relative, so ``V`` and ``k V`` (``k > 0``) get
+    the same answer, scaled). With ``target``, it stops as soon as ``lower > target`` (proof) or
+    ``upper <= target`` (disproof), and not on ``rel_tol``: a target inside that gap still gets
+    proved (the re-check of a saved level, which lies within ``rel_tol`` of ``upper``).
     """
     started = time.perf_counter()
     stats = SearchStats()
@@ -130,14 +138,19 @@ def minimize(
             stats.stopped_by = "exhausted"
             break
         lower_now = min(float(keys.min()), stuck_lower)
-        if upper < math.inf and lower_now >= upper - max(rel_tol * abs(upper), abs_tol):
-            stats.stopped_by = "converged"
-            break
         if target is not None and lower_now > target:
             stats.stopped_by = "proved"
             break
         if target is not None and upper <= target:
             stats.stopped_by = "disproved"
+            break
+        # Relative (V and a positive multiple of V have the same answer). With a target the
+        # question is only "lower > target?": a gap within rel_tol says nothing about it (a
+        # saved level lies within rel_tol of the upper bound by construction), so the search
+        # goes on until the target is proved or disproved, or the budget ends.
+        tol = max(rel_tol * abs(upper), abs_tol) if target is None else _ULP_GAP * abs(upper)
+        if upper < math.inf and lower_now >= upper - tol:
+            stats.stopped_by = "converged"
             break
         if stats.boxes >= budget.max_boxes:
             stats.stopped_by = "box budget"
