@@ -774,7 +774,6 @@ def _verify(problem: _Problem, level: float | None, started: float, base: dict) 
     decrease, boundary = level_search(problem, c0, strict=True, target=target)
     stats = stats.merge(decrease.stats).merge(boundary.stats)
     proven = math.nextafter(min(decrease.lower, boundary.lower), -math.inf)
-    out_of_budget = any("budget" in r.stats.stopped_by for r in (decrease, boundary))
     found = []
     if decrease.witness is not None:
         kind = "V(x+) - V(x) + k V(x) >= 0 or x+ outside the box" if discrete else "dV/dt >= 0"
