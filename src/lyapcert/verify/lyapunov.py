@@ -31,8 +31,8 @@ from lyapcert.certificates.candidates import Candidate
 from lyapcert.errors import VerificationError
 from lyapcert.systems.system import System
 from lyapcert.verify.local import LocalCertificate, LocalFailure, local_certificate
-from lyapcert.verify.result import Condition, Result, Verdict, provenance
-from lyapcert.verify.search import Budget, SearchResult, SearchStats, minimize
+from lyapcert.verify.result import Condition, ProofTrees, Result, Verdict, provenance
+from lyapcert.verify.search import Budget, SearchResult, SearchStats, SearchTree, minimize
 
 
 @dataclass
@@ -60,6 +60,7 @@ class VerifyOptions:
     decay_rate: float = 0.0  # discrete time: prove V(x+) - V(x) <= -decay_rate V(x), strictly
     falsify_samples: int = 8192  # Sobol samples for the falsifier (0: off)
     parts: int = 1  # the decrease search split into this many sub-boxes (run by a mapper)
+    record_proof: bool = True  # keep the searches' bisection trees (a saved certificate's proof)
 
     def budget(self) -> Budget:
         return Budget(
@@ -85,6 +86,7 @@ class _Problem:
     falsifier_points: torch.Tensor | None = None
     controller: object = None
     mapper: object = None  # runs the parts of a split decrease search (None: in this process)
+    inner_tree: SearchTree | None = None  # the inner level's bisection tree (recorded)
 
 
 def _u_fn(system: System, controller_graph):
@@ -177,6 +179,7 @@ def inner_level(problem: _Problem, local: LocalCertificate) -> tuple[float, Sear
     """A proven ``c0`` with ``V > c0`` on ``B \\ int Q`` (so ``{V <= c0}`` lies in ``Q``): from
     the candidate's quadratic floor when it has one, else by branch and bound."""
     floor = floor_inner_level(problem.candidate, local, problem.x_star)
+    problem.inner_tree = None
     if floor > 0:
         return floor, SearchStats()
     P = torch.as_tensor(local.P, dtype=torch.float64, device=problem.lo.device)
@@ -209,7 +212,9 @@ def inner_level(problem: _Problem, local: LocalCertificate) -> tuple[float, Sear
         problem.scale,
         problem.options.budget(),
         rel_tol=problem.options.inner_tolerance,
+        record=problem.options.record_proof,
     )
+    problem.inner_tree = res.trees[0] if res.trees else None
     return res.lower, res.stats
 
 
@@ -378,7 +383,8 @@ def decrease_search(
     if cut is not None:
         lo, hi = cut
         if bool((lo > hi).any()):  # no point of the box has V <= u
-            return SearchResult(lower=u, upper=math.inf, witness=None)
+            trees = [SearchTree.empty(lo.shape[0])] if opts.record_proof else []
+            return SearchResult(lower=u, upper=math.inf, witness=None, trees=trees)
     decrease = minimize(
         bounds_fn,
         clear,
@@ -391,6 +397,7 @@ def decrease_search(
         rel_tol=opts.level_tolerance,
         initial_points=pts,
         progress=_progress_callback(problem, "decrease"),
+        record=opts.record_proof,
     )
     if cut is not None:
         decrease.lower = min(decrease.lower, u)
@@ -483,6 +490,7 @@ def _split_decrease(
         upper=best.upper,
         witness=best.witness,
         stats=stats,
+        trees=[t for r in results for t in r.trees],  # one per part, in the parts' order
     )
     return merged
 
@@ -508,18 +516,25 @@ def level_search(problem: _Problem, c0: float, strict: bool = True, target: floa
     return decrease, boundary
 
 
-def _boundary_search(problem: _Problem, target: float | None):
-    """``inf V`` over the boundary of the box (its 2n faces)."""
-    opts = problem.options
-    n = problem.lo.shape[0]
+def boundary_faces(lo: torch.Tensor, hi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The 2n faces of the box ``[lo, hi]`` as degenerate boxes ``[2n, n]`` (low side, then high
+    side, for each coordinate in turn)."""
+    n = lo.shape[0]
     face_lo, face_hi = [], []
     for i in range(n):
-        for side in (problem.lo[i], problem.hi[i]):
-            flo, fhi = problem.lo.clone(), problem.hi.clone()
+        for side in (lo[i], hi[i]):
+            flo, fhi = lo.clone(), hi.clone()
             flo[i] = side
             fhi[i] = side
             face_lo.append(flo)
             face_hi.append(fhi)
+    return torch.stack(face_lo), torch.stack(face_hi)
+
+
+def _boundary_search(problem: _Problem, target: float | None):
+    """``inf V`` over the boundary of the box (its 2n faces)."""
+    opts = problem.options
+    face_lo, face_hi = boundary_faces(problem.lo, problem.hi)
 
     def face_bounds(boxes):
         return (
@@ -539,12 +554,13 @@ def _boundary_search(problem: _Problem, target: float | None):
         face_bounds,
         face_clear,
         face_point,
-        torch.stack(face_lo),
-        torch.stack(face_hi),
+        face_lo,
+        face_hi,
         problem.scale,
         opts.budget(),
         target=target,
         rel_tol=opts.level_tolerance,
+        record=opts.record_proof,
     )
 
 
@@ -625,9 +641,10 @@ def verify_candidate(
             SearchProgress.close_all()
 
 
-def _verify(problem: _Problem, level: float | None, started: float, base: dict) -> Result:
-    stats = SearchStats()
-    local = local_certificate(
+def prove_local(problem: _Problem) -> LocalCertificate | LocalFailure:
+    """The local certificate around ``x*`` of ``problem`` (shared by the search and the re-check
+    of a stored proof, so both prove the same assumptions)."""
+    return local_certificate(
         problem.field,
         problem.x_star.cpu(),
         problem.lo.cpu(),
@@ -635,6 +652,24 @@ def _verify(problem: _Problem, level: float | None, started: float, base: dict) 
         problem.u_fn,
         discrete=problem.succ_q is not None,
     )
+
+
+def _proof_trees(problem: _Problem, c0: float, decrease, boundary) -> ProofTrees | None:
+    """The trees of the searches that proved the level (``None`` when not recorded)."""
+    if not problem.options.record_proof:
+        return None
+    discrete = problem.succ_q is not None
+    return ProofTrees(
+        c0=c0,
+        inner=problem.inner_tree,
+        decrease=list(decrease.trees),
+        boundary=None if discrete else (boundary.trees[0] if boundary.trees else None),
+    )
+
+
+def _verify(problem: _Problem, level: float | None, started: float, base: dict) -> Result:
+    stats = SearchStats()
+    local = prove_local(problem)
     v_star = _point_values(problem.value_q, problem.x_star)
     v_at_eq = (float(v_star.lo[0]), float(v_star.hi[0]))
     if isinstance(local, LocalFailure):
@@ -703,6 +738,7 @@ def _verify(problem: _Problem, level: float | None, started: float, base: dict) 
                 level,
                 counterexample=None,
                 started=started,
+                proof=_proof_trees(problem, c0, decrease, boundary),
                 **common,
             )
         violated = min(decrease.upper, boundary.upper if boundary.witness else math.inf) <= level
@@ -730,6 +766,7 @@ def _verify(problem: _Problem, level: float | None, started: float, base: dict) 
             counterexample=counterexample,
             started=started,
             level_upper=min(decrease.upper, boundary.upper),
+            proof=_proof_trees(problem, c0, decrease, boundary),
             **common,
         )
     if counterexample is not None:
@@ -788,9 +825,11 @@ def _done(
     started,
     message="",
     level_upper=None,
+    proof=None,
     **common,
 ) -> Result:
     return Result(
+        proof=proof,
         verdict=verdict,
         condition=condition,
         level=level,
