@@ -117,6 +117,7 @@ def certify(
             out_result.roa_fraction = result.roa_fraction = share
     if out is not None and result.level is not None:
         from lyapcert.certificates.store import save
+        from lyapcert.verify.proof import stored_proof
 
         path = save(
             out,
@@ -124,6 +125,7 @@ def certify(
             fit.candidate,
             result,
             controller=k,
+            proof=stored_proof(system, fit.candidate, result, k),
             extra={
                 "method": method,
                 "options": out_result.options,

@@ -224,7 +224,9 @@ def _read_proof(directory: Path, entry) -> dict | None:
     except OSError as exc:
         raise CertificateFileError(f"{path}: cannot read the stored proof: {exc}") from None
     if hashlib.sha256(data).hexdigest() != entry.get("sha256"):
-        raise CertificateFileError(f"{path}: the stored proof does not match the certificate's hash")
+        raise CertificateFileError(
+            f"{path}: the stored proof does not match the certificate's hash"
+        )
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             return {k: npz[k] for k in npz.files}
