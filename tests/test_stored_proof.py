@@ -214,7 +214,16 @@ def test_discrete_time_with_a_controller(tmp_path, monkeypatch):
     assert not raised.verified
 
 
-def test_a_split_search_and_a_network_candidate(tmp_path, monkeypatch):
+@pytest.fixture
+def one_thread():
+    """Small network batches: on a loaded machine, torch's thread pool only adds waiting."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_a_split_search_and_a_network_candidate(tmp_path, monkeypatch, one_thread):
     from lyapcert.certificates.network import LyapunovNetwork
 
     torch.manual_seed(0)
