@@ -5,6 +5,8 @@ power_system and pendulum: the largest certified level, the certified volume as 
 ROA (the `lyapcert roa` sample), boxes and seconds. Then a 2-layer, 32-wide tanh network
 certificate on vanderpol, V(x) = x'Px + |phi(x) - phi(0)|^2 (phi: Linear-Tanh-Linear-Tanh-Linear
 with small random weights, seed 0), and Z3 on the polynomial case poly2 (same level, same band).
+For each VERIFIED row also the time to build the stored proof (`verify.proof.stored_proof`, what
+saving a certificate adds) and to re-check it without search (what `lyapcert verify DIR` runs).
 
     python benchmarks/verify_speed.py [--device cpu|cuda] [--out benchmarks/results]
 """
@@ -20,10 +22,12 @@ import torch
 from _common import write_results
 
 from lyapcert.certificates import NetworkCandidate, QuadraticCandidate
+from lyapcert.certificates.store import Certificate
 from lyapcert.certify import region_share
 from lyapcert.methods.quadratic import lyapunov_matrix
 from lyapcert.systems import get_system
 from lyapcert.verify import VerifyOptions, verify_candidate
+from lyapcert.verify.proof import check_stored_proof, stored_proof
 
 QUADRATIC = ["vanderpol", "vanderpol-mu3", "power_system", "pendulum"]
 
@@ -60,16 +64,47 @@ class TanhCertificate(torch.nn.Module):
         return (d * d).sum(-1) + ((x @ self.P) * x).sum(-1)
 
 
+def recheck_times(system, candidate, r) -> tuple[float | None, float | None, int | None]:
+    """``(build seconds, re-check seconds, leaves)`` of the stored proof of a VERIFIED ``r``
+    (re-checked in memory, as `lyapcert verify DIR` does from the folder)."""
+    if not r.verified:
+        return None, None, None
+    t = time.perf_counter()
+    proof = stored_proof(system, candidate, r)
+    build = time.perf_counter() - t
+    if proof is None:
+        return build, None, None
+    cert = Certificate(
+        system,
+        candidate,
+        r.level,
+        r.verdict.value,
+        r.condition.name.lower(),
+        {"settings": r.provenance.get("settings", {})},
+        None,
+        proof.arrays,
+    )
+    t = time.perf_counter()
+    again = check_stored_proof(cert)
+    seconds = time.perf_counter() - t
+    if not again.verified:
+        raise RuntimeError(f"{system.name}: the stored proof did not re-check: {again.message}")
+    return build, seconds, again.stats.boxes
+
+
 def measure(system, label: str, candidate, opts: VerifyOptions) -> dict:
     """Verify ``candidate`` at its largest level, time it, print and return the table row."""
     t = time.perf_counter()
     r = verify_candidate(system, candidate, options=opts)
     seconds = time.perf_counter() - t
+    build, recheck, leaves = recheck_times(system, candidate, r)
     vol, share = roa_share(system, candidate, r.level) if r.level else (None, None)
+    nan = float("nan")
     print(
-        f"{system.name + ' ' + label:<28} {r.verdict.value:<9} {r.level or float('nan'):>10.5g} "
-        f"{share if share is not None else float('nan'):>10.2f}% {r.stats.boxes:>9,} "
-        f"{seconds:>8.2f}",
+        f"{system.name + ' ' + label:<28} {r.verdict.value:<9} {r.level or nan:>10.5g} "
+        f"{share if share is not None else nan:>10.2f}% {r.stats.boxes:>9,} "
+        f"{seconds:>8.2f} {build if build is not None else nan:>8.2f} "
+        f"{recheck if recheck is not None else nan:>9.3f} {leaves or 0:>8,}",
         flush=True,
     )
     return {
@@ -83,6 +118,9 @@ def measure(system, label: str, candidate, opts: VerifyOptions) -> dict:
         "roa_percent": share,
         "boxes": r.stats.boxes,
         "seconds": seconds,
+        "proof_build_seconds": build,
+        "recheck_seconds": recheck,
+        "proof_leaves": leaves,
     }
 
 
@@ -101,7 +139,8 @@ def main() -> None:
     opts = VerifyOptions(device=args.device, time_limit=300, second_order=second)
     rows = []
     print(
-        f"{'certificate':<28} {'verdict':<9} {'level':>10} {'% true ROA':>11} {'boxes':>9} {'seconds':>8}"
+        f"{'certificate':<28} {'verdict':<9} {'level':>10} {'% true ROA':>11} {'boxes':>9} "
+        f"{'seconds':>8} {'proof s':>8} {'re-check s':>9} {'leaves':>8}"
     )
     for name in QUADRATIC:
         s = get_system(name)

@@ -121,6 +121,7 @@ def certify(
                 result.message = (result.message + " " + warning).strip()
     if out is not None and result.level is not None:
         from lyapcert.certificates.store import save
+        from lyapcert.verify.proof import stored_proof
 
         path = save(
             out,
@@ -128,6 +129,7 @@ def certify(
             fit.candidate,
             result,
             controller=k,
+            proof=stored_proof(system, fit.candidate, result, k),
             extra={
                 "method": method,
                 "options": out_result.options,

@@ -391,13 +391,23 @@ def verify_command(
     address: Annotated[
         str | None, typer.Option(help="Ray cluster address (default: start a local Ray).")
     ] = None,
+    search: Annotated[
+        bool,
+        typer.Option(
+            "--search",
+            help="For a certificate directory: re-run the whole search instead of re-checking "
+            "its stored proof.",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Verify a Lyapunov function candidate: asymptotic stability on {V <= c}, with no hole.
 
-    `lyapcert verify DIR` re-runs the proof of a saved certificate and must reach its verdict.
-    Exit status 0 when verified (for DIR: and the saved verdict is reproduced), 1 when
-    falsified, unknown or not reproduced, 2 on bad input.
+    `lyapcert verify DIR` re-checks a saved certificate from its stored proof (the decided
+    boxes, evaluated again without search; `--search` re-runs the search instead, as for a
+    folder saved without a proof) and must reach its verdict. Exit status 0 when verified (for
+    DIR: and the saved verdict is reproduced), 1 when falsified, unknown or not reproduced, 2
+    on bad input.
     """
     import torch
 
@@ -415,8 +425,10 @@ def verify_command(
             raise VerificationError(
                 "a certificate directory is re-checked as saved: drop --candidate and --level"
             )
-        _recheck(Path(system), as_json)
+        _recheck(Path(system), as_json, search)
         return
+    if search:
+        raise VerificationError("--search is for re-checking a certificate directory")
     if candidate is None:
         raise VerificationError(
             "--candidate: required when verifying a system (or pass a certificate directory)"
@@ -456,8 +468,10 @@ def verify_command(
     payload = result.to_dict()
     if out_dir is not None and result.level is not None:
         from lyapcert.certificates.store import save
+        from lyapcert.verify.proof import stored_proof
 
-        payload["certificate_dir"] = str(save(out_dir, s, cand, result).parent)
+        proof = stored_proof(s, cand, result)
+        payload["certificate_dir"] = str(save(out_dir, s, cand, result, proof=proof).parent)
     if as_json:
         _emit_json(payload)
     else:
@@ -471,26 +485,37 @@ def verify_command(
         raise typer.Exit(EXIT_NEGATIVE)
 
 
-def _recheck(directory: Path, as_json: bool) -> None:
+def _recheck(directory: Path, as_json: bool, search: bool = False) -> None:
     from lyapcert.verify import recheck
 
-    cert, result = recheck(directory)
+    cert, result = recheck(directory, search=search)
     reproduced = (
         result.verdict.value == cert.verdict and result.condition.name.lower() == cert.condition
     )
+    stored = cert.record.get("proof") or {}
+    search_seconds = stored.get("search_seconds", cert.record.get("verify_seconds"))
     payload = result.to_dict()
     payload.update(
         saved_verdict=cert.verdict,
         saved_condition=cert.condition,
         reproduced=reproduced,
         certificate_dir=str(directory),
+        recheck=result.provenance.get("recheck", "search"),
+        recheck_seconds=result.seconds,
+        search_seconds=search_seconds,
     )
+    if stored.get("leaves") is not None:
+        payload["proof_leaves"] = stored["leaves"]
     if as_json:
         _emit_json(payload)
     else:
         _print_verify(cert.system, result)
         mark = "[green]reproduced[/]" if reproduced else "[red]NOT reproduced[/]"
         out.print(f"saved verdict: {cert.verdict} ({cert.condition}); re-check: {mark}")
+        took = f"re-check ({payload['recheck']}): {result.seconds:.2f} s"
+        if isinstance(search_seconds, (int, float)):
+            took += f"; the saved search took {search_seconds:.2f} s"
+        out.print(took)
     if not (reproduced and result.verified):
         raise typer.Exit(EXIT_NEGATIVE)
 

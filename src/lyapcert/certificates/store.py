@@ -9,22 +9,28 @@ Layout::
                   | {"family": "quadratic", "P": [[...]]}
         level, verdict, condition, hole, inner_level, local  (the proof's numbers)
         settings    (verifier options), provenance (versions, content hashes)
+        proof:      {"file": "proof.npz", "sha256": ..., "leaves": ..., "search_seconds": ...}
+    DIR/proof.npz   (VERIFIED results) the decided boxes of the proof (``verify.proof``)
 
 ``load(DIR)`` returns a ``Certificate`` with ``value(x)``, ``level`` and ``contains(x)``;
-``lyapcert.verify.recheck(DIR)`` re-runs the proof from the saved system, candidate and level.
+``lyapcert.verify.recheck(DIR)`` re-checks the stored proof (no search), or re-runs the proof
+from the saved system, candidate and level when the folder has none.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from lyapcert.certificates.candidates import Candidate, ExpressionCandidate, QuadraticCandidate
 from lyapcert.errors import CertificateFileError
-from lyapcert.fileio import write_text_atomic
+from lyapcert.fileio import atomic_target, write_text_atomic
 from lyapcert.systems.registry import _ENTRIES, get_system
 from lyapcert.systems.spec import system_from_spec
 from lyapcert.systems.system import System
@@ -32,6 +38,7 @@ from lyapcert.systems.system import System
 FORMAT = "lyapcert-certificate"
 VERSION = 1
 FILENAME = "certificate.json"
+PROOF_FILENAME = "proof.npz"
 
 
 def system_to_dict(system: System) -> dict:
@@ -87,9 +94,11 @@ def save(
     result,
     extra: dict | None = None,
     controller=None,
+    proof=None,
 ) -> Path:
     """Write ``DIR/certificate.json`` for ``result`` (atomically), with the controller that closes
-    the loop if any (``control.store``); returns the file's path."""
+    the loop if any (``control.store``) and the stored proof if given (``proof``: a
+    ``verify.proof.StoredProof``, written to ``DIR/proof.npz``); returns the file's path."""
     directory = Path(directory)
     payload = {
         "format": FORMAT,
@@ -123,6 +132,20 @@ def save(
         payload["controller"] = controller_to_dict(controller, directory)
     if module is not None and "weights" in payload["candidate"]:
         torch.save(module.state_dict(), directory / payload["candidate"]["weights"])
+    proof_path = directory / PROOF_FILENAME
+    if proof is not None:
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **proof.arrays)
+        data = buf.getvalue()
+        with atomic_target(proof_path) as tmp:
+            tmp.write_bytes(data)
+        payload["proof"] = {
+            "file": PROOF_FILENAME,
+            "sha256": hashlib.sha256(data).hexdigest(),
+            **proof.summary,
+        }
+    elif proof_path.exists():
+        proof_path.unlink()  # a proof of an earlier certificate in this folder
     return write_text_atomic(directory / FILENAME, json.dumps(payload, indent=2, default=float))
 
 
@@ -153,6 +176,7 @@ class Certificate:
     condition: str
     record: dict
     controller: object = None
+    proof: dict | None = None  # the stored proof's arrays (``proof.npz``), None without one
 
     def value(self, x: torch.Tensor) -> torch.Tensor:
         """``V(x)``, ``[batch, n] -> [batch]``."""
@@ -175,6 +199,36 @@ def load(directory: str | Path) -> Certificate:
         from lyapcert.control.store import controller_from_dict
 
         controller = controller_from_dict(data["controller"], system, Path(directory))
+    proof = _read_proof(Path(directory), data.get("proof"))
     return Certificate(
-        system, candidate, float(level), data["verdict"], data["condition"], data, controller
+        system,
+        candidate,
+        float(level),
+        data["verdict"],
+        data["condition"],
+        data,
+        controller,
+        proof,
     )
+
+
+def _read_proof(directory: Path, entry) -> dict | None:
+    """The arrays of the stored proof named in the manifest (checked against its hash)."""
+    if entry is None:
+        return None
+    if not isinstance(entry, dict) or not isinstance(entry.get("file"), str):
+        raise CertificateFileError(f"proof: expected {{'file': ..., 'sha256': ...}}, got {entry!r}")
+    path = directory / Path(entry["file"]).name
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CertificateFileError(f"{path}: cannot read the stored proof: {exc}") from None
+    if hashlib.sha256(data).hexdigest() != entry.get("sha256"):
+        raise CertificateFileError(
+            f"{path}: the stored proof does not match the certificate's hash"
+        )
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files}
+    except (OSError, ValueError) as exc:
+        raise CertificateFileError(f"{path}: not a readable proof: {exc}") from None

@@ -32,8 +32,8 @@ from lyapcert.errors import EquilibriumError, VerificationError
 from lyapcert.systems.system import System
 from lyapcert.verify.equilibrium import EquilibriumFailure, EquilibriumProof, prove_equilibrium
 from lyapcert.verify.local import LocalCertificate, LocalFailure, local_certificate
-from lyapcert.verify.result import Condition, Result, Verdict, provenance
-from lyapcert.verify.search import Budget, SearchResult, SearchStats, minimize
+from lyapcert.verify.result import Condition, ProofTrees, Result, Verdict, provenance
+from lyapcert.verify.search import Budget, SearchResult, SearchStats, SearchTree, minimize
 
 
 @dataclass
@@ -61,6 +61,7 @@ class VerifyOptions:
     decay_rate: float = 0.0  # discrete time: prove V(x+) - V(x) <= -decay_rate V(x), strictly
     falsify_samples: int = 8192  # Sobol samples for the falsifier (0: off)
     parts: int = 1  # the decrease search split into this many sub-boxes (run by a mapper)
+    record_proof: bool = True  # keep the searches' bisection trees (a saved certificate's proof)
 
     def budget(self) -> Budget:
         return Budget(
@@ -97,6 +98,7 @@ class _Problem:
                 0.0, min(budget.time_limit, self.deadline - time.perf_counter())
             )
         return budget
+    inner_tree: SearchTree | None = None  # the inner level's bisection tree (recorded)
 
 
 def _u_fn(system: System, controller_graph):
@@ -189,6 +191,7 @@ def inner_level(problem: _Problem, local: LocalCertificate) -> tuple[float, Sear
     """A proven ``c0`` with ``V > c0`` on ``B \\ int Q`` (so ``{V <= c0}`` lies in ``Q``): from
     the candidate's quadratic floor when it has one, else by branch and bound."""
     floor = floor_inner_level(problem.candidate, local, problem.x_star)
+    problem.inner_tree = None
     if floor > 0:
         return floor, SearchStats()
     P = torch.as_tensor(local.P, dtype=torch.float64, device=problem.lo.device)
@@ -221,7 +224,9 @@ def inner_level(problem: _Problem, local: LocalCertificate) -> tuple[float, Sear
         problem.scale,
         problem.budget(),
         rel_tol=problem.options.inner_tolerance,
+        record=problem.options.record_proof,
     )
+    problem.inner_tree = res.trees[0] if res.trees else None
     return res.lower, res.stats
 
 
@@ -390,7 +395,8 @@ def decrease_search(
     if cut is not None:
         lo, hi = cut
         if bool((lo > hi).any()):  # no point of the box has V <= u
-            return SearchResult(lower=u, upper=math.inf, witness=None)
+            trees = [SearchTree.empty(lo.shape[0])] if opts.record_proof else []
+            return SearchResult(lower=u, upper=math.inf, witness=None, trees=trees)
     decrease = minimize(
         bounds_fn,
         clear,
@@ -403,6 +409,7 @@ def decrease_search(
         rel_tol=opts.level_tolerance,
         initial_points=pts,
         progress=_progress_callback(problem, "decrease"),
+        record=opts.record_proof,
     )
     if cut is not None:
         decrease.lower = min(decrease.lower, u)
@@ -497,6 +504,7 @@ def _split_decrease(
         upper=best.upper,
         witness=best.witness,
         stats=stats,
+        trees=[t for r in results for t in r.trees],  # one per part, in the parts' order
     )
     return merged
 
@@ -522,18 +530,25 @@ def level_search(problem: _Problem, c0: float, strict: bool = True, target: floa
     return decrease, boundary
 
 
-def _boundary_search(problem: _Problem, target: float | None):
-    """``inf V`` over the boundary of the box (its 2n faces)."""
-    opts = problem.options
-    n = problem.lo.shape[0]
+def boundary_faces(lo: torch.Tensor, hi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The 2n faces of the box ``[lo, hi]`` as degenerate boxes ``[2n, n]`` (low side, then high
+    side, for each coordinate in turn)."""
+    n = lo.shape[0]
     face_lo, face_hi = [], []
     for i in range(n):
-        for side in (problem.lo[i], problem.hi[i]):
-            flo, fhi = problem.lo.clone(), problem.hi.clone()
+        for side in (lo[i], hi[i]):
+            flo, fhi = lo.clone(), hi.clone()
             flo[i] = side
             fhi[i] = side
             face_lo.append(flo)
             face_hi.append(fhi)
+    return torch.stack(face_lo), torch.stack(face_hi)
+
+
+def _boundary_search(problem: _Problem, target: float | None):
+    """``inf V`` over the boundary of the box (its 2n faces)."""
+    opts = problem.options
+    face_lo, face_hi = boundary_faces(problem.lo, problem.hi)
 
     def face_bounds(boxes):
         return (
@@ -553,12 +568,13 @@ def _boundary_search(problem: _Problem, target: float | None):
         face_bounds,
         face_clear,
         face_point,
-        torch.stack(face_lo),
-        torch.stack(face_hi),
+        face_lo,
+        face_hi,
         problem.scale,
         problem.budget(),
         target=target,
         rel_tol=opts.level_tolerance,
+        record=opts.record_proof,
     )
 
 
@@ -707,6 +723,18 @@ def _equilibrium_failure(problem: _Problem, eq: EquilibriumFailure, started: flo
         equilibrium=eq.to_dict(),
         proof="nothing proven: " + eq.reason,
         **base,
+
+
+def _proof_trees(problem: _Problem, c0: float, decrease, boundary) -> ProofTrees | None:
+    """The trees of the searches that proved the level (``None`` when not recorded)."""
+    if not problem.options.record_proof:
+        return None
+    discrete = problem.succ_q is not None
+    return ProofTrees(
+        c0=c0,
+        inner=problem.inner_tree,
+        decrease=list(decrease.trees),
+        boundary=None if discrete else (boundary.trees[0] if boundary.trees else None),
     )
 
 
@@ -813,6 +841,7 @@ def _verify(problem: _Problem, level: float | None, started: float, base: dict) 
                 counterexample=None,
                 started=started,
                 proof=band(level),
+                proof_trees=_proof_trees(problem, c0, decrease, boundary),
                 **common,
             )
         violated = min(decrease.upper, boundary.upper if boundary.witness else math.inf) <= level
@@ -854,6 +883,7 @@ def _verify(problem: _Problem, level: float | None, started: float, base: dict) 
             started=started,
             level_upper=min(decrease.upper, boundary.upper),
             proof=band(proven),
+            proof_trees=_proof_trees(problem, c0, decrease, boundary),
             **common,
         )
     # A point of the box's boundary only limits the level (it violates nothing): when the faces
@@ -944,9 +974,11 @@ def _done(
     started,
     message="",
     level_upper=None,
+    proof_trees=None,
     **common,
 ) -> Result:
     return Result(
+        proof_trees=proof_trees,
         verdict=verdict,
         condition=condition,
         level=level,

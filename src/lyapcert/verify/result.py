@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import platform
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 
-from lyapcert.verify.search import SearchStats
+from lyapcert.verify.search import SearchStats, SearchTree
 
 
 class Verdict(str, Enum):
@@ -24,6 +25,19 @@ class Condition(str, Enum):
     ASYMPTOTIC = "asymptotic stability (strict decrease of V away from x*, no hole)"
     NONSTRICT = "non-strict decrease only (dV/dt <= 0: Lyapunov stability, not asymptotic)"
     NONE = "none"
+
+
+@dataclass
+class ProofTrees:
+    """The searches behind a VERIFIED level, as recorded: ``c0`` (the inner level used), the inner
+    level's tree (``None`` when ``c0`` came from the candidate's quadratic floor), the decrease
+    tree of each part of the box, and the boundary tree (the 2n faces; ``None`` in discrete time).
+    ``lyapcert.verify.proof.stored_proof`` turns them into a certificate's stored proof."""
+
+    c0: float
+    inner: SearchTree | None
+    decrease: list[SearchTree]
+    boundary: SearchTree | None
 
 
 @dataclass
@@ -67,6 +81,7 @@ class Result:
     proof: str | None = None
     proven_level: float | None = None
     simulation_check: dict | None = None
+    proof_trees: ProofTrees | None = field(default=None, repr=False, compare=False)
 
     @property
     def verified(self) -> bool:
@@ -77,7 +92,8 @@ class Result:
         )
 
     def to_dict(self) -> dict:
-        d = asdict(self)
+        d = asdict(dataclasses.replace(self, proof_trees=None))
+        d.pop("proof_trees")
         d["verdict"] = self.verdict.value
         d["condition"] = self.condition.name.lower()
         d["condition_text"] = self.condition.value

@@ -52,13 +52,38 @@ class SearchStats:
 
 
 @dataclass
+class SearchTree:
+    """The bisection tree of one search (``minimize(record=True)``): the root boxes
+    ``[roots_lo, roots_hi]`` (``[R, n]``, node ids ``0 .. R-1``) and, for each split, the parent's
+    id, the bisected coordinate and the id of the left child (the right one is the next id).
+    Children are ``[lo, mid]`` and ``[mid, hi]`` with ``mid = 0.5*lo + 0.5*hi`` in float64, so the
+    tree reproduces every box of the search bit for bit; its leaves cover the roots."""
+
+    roots_lo: torch.Tensor
+    roots_hi: torch.Tensor
+    split_parent: torch.Tensor  # int64 [S]
+    split_dim: torch.Tensor  # int64 [S]
+    split_left: torch.Tensor  # int64 [S]
+    nodes: int
+
+    @staticmethod
+    def empty(n: int) -> SearchTree:
+        """No root: the search had nothing to cover."""
+        z = torch.zeros((0, n), dtype=torch.float64)
+        i = torch.zeros(0, dtype=torch.long)
+        return SearchTree(z, z.clone(), i, i.clone(), i.clone(), 0)
+
+
+@dataclass
 class SearchResult:
-    """``lower <= inf_D V <= upper``; ``witness``: a proven point of ``D`` with ``V <= upper``."""
+    """``lower <= inf_D V <= upper``; ``witness``: a proven point of ``D`` with ``V <= upper``;
+    ``trees``: the bisection tree(s) when the search was recorded (one per search, in order)."""
 
     lower: float
     upper: float
     witness: list[float] | None
     stats: SearchStats = field(default_factory=SearchStats)
+    trees: list[SearchTree] = field(default_factory=list)
 
 
 @dataclass
@@ -105,6 +130,7 @@ def minimize(
     abs_tol: float = 0.0,
     progress: Callable[[float, float, int], None] | None = None,
     initial_points: torch.Tensor | None = None,
+    record: bool = False,
 ) -> SearchResult:
     """Lower and upper bounds of ``inf { V(x) : x in D, x in the boxes [lo, hi] }``.
 
@@ -115,13 +141,22 @@ def minimize(
     ``abs_tol``, 0 by default: every tolerance is relative, so ``V`` and ``k V`` (``k > 0``) get
     the same answer, scaled). With ``target``, it stops as soon as ``lower > target`` (proof) or
     ``upper <= target`` (disproof), and not on ``rel_tol``: a target inside that gap still gets
-    proved (the re-check of a saved level, which lies within ``rel_tol`` of ``upper``).
+    proved (the re-check of a saved level, which lies within ``rel_tol`` of ``upper``). With ``record``, the result carries the bisection tree
+    (``SearchTree``): every leaf box of it is either proven clear, has ``V``'s lower bound above
+    the returned ``lower`` (dropped, or too small to split), or was still queued (its parent's
+    bound is then above ``lower``).
     """
     started = time.perf_counter()
     stats = SearchStats()
     device = lo.device
     keys = torch.full((lo.shape[0],), -math.inf, dtype=lo.dtype, device=device)
     depth = torch.zeros(lo.shape[0], dtype=torch.long, device=device)
+    roots_lo, roots_hi = lo.detach().cpu().clone(), hi.detach().cpu().clone()
+    ids = torch.arange(lo.shape[0], dtype=torch.long, device=device) if record else None
+    next_id = lo.shape[0]
+    sp_parent: list[torch.Tensor] = []
+    sp_dim: list[torch.Tensor] = []
+    sp_left: list[torch.Tensor] = []
     upper, witness = math.inf, None
     if initial_points is not None and initial_points.shape[0]:
         # candidates from falsification (sampling, gradient search): keep the proven ones
@@ -168,6 +203,8 @@ def minimize(
             rest = torch.zeros(lo.shape[0], dtype=torch.bool, device=device)
         blo, bhi, bdepth = lo[idx], hi[idx], depth[idx]
         lo, hi, keys, depth = lo[rest], hi[rest], keys[rest], depth[rest]
+        if record:
+            bids, ids = ids[idx], ids[rest]
         boxes = Interval(blo, bhi)
         vb = bounds_fn(boxes)
         stats.boxes += k
@@ -197,6 +234,8 @@ def minimize(
                 )
             continue
         blo, bhi, bdepth, key = blo[alive], bhi[alive], bdepth[alive], vb.lo[alive]
+        if record:
+            bids = bids[alive]
         sens = vb.sensitivity[alive] if vb.sensitivity is not None else None
         width = bhi - blo
         too_small = (width <= min_width).all(dim=1)
@@ -207,6 +246,8 @@ def minimize(
                 stats.stuck_example = [blo[too_small][0].tolist(), bhi[too_small][0].tolist()]
             keep = ~too_small
             blo, bhi, bdepth, key = blo[keep], bhi[keep], bdepth[keep], key[keep]
+            if record:
+                bids = bids[keep]
             sens = sens[keep] if sens is not None else None
             width = width[keep]
         dim = _split_dimension(width / scale, sens, width > min_width)
@@ -219,6 +260,14 @@ def minimize(
         hi = torch.cat([hi, left_hi, bhi])
         keys = torch.cat([keys, key, key])
         depth = torch.cat([depth, bdepth + 1, bdepth + 1])
+        if record:
+            m = blo.shape[0]
+            left = torch.arange(next_id, next_id + 2 * m, 2, dtype=torch.long, device=device)
+            sp_parent.append(bids.cpu())
+            sp_dim.append(dim.cpu())
+            sp_left.append(left.cpu())
+            ids = torch.cat([ids, left, left + 1])
+            next_id += 2 * m
         if depth.numel():
             stats.max_depth = max(stats.max_depth, int(depth.max()))
         if progress:
@@ -226,7 +275,16 @@ def minimize(
 
     lower = min(float(keys.min()) if keys.numel() else math.inf, stuck_lower, upper)
     stats.seconds = time.perf_counter() - started
-    return SearchResult(lower=lower, upper=upper, witness=witness, stats=stats)
+    result = SearchResult(lower=lower, upper=upper, witness=witness, stats=stats)
+    if record:
+
+        def cat(xs):
+            return torch.cat(xs) if xs else torch.zeros(0, dtype=torch.long)
+
+        result.trees = [
+            SearchTree(roots_lo, roots_hi, cat(sp_parent), cat(sp_dim), cat(sp_left), next_id)
+        ]
+    return result
 
 
 def _split_dimension(
