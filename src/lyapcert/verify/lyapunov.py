@@ -98,6 +98,7 @@ class _Problem:
                 0.0, min(budget.time_limit, self.deadline - time.perf_counter())
             )
         return budget
+
     inner_tree: SearchTree | None = None  # the inner level's bisection tree (recorded)
 
 
@@ -723,6 +724,7 @@ def _equilibrium_failure(problem: _Problem, eq: EquilibriumFailure, started: flo
         equilibrium=eq.to_dict(),
         proof="nothing proven: " + eq.reason,
         **base,
+    )
 
 
 def _proof_trees(problem: _Problem, c0: float, decrease, boundary) -> ProofTrees | None:
