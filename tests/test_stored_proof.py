@@ -268,4 +268,4 @@ def test_only_verified_results_get_a_proof():
     assert stored_proof(s, cand, r) is None
     off = VerifyOptions(time_limit=120.0, max_boxes=400_000, record_proof=False)
     r = verify_candidate(s, cand, level=2.0, options=off)
-    assert r.verified and r.proof is None and stored_proof(s, cand, r) is None
+    assert r.verified and r.proof_trees is None and stored_proof(s, cand, r) is None
