@@ -40,8 +40,9 @@ from lyapcert.verify.search import Budget, SearchResult, SearchStats, SearchTree
 class VerifyOptions:
     """Settings of the verifier (all have defaults).
 
-    ``time_limit`` and ``max_boxes`` bound each branch and bound; ``level_tolerance`` is the
-    relative gap at which the search for the largest level stops; ``mean_value`` turns on the
+    ``time_limit`` bounds the whole verification (one deadline for all its searches) and
+    ``max_boxes`` each branch and bound (tests use box budgets: verdicts must not depend on
+    speed); ``level_tolerance`` is the relative gap at which the search for the largest level stops; ``mean_value`` turns on the
     mean-value form next to interval bounds; ``second_order`` adds the second-order Taylor form
     of the decrease quantity on the boxes those two leave undecided (near ``x*``, where the
     decrease is quadratically small, it proves boxes many times wider; ``None``: on from 3 states,
