@@ -202,7 +202,7 @@ def test_kill_9_loses_no_finished_cell_and_the_rerun_completes(tmp_path):
         stderr=subprocess.DEVNULL,
         env=os.environ.copy(),
     )
-    deadline = time.time() + 240
+    deadline = time.time() + 900  # a safety bound, not a budget: the loop ends at the first record
     while time.time() < deadline and not list((out / "cells").glob("*.json")):
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)
@@ -210,7 +210,7 @@ def test_kill_9_loses_no_finished_cell_and_the_rerun_completes(tmp_path):
     first = {p.name: p.read_text() for p in (out / "cells").glob("*.json")}
     assert 1 <= len(first) < 3
     res = subprocess.run(
-        [*cmd, "--json"], capture_output=True, text=True, env=os.environ.copy(), timeout=600
+        [*cmd, "--json"], capture_output=True, text=True, env=os.environ.copy(), timeout=1800
     )
     assert res.returncode == 0, res.stderr
     payload = json.loads(res.stdout)
