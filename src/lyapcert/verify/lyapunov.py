@@ -643,12 +643,9 @@ def verify_candidate(
     except (VerificationError, EquilibriumError):
         raise
     except Exception as exc:  # fail closed: an engine error can never yield VERIFIED
-        return Result(
-            verdict=Verdict.UNKNOWN,
-            condition=Condition.NONE,
-            level=None,
+        return _unknown(
+            started,
             message=f"the verifier failed ({type(exc).__name__}: {exc}); nothing was proven",
-            seconds=time.perf_counter() - started,
             **base,
         )
     finally:
@@ -715,16 +712,24 @@ def _equilibrium_failure(problem: _Problem, eq: EquilibriumFailure, started: flo
             "declare the true equilibrium (or, for a closed loop, a controller with "
             "f(x*, k(x*)) = 0)"
         )
+    return _unknown(
+        started,
+        hole=f"x* is not proven an equilibrium: {eq.reason}",
+        message="nothing is certified without a proven equilibrium",
+        equilibrium=eq.to_dict(),
+        proof="nothing proven: " + eq.reason,
+        **base,
+    )
+
+
+def _unknown(started: float, **fields) -> Result:
+    """An UNKNOWN result with no level and no condition proven (``fields``: why, and what holds)."""
     return Result(
         verdict=Verdict.UNKNOWN,
         condition=Condition.NONE,
         level=None,
-        hole=f"x* is not proven an equilibrium: {eq.reason}",
-        message="nothing is certified without a proven equilibrium",
         seconds=time.perf_counter() - started,
-        equilibrium=eq.to_dict(),
-        proof="nothing proven: " + eq.reason,
-        **base,
+        **fields,
     )
 
 
@@ -750,13 +755,10 @@ def _verify(problem: _Problem, level: float | None, started: float, base: dict) 
     v_at_eq = value_near_equilibrium(problem, eq)
     base = dict(base, equilibrium=eq.to_dict(), v_at_equilibrium=v_at_eq)
     if isinstance(local, LocalFailure):
-        return Result(
-            verdict=Verdict.UNKNOWN,
-            condition=Condition.NONE,
-            level=None,
+        return _unknown(
+            started,
             hole=f"no local certificate: {local.reason}",
             message="the neighbourhood of x* cannot be closed, so asymptotic stability is not proven",
-            seconds=time.perf_counter() - started,
             proof=eq.describe() + "; no local certificate",
             **base,
         )
@@ -767,14 +769,11 @@ def _verify(problem: _Problem, level: float | None, started: float, base: dict) 
     c0, st = inner_level(problem, local)
     stats = stats.merge(st)
     if not (c0 > 0 and math.isfinite(c0)):
-        return Result(
-            verdict=Verdict.UNKNOWN,
-            condition=Condition.NONE,
-            level=None,
+        return _unknown(
+            started,
             local=local.to_dict(),
             hole="V is not proven positive outside the local certificate's region (inner level <= 0)",
             message="V <= 0 somewhere on the box outside the local region, or the bound is too loose",
-            seconds=time.perf_counter() - started,
             stats=stats,
             proof=local_text,
             **base,
@@ -784,10 +783,8 @@ def _verify(problem: _Problem, level: float | None, started: float, base: dict) 
     need = c0 if level is None else min(c0, level)
     if not v_at_eq[1] < need:
         where = "at x*" if eq.exact else "on the equilibrium's box"
-        return Result(
-            verdict=Verdict.UNKNOWN,
-            condition=Condition.NONE,
-            level=None,
+        return _unknown(
+            started,
             local=local.to_dict(),
             inner_level=c0,
             hole=f"V {where} (up to {v_at_eq[1]:.6g}) is not proven below "
@@ -795,7 +792,6 @@ def _verify(problem: _Problem, level: float | None, started: float, base: dict) 
             "set is not proven to contain the equilibrium",
             message="V does not have its minimum at x* (a constant or wrongly centred V, or a "
             "level below V(x*)): nothing is certified",
-            seconds=time.perf_counter() - started,
             stats=stats,
             proof=local_text,
             **base,
