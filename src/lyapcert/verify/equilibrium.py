@@ -93,8 +93,9 @@ def _residual_enclosure(field, u_fn, lo: torch.Tensor, hi: torch.Tensor, discret
     return out
 
 
-def _jacobian_over(field, u_fn, lo: torch.Tensor, hi: torch.Tensor, discrete: bool):
-    """Enclosure ``[n, n]`` (lo, hi) of the Jacobian of ``G`` over the box ``[lo, hi]`` ([1, n])."""
+def jacobian_over_box(field, u_fn, lo: torch.Tensor, hi: torch.Tensor, discrete: bool = False):
+    """Enclosure ``[n, n]`` (lo, hi) of the Jacobian of the closed loop over the box ``[lo, hi]``
+    (``[1, n]``; a point when ``lo == hi``), of ``G = F - x`` when ``discrete``."""
     n = lo.shape[-1]
     eye = torch.eye(n, dtype=torch.float64)
     x = Dual(Interval(lo.expand(n, n).clone(), hi.expand(n, n).clone()), Interval(eye, eye))
@@ -153,7 +154,7 @@ def prove_equilibrium(
 
 def _krawczyk(field, u_fn, xs, g: Interval, limit: torch.Tensor, discrete: bool):
     """Radii ``r [n]`` (``<= limit``) with ``K(x* +- r)`` inside the open box, or None."""
-    j_lo, j_hi = _jacobian_over(field, u_fn, xs, xs, discrete)
+    j_lo, j_hi = jacobian_over_box(field, u_fn, xs, xs, discrete)
     if not (torch.isfinite(j_lo).all() and torch.isfinite(j_hi).all()):
         return None
     mid = ((j_lo + j_hi) / 2).numpy()
@@ -177,7 +178,7 @@ def _krawczyk(field, u_fn, xs, g: Interval, limit: torch.Tensor, discrete: bool)
         lo = (xs.reshape(-1) - r).reshape(1, n)
         hi = (xs.reshape(-1) + r).reshape(1, n)
         lo, hi = torch.nextafter(lo, lo - 1), torch.nextafter(hi, hi + 1)
-        b_lo, b_hi = _jacobian_over(field, u_fn, lo, hi, discrete)
+        b_lo, b_hi = jacobian_over_box(field, u_fn, lo, hi, discrete)
         if not (torch.isfinite(b_lo).all() and torch.isfinite(b_hi).all()):
             return None
         # I - Y J(B), row i: e_i - sum_k Y_ik J_k. (rows of J' are the columns of J)

@@ -37,7 +37,7 @@ import torch
 from lyapcert.bounds.dual import Dual
 from lyapcert.bounds.graph import BoundGraph
 from lyapcert.bounds.interval import Interval
-from lyapcert.verify.equilibrium import sublevel_radius_shrink
+from lyapcert.verify.equilibrium import jacobian_over_box, sublevel_radius_shrink
 
 
 @dataclass(frozen=True)
@@ -140,15 +140,12 @@ def jacobian_enclosure(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Enclosure ``[lo, hi]`` (``[n, n]`` each) of the Jacobian of the closed loop at ``x*``, or
     over the box ``x* +- radius`` when a radius is given."""
-    n = x_star.shape[-1]
-    eye = torch.eye(n, dtype=torch.float64)
     lo, hi = x_star, x_star
     if radius is not None:
         lo = torch.nextafter(x_star - radius, torch.full_like(x_star, -math.inf))
         hi = torch.nextafter(x_star + radius, torch.full_like(x_star, math.inf))
-    x = Dual(Interval(lo.expand(n, n).clone(), hi.expand(n, n).clone()), Interval(eye, eye))
-    out = field.evaluate(x, u_fn(x)).tangent  # row j: d f / d x_j
-    return out.lo.T.numpy().copy(), out.hi.T.numpy().copy()
+    j_lo, j_hi = jacobian_over_box(field, u_fn, lo, hi)
+    return j_lo.numpy().copy(), j_hi.numpy().copy()
 
 
 def hessian_norm_bound(
