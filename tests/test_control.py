@@ -17,8 +17,9 @@ from lyapcert.verify import verify_candidate
 
 def _quadratic_closed_loop(system, controller):
     method = get_method("quadratic")
-    fit = method.fit(system, method.Options(), controller=controller)
-    return fit.candidate, verify_candidate(system, fit.candidate, controller=controller)
+    closed = system.closed_loop(controller)
+    fit = method.fit(closed, method.Options())
+    return fit.candidate, verify_candidate(closed, fit.candidate)
 
 
 @pytest.mark.parametrize("name", ["inverted_pendulum", "double_integrator", "inverted_pendulum-dt"])
@@ -264,7 +265,7 @@ def test_a_certificate_never_verifies_a_destabilising_controller(tmp_path):
     assert not again.verified
     zero = LinearController([[0.0, 0.0]], [0, 0], [0], [-6.0], [6.0])
     candidate, _ = _quadratic_closed_loop(system, lqr(system))
-    assert not verify_candidate(system, candidate, controller=zero).verified
+    assert not verify_candidate(system.closed_loop(zero), candidate).verified
 
 
 def test_a_closed_loop_counterexample_is_replayed_on_the_closed_loop():
@@ -272,8 +273,9 @@ def test_a_closed_loop_counterexample_is_replayed_on_the_closed_loop():
     system = lyapcert.get_system("inverted_pendulum-wide")  # the decrease limits the level
     k = lqr(system)
     candidate, _ = _quadratic_closed_loop(system, k)
-    largest = verify_candidate(system, candidate, controller=k).level
-    res = verify_candidate(system, candidate, controller=k, level=2 * largest)
+    closed = system.closed_loop(k)
+    largest = verify_candidate(closed, candidate).level
+    res = verify_candidate(closed, candidate, level=2 * largest)
     assert not res.verified and res.counterexample is not None
     replay = res.counterexample["replay"]
     lo, hi = replay["interval"]
@@ -338,22 +340,19 @@ def test_local_decrease_is_the_lyapunov_inequality_of_the_linearisation():
     """For V = e'Pe on the LQR loop with A'P + PA = -Q, the Hessian is H = 2P, so in the box's
     coordinates (D = 12 I) ``lambda_max(D(A'H + HA)D) = lambda_max(-2 D Q D) = -2 * 144``."""
     from lyapcert.methods.neural_roa import local_decrease
-    from lyapcert.methods.quadratic import closed_loop_jacobian, lyapunov_matrix
-    from lyapcert.methods.training import input_function
+    from lyapcert.methods.quadratic import lyapunov_matrix
 
-    system = lyapcert.get_system("inverted_pendulum")
-    k = lqr(system)
-    A = closed_loop_jacobian(system, k)
+    system = lyapcert.get_system("inverted_pendulum").closed_loop("lqr")
+    A = system.linearize()[0]
     Q = np.diag([1.0, 3.0])
     P = torch.as_tensor(lyapunov_matrix(A, Q, False))
 
     def V(x):
         return ((x @ P) * x).sum(1)
 
-    inputs = input_function(system, k)
-    value = local_decrease(system, V, system.equilibrium_tensor(), inputs, torch.full((2,), 12.0))
+    value = local_decrease(system, V, system.equilibrium_tensor(), torch.full((2,), 12.0))
     assert float(value.detach()) == pytest.approx(-2.0 * 144, rel=1e-9)
-    value = local_decrease(system, V, system.equilibrium_tensor(), inputs)
+    value = local_decrease(system, V, system.equilibrium_tensor())
     assert float(value.detach()) == pytest.approx(-2.0, rel=1e-9)
 
 
@@ -367,9 +366,10 @@ def test_cartpole_lqr_quadratic_is_certified_and_holds_on_samples():
 
     s = lyapcert.get_system("cartpole")
     k = lqr(s)
-    cand = QuadraticMethod().fit(s, QuadraticOptions(), controller=k).candidate
+    closed = s.closed_loop(k)
+    cand = QuadraticMethod().fit(closed, QuadraticOptions()).candidate
     opts = VerifyOptions(time_limit=3600, level_tolerance=0.05)
-    res = verify_candidate(s, cand, controller=k, options=opts)
+    res = verify_candidate(closed, cand, options=opts)
     assert res.verified and res.hole is None, res.message
     assert 0.05 < res.level < 0.1016
     rng = np.random.default_rng(0)

@@ -43,7 +43,7 @@ def _system(fn, lo, hi, time="continuous", dt=None, inputs=(), u_star=None, boun
 
 def _proof(system, controller=None):
     cand = QuadraticCandidate(np.eye(system.n_states), system)
-    problem = build_problem(system, cand, controller)
+    problem = build_problem(system.closed_loop(controller), cand)
     return prove_local(problem)[0]
 
 
@@ -107,16 +107,16 @@ def test_controller_that_moves_the_equilibrium_is_refused():
     proof = _proof(s, k)
     assert isinstance(proof, EquilibriumFailure) and proof.provably_wrong
     with pytest.raises(EquilibriumError, match="k\\(x\\*\\)"):
-        verify_candidate(s, QuadraticCandidate(np.eye(1), s), controller=k, options=OPTS)
+        verify_candidate(s.closed_loop(k), QuadraticCandidate(np.eye(1), s), options=OPTS)
     # without the offset: never a false claim (outward rounding around 1e9 may leave it unproven)
     fine = verify_candidate(
-        s, QuadraticCandidate(np.eye(1), s), controller=_OffsetController(1e9), options=OPTS
+        s.closed_loop(_OffsetController(1e9)), QuadraticCandidate(np.eye(1), s), options=OPTS
     )
     assert fine.verdict is not Verdict.FALSIFIED
     # and a loop whose k(x*) = u* exactly is certified with an exact equilibrium
     s0 = _system(lambda x, u: u, [-1.0], [1.0], inputs=("u",), u_star=(0.0,))
     good = verify_candidate(
-        s0, QuadraticCandidate(np.eye(1), s0), controller=_OffsetController(0.0), options=OPTS
+        s0.closed_loop(_OffsetController(0.0)), QuadraticCandidate(np.eye(1), s0), options=OPTS
     )
     assert good.verified and good.equilibrium["status"] == "exact"
 
@@ -245,7 +245,7 @@ def test_out_of_time_is_unknown_with_the_known_violation_never_falsified():
 def test_one_deadline_for_the_whole_verification():
     s = get_system("vanderpol")
     cand = ExpressionCandidate("1.5*x1**2 - x1*x2 + x2**2", s)
-    problem = build_problem(s, cand, None, VerifyOptions(time_limit=50.0))
+    problem = build_problem(s, cand, VerifyOptions(time_limit=50.0))
     import time
 
     problem.deadline = time.perf_counter() - 1.0  # already past

@@ -277,9 +277,9 @@ def test_an_unstable_loop_behind_a_class_named_tanh_is_never_verified(tmp_path):
     nn.Tanh in its place is VERIFIED; with the file's real function it must not be."""
     system, fake, real = _fake_and_real(tmp_path, 2.0)
     method = get_method("quadratic")
-    fit = method.fit(system, method.Options(), controller=fake)
-    assert verify_candidate(system, fit.candidate, controller=fake).verified
-    res = verify_candidate(system, fit.candidate, controller=real)
+    fit = method.fit(system.closed_loop(fake), method.Options())
+    assert verify_candidate(system.closed_loop(fake), fit.candidate).verified
+    res = verify_candidate(system.closed_loop(real), fit.candidate)
     assert not res.verified
 
 
@@ -290,11 +290,11 @@ def test_tanh_minus_0_6_x_loop_is_certified_only_where_it_converges(tmp_path):
     holds: every sampled state of the certified set converges (simulated)."""
     system, fake, real = _fake_and_real(tmp_path, 0.6)
     method = get_method("quadratic")
-    fit = method.fit(system, method.Options(), controller=fake)
-    assert verify_candidate(system, fit.candidate, controller=fake).verified
-    assert not verify_candidate(system, fit.candidate, controller=real).verified
-    own = method.fit(system, method.Options(), controller=real)
-    res = verify_candidate(system, own.candidate, controller=real)
+    fit = method.fit(system.closed_loop(fake), method.Options())
+    assert verify_candidate(system.closed_loop(fake), fit.candidate).verified
+    assert not verify_candidate(system.closed_loop(real), fit.candidate).verified
+    own = method.fit(system.closed_loop(real), method.Options())
+    res = verify_candidate(system.closed_loop(real), own.candidate)
     if not res.verified:
         return
     x = _box_points(system, 4000, seed=5)

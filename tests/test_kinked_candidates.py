@@ -266,7 +266,7 @@ def test_kinked_candidates_verified_where_true(text):
     (Clarke sense on the kinks), so VERIFIED; its set checked by simulation."""
     s = get_system("nonpoly0")
     cand = ExpressionCandidate(text, s)
-    assert cand.kinked and cand.lie_derivative_function(s, controlled=False) is None
+    assert cand.kinked and cand.lie_derivative_function(s) is None
     r = verify_candidate(s, cand, options=OPTIONS)
     assert r.verdict is Verdict.VERIFIED, r.message
     assert 0.9 < r.level < 1.0 + 1e-9

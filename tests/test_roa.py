@@ -106,7 +106,7 @@ def test_a_controller_without_an_id_is_never_cached(tmp_path):
     s = get_system("inverted_pendulum")
     gain = torch.tensor([[-4.0, -1.0]])
     est = true_roa(
-        s, resolution=20, controller=lambda x: (x @ gain.T).clamp(-6, 6), cache_dir=tmp_path
+        s.closed_loop(lambda x: (x @ gain.T).clamp(-6, 6)), resolution=20, cache_dir=tmp_path
     )
     assert est.cache_path is None and not any(tmp_path.iterdir())
     assert est.fraction > 0.05

@@ -59,7 +59,7 @@ def test_controlled_system_with_a_linear_controller_matches_solve_ivp():
         return x @ gain.T
 
     x0 = np.array([[0.3, 0.0], [-0.2, 0.5]])
-    traj = simulate(system, torch.as_tensor(x0), 2.0, 0.002, controller=controller)
+    traj = simulate(system.closed_loop(controller), torch.as_tensor(x0), 2.0, 0.002)
     np.testing.assert_allclose(
         traj.final.numpy(), _scipy_final(system, x0, 2.0, controller), rtol=1e-7, atol=1e-9
     )

@@ -175,7 +175,7 @@ def _points_of_the_set(system, candidate, level, Pz, h, rng) -> torch.Tensor:
 def test_planted_offsets_never_give_a_false_verified(seed):
     system, candidate, controller, rel, h, Pz = _case(seed)
     try:
-        result = verify_candidate(system, candidate, controller=controller, options=OPTS)
+        result = verify_candidate(system.closed_loop(controller), candidate, options=OPTS)
     except EquilibriumError:
         assert rel >= 1e-9, "an exact or near-exact equilibrium was refused"
         return
@@ -189,7 +189,7 @@ def test_planted_offsets_never_give_a_false_verified(seed):
     x0 = _points_of_the_set(system, candidate, result.level, Pz, h, rng)
     assert x0.shape[0] > 0
     traj = simulate(
-        system, x0, horizon=30.0, step=0.02, controller=controller, record_every=100_000
+        system.closed_loop(controller), x0, horizon=30.0, step=0.02, record_every=100000
     )
     x_star = torch.as_tensor(system.equilibrium, dtype=torch.float64)
     dist = ((traj.final - x_star).abs() / h).max(dim=1).values

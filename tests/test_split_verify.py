@@ -42,14 +42,14 @@ def test_split_box_covers_the_box_exactly(parts):
 def _quadratic(name):
     s = lyapcert.get_system(name)
     k = lqr(s) if s.n_inputs else None
-    return s, QuadraticMethod().fit(s, QuadraticOptions(), controller=k).candidate, k
+    return s, QuadraticMethod().fit(s.closed_loop(k), QuadraticOptions()).candidate, k
 
 
 @pytest.mark.parametrize("name", ["vanderpol", "inverted_pendulum"])
 def test_split_verification_gives_the_level_of_one_search(name):
     s, cand, k = _quadratic(name)
-    one = verify_candidate(s, cand, controller=k)
-    split = verify_candidate(s, cand, controller=k, options=VerifyOptions(parts=4))
+    one = verify_candidate(s.closed_loop(k), cand)
+    split = verify_candidate(s.closed_loop(k), cand, options=VerifyOptions(parts=4))
     assert one.verdict.value == split.verdict.value == "verified"
     assert split.level == pytest.approx(one.level, rel=2e-3)
     assert split.hole is None
@@ -98,11 +98,11 @@ def test_ray_split_verification_on_a_local_cluster():
     from lyapcert.verify.distributed import ray_mapper
 
     s, cand, k = _quadratic("inverted_pendulum")
-    one = verify_candidate(s, cand, controller=k)
+    one = verify_candidate(s.closed_loop(k), cand)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         split = verify_candidate(
-            s, cand, controller=k, options=VerifyOptions(parts=4), mapper=ray_mapper()
+            s.closed_loop(k), cand, options=VerifyOptions(parts=4), mapper=ray_mapper()
         )
     finally:
         ray.shutdown()

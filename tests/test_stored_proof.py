@@ -35,12 +35,12 @@ def _no_search(monkeypatch):
     monkeypatch.setattr(search_mod, "minimize", forbidden)
 
 
-def _certify(tmp_path, system, cand, options=FAST, controller=None, name="c"):
-    r = verify_candidate(system, cand, controller=controller, options=options)
+def _certify(tmp_path, system, cand, options=FAST, name="c"):
+    r = verify_candidate(system, cand, options=options)
     assert r.verified, r.message
-    proof = stored_proof(system, cand, r, controller)
+    proof = stored_proof(system, cand, r)
     assert proof is not None
-    save(tmp_path / name, system, cand, r, controller=controller, proof=proof)
+    save(tmp_path / name, system, cand, r, proof=proof)
     return r, tmp_path / name
 
 
@@ -202,7 +202,7 @@ def test_discrete_time_with_a_controller(tmp_path, monkeypatch):
     a_cl = a - b @ ctrl.K.numpy()
     P = scipy.linalg.solve_discrete_lyapunov(a_cl.T, np.eye(2))
     cand = QuadraticCandidate(P, s)
-    r, d = _certify(tmp_path, s, cand, controller=ctrl)
+    r, d = _certify(tmp_path, s.closed_loop(ctrl), cand)
     data = json.loads((d / "certificate.json").read_text())
     assert data["proof"]["leaves"]["boundary"] == 0  # DT: x+ in the box instead of the faces
     _no_search(monkeypatch)

@@ -246,7 +246,7 @@ def test_local_certificate_claims_hold_on_dense_samples(name, discrete):
 
     s = get_system(name)
     ctrl = _saturated_gain([[-4.0, -1.0]]) if s.input_names else None
-    pb = build_problem(s, QuadraticCandidate(np.eye(2), s), ctrl, FAST)
+    pb = build_problem(s.closed_loop(ctrl), QuadraticCandidate(np.eye(2), s), FAST)
     loc = local_certificate(pb.field, pb.x_star, pb.lo, pb.hi, pb.u_fn, discrete=discrete)
     assert isinstance(loc, LocalCertificate) and np.isfinite(loc.remainder_M)
     rng = np.random.default_rng(1)
@@ -303,7 +303,7 @@ def test_saturated_controller_closed_loop_ct_and_dt():
             P = scipy.linalg.solve_continuous_lyapunov(acl.T, -np.eye(2))
         else:
             P = scipy.linalg.solve_discrete_lyapunov(acl.T, np.eye(2))
-        r = verify_candidate(s, QuadraticCandidate(P, s), controller=ctrl, options=FAST)
+        r = verify_candidate(s.closed_loop(ctrl), QuadraticCandidate(P, s), options=FAST)
         assert r.verified, (name, r.message)
         # sampled check of the claim
         rng = np.random.default_rng(2)
@@ -348,7 +348,7 @@ def test_inner_level_from_the_quadratic_floor_holds_against_an_exact_oracle(fami
         scale = [2.5, 3.0] if family == "scaled-network" else None
         net = LyapunovNetwork(2, s.equilibrium, width=8, P=P * 0.3, eps=0.5, input_scale=scale)
         cand = NetworkCandidate(net)
-    pb = build_problem(s, cand, None, FAST)
+    pb = build_problem(s, cand, FAST)
     loc = local_certificate(pb.field, pb.x_star, pb.lo, pb.hi, pb.u_fn, discrete=False)
     assert isinstance(loc, LocalCertificate)
     c0 = floor_inner_level(cand, loc, pb.x_star)
@@ -433,7 +433,7 @@ def test_no_floor_for_a_subclassed_network_or_a_moved_centre():
     s = get_system("vanderpol")
     assert NetworkCandidate(Shifted(2, s.equilibrium, width=4)).quadratic_floor() is None
     moved = NetworkCandidate(LyapunovNetwork(2, [0.5, 0.0], width=4, P=np.eye(2)))
-    pb = build_problem(s, QuadraticCandidate(np.eye(2), s), None, FAST)
+    pb = build_problem(s, QuadraticCandidate(np.eye(2), s), FAST)
     loc = local_certificate(pb.field, pb.x_star, pb.lo, pb.hi, pb.u_fn, discrete=False)
     assert floor_inner_level(moved, loc, pb.x_star) == 0.0
 
@@ -453,7 +453,7 @@ def test_scaled_network_certificate_with_the_floor_inner_level_holds_on_dense_sa
     cand = NetworkCandidate(net)
     r = verify_candidate(s, cand, options=FAST)
     assert r.verdict is Verdict.VERIFIED and r.hole is None and r.level > 1.0
-    pb = build_problem(s, cand, None, FAST)
+    pb = build_problem(s, cand, FAST)
     loc = local_certificate(pb.field, pb.x_star, pb.lo, pb.hi, pb.u_fn, discrete=False)
     c0 = floor_inner_level(cand, loc, pb.x_star)
     assert c0 > 0 and math.nextafter(c0, -math.inf) * (1 - 1e-9) == r.inner_level

@@ -1,8 +1,9 @@
-"""``certify``: fit a candidate with a method, verify it, measure it against the true ROA, save it.
+"""``certify``: the pipeline. Fit a candidate with a method, verify it, measure it against the
+true ROA, save it.
 
 The method only proposes; the sound verifier finds the largest certified level; the volume is
-counted on the cached sample of ``lyapcert roa`` (``RoaEstimate.fraction_of_roa``), the same for
-every method.
+counted on the cached sample of ``lyapcert roa`` (``lyapcert.metric``), the same for every
+method. A controlled system travels as one closed-loop ``System`` (``lyapcert.control``).
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lyapcert.errors import MethodError, OptionsError
-from lyapcert.methods import METHODS, get_method
+from lyapcert.errors import MethodError
+from lyapcert.methods import get_method
 from lyapcert.methods.options import build_options
 from lyapcert.methods.training import check_weights
+from lyapcert.metric import attach_measurements, true_roa_of
 from lyapcert.systems.system import System
 from lyapcert.verify import Result, VerifyOptions, verify_candidate
 
@@ -59,7 +61,7 @@ class CertifyResult:
 
 
 def certify(
-    system: System,
+    system: System | str,
     method: str = "quadratic",
     options=None,
     verify_options: VerifyOptions | None = None,
@@ -73,31 +75,37 @@ def certify(
 ) -> CertifyResult:
     """Fit with ``method``, verify (largest level), compare with the true ROA, save to ``out``.
 
-    ``options`` is the method's options dataclass, or a mapping; extra keyword arguments are
-    option values too (``certify(s, "quadratic", optimize=True)``). Methods that train keep a
-    checkpoint (``checkpoint``: a path, ``True`` for the default path in the cache folder, or
-    ``False``); ``resume=True`` continues an interrupted run from it. It is removed once the
-    certificate is verified and measured. ``controller`` closes the loop of a controlled system:
-    ``"lqr"``, ``"neural"`` (a neural controller trained together with ``V``; methods that can),
-    a path to an ONNX or TorchScript file, or a controller module.
+    ``system``: a ``System`` (a closed loop, ``system.closed_loop(k)``, is one), a registry name
+    or a system file. ``options`` is the method's options dataclass, or a mapping; extra keyword
+    arguments are option values too (``certify(s, "quadratic", optimize=True)``). Methods that
+    train keep a checkpoint (``checkpoint``: a path, ``True`` for the default path in the cache
+    folder, or ``False``); ``resume=True`` continues an interrupted run from it. It is removed
+    once the certificate is verified and measured. ``controller`` closes the loop first
+    (``control.closed_loop.close_for_method``): ``"lqr"``, ``"neural"`` (a neural controller
+    trained together with ``V``; methods that can), a path to an ONNX or TorchScript file, or a
+    controller module.
     """
+    from lyapcert.control.closed_loop import close_for_method
+    from lyapcert.methods.checkpoint import training_checkpoint
+
+    if isinstance(system, (str, Path)):
+        from lyapcert.systems import resolve_system
+
+        system = resolve_system(str(system))
     m = get_method(method)
     if options is None or isinstance(options, dict):
         options = build_options(m.Options, {**(options or {}), **option_values}, where=method)
     elif option_values:
         options = dataclasses.replace(options, **option_values)
     torch.manual_seed(getattr(options, "seed", 0))
-    k, options = prepare_controller(system, m, options, controller)
-    ckpt = training_checkpoint(system, m, options, checkpoint, resume, k)
+    system, options = close_for_method(system, controller, m, options)
+    ckpt = training_checkpoint(system, m, options, checkpoint, resume)
     extra = {"checkpoint": ckpt} if ckpt is not None else {}
-    if k is not None:
-        extra["controller"] = k
     fit = m.fit(system, options, progress=progress, **extra)
-    k = fit.controller if fit.controller is not None else k
     _check_finite(fit, method)
     verify_options = verify_options or VerifyOptions(progress=progress)
     started = time.perf_counter()
-    result = verify_candidate(system, fit.candidate, controller=k, options=verify_options)
+    result = verify_candidate(system, fit.candidate, options=verify_options)
     verify_seconds = time.perf_counter() - started
     out_result = CertifyResult(
         result=result,
@@ -108,17 +116,11 @@ def certify(
         info=fit.info,
     )
     if roa:
-        from lyapcert.methods.training import true_roa_of
-
-        out_result.true_roa_volume = true_roa_of(system, k, progress).volume
+        out_result.true_roa_volume = true_roa_of(system, progress).volume
         if result.level is not None and result.verified:
-            volume, share = region_share(system, fit.candidate, result.level, progress, k)
-            out_result.certified_volume = result.certified_volume = volume
-            out_result.roa_fraction = result.roa_fraction = share
-            result.simulation_check = simulation_check(system, fit.candidate, result.level, k)
-            warning = contradiction_message(result.simulation_check)
-            if warning:
-                result.message = (result.message + " " + warning).strip()
+            attach_measurements(system, fit.candidate, result, progress)
+            out_result.certified_volume = result.certified_volume
+            out_result.roa_fraction = result.roa_fraction
     if out is not None and result.level is not None:
         from lyapcert.certificates.store import save
         from lyapcert.verify.proof import stored_proof
@@ -128,8 +130,7 @@ def certify(
             system,
             fit.candidate,
             result,
-            controller=k,
-            proof=stored_proof(system, fit.candidate, result, k),
+            proof=stored_proof(system, fit.candidate, result),
             extra={
                 "method": method,
                 "options": out_result.options,
@@ -145,124 +146,6 @@ def certify(
     if ckpt is not None:
         ckpt.remove()
     return out_result
-
-
-def prepare_controller(system: System, method, options, controller):
-    """``(controller, options)`` for a run: ``"neural"`` becomes a ``NeuralController`` starting
-    as the LQR (seeded by the options) with ``train_controller`` switched on, for the methods that
-    can train one; anything else goes through ``resolve_controller``."""
-    if isinstance(controller, str) and controller == "neural":
-        if not _trains_controllers(type(options)):
-            trainers = ", ".join(
-                name for name, cls in METHODS.items() if _trains_controllers(cls.Options)
-            )
-            raise OptionsError(
-                f"--controller neural: the {method.name} method cannot train a controller; use "
-                f"--method {trainers}, or --controller lqr / a controller file"
-            )
-        from lyapcert.control import NeuralController
-
-        k = NeuralController.from_lqr(
-            system,
-            width=options.controller_width,
-            depth=options.controller_depth,
-            seed=getattr(options, "seed", 0),
-        )
-        return k, dataclasses.replace(options, train_controller=True)
-    if getattr(options, "train_controller", False) and not _has_parameters(controller):
-        raise OptionsError(
-            "train_controller: needs a neural controller to train (--controller neural)"
-        )
-    return resolve_controller(system, controller), options
-
-
-def _trains_controllers(options_class) -> bool:
-    """Whether a method's options dataclass has ``train_controller``."""
-    return any(f.name == "train_controller" for f in dataclasses.fields(options_class))
-
-
-def _has_parameters(controller) -> bool:
-    return isinstance(controller, torch.nn.Module) and any(True for _ in controller.parameters())
-
-
-def resolve_controller(system: System, controller):
-    """``None``, ``"lqr"``, a model file path, or a module -> a checked controller (or None)."""
-    from lyapcert.control import check_controller, lqr
-    from lyapcert.control.imported import load_controller
-
-    if controller is None:
-        return None  # autonomous, or the open loop at u*
-    if isinstance(controller, str) and controller == "lqr":
-        return lqr(system)
-    if isinstance(controller, (str, Path)):
-        return load_controller(controller, system)
-    check_controller(controller, system)
-    return controller
-
-
-def training_checkpoint(system: System, method, options, where=True, resume=False, controller=None):
-    """The ``Checkpoint`` of a training run (``None`` for methods that keep none, or when
-    ``where`` is ``False``)."""
-    from lyapcert.methods.checkpoint import Checkpoint, checkpoint_key, default_checkpoint_path
-
-    if not getattr(method, "checkpoints", False) or where is False:
-        if resume:
-            raise OptionsError(
-                f"--resume: the {method.name} method keeps no checkpoint"
-                + (" (checkpoints are off)" if where is False else " (it trains nothing long)")
-                + "; run without --resume"
-            )
-        return None
-    opts = dataclasses.asdict(options)
-    if controller is not None:
-        from lyapcert.control.store import controller_id
-
-        opts["controller"] = controller_id(controller)
-    key = checkpoint_key(system, method.name, opts)
-    path = Path(where) if isinstance(where, (str, Path)) else default_checkpoint_path(key)
-    return Checkpoint(path, key, resume=resume)
-
-
-def region_share(system: System, candidate, level: float, progress: bool = False, controller=None):
-    """``(volume, share of the true ROA)`` of ``{x in box : V(x) <= level}``, both counted on the
-    cached sample of ``lyapcert roa`` (the one metric every method and command uses; of the closed
-    loop when there is a controller)."""
-    from lyapcert.methods.training import true_roa_of
-
-    est = true_roa_of(system, controller, progress)
-    inside = _sublevel_mask(est, candidate, level)
-    return float(inside.mean() * est.box_volume), est.fraction_of_roa(inside)
-
-
-def _sublevel_mask(est, candidate, level: float) -> np.ndarray:
-    with torch.no_grad():
-        values = candidate.value(torch.as_tensor(est.points, dtype=torch.float64)).numpy()
-    return np.asarray(values <= level)
-
-
-def simulation_check(system: System, candidate, level: float, controller=None) -> dict:
-    """Cross-check of a VERIFIED region with the true-ROA sample: ``{"points": M,
-    "not_converged": N, "example": [...] | None}`` for the ``M`` sample points of ``{V <= level}``,
-    ``N`` of which did not converge to ``x*`` in simulation. ``N > 0`` contradicts the certificate
-    (or the simulation's horizon): it is reported, never hidden; it does not change the verdict."""
-    from lyapcert.methods.training import true_roa_of
-
-    est = true_roa_of(system, controller, False)
-    inside = _sublevel_mask(est, candidate, level)
-    bad = inside & ~est.inside
-    example = est.points[np.argmax(bad)].tolist() if bad.any() else None
-    return {"points": int(inside.sum()), "not_converged": int(bad.sum()), "example": example}
-
-
-def contradiction_message(check: dict) -> str:
-    """The warning for a failed ``simulation_check`` ('' when there is none)."""
-    if not check.get("not_converged"):
-        return ""
-    return (
-        f"WARNING: {check['not_converged']} of the {check['points']} sample points of the "
-        f"certified set did not converge to x* in simulation (e.g. {check['example']}): the "
-        "certificate and the simulation contradict each other; please report this"
-    )
 
 
 def _check_finite(fit, method: str) -> None:

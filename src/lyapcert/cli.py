@@ -464,7 +464,9 @@ def verify_command(
     )
     result = verify_candidate(s, cand, level=level, options=options, mapper=mapper)
     if volume and result.level is not None and result.level > 0:
-        _attach_volume(s, cand, result)
+        from lyapcert.metric import attach_measurements
+
+        attach_measurements(s, cand, result, err.is_terminal)
     payload = result.to_dict()
     if out_dir is not None and result.level is not None:
         from lyapcert.certificates.store import save
@@ -518,22 +520,6 @@ def _recheck(directory: Path, as_json: bool, search: bool = False) -> None:
         out.print(took)
     if not (reproduced and result.verified):
         raise typer.Exit(EXIT_NEGATIVE)
-
-
-def _attach_volume(s, cand, result) -> None:
-    """Certified volume and share of the true ROA, counted on the cached ROA sample."""
-    from lyapcert.certify import region_share
-
-    result.certified_volume, result.roa_fraction = region_share(
-        s, cand, result.level, err.is_terminal
-    )
-    if result.verified:
-        from lyapcert.certify import contradiction_message, simulation_check
-
-        result.simulation_check = simulation_check(s, cand, result.level)
-        warning = contradiction_message(result.simulation_check)
-        if warning:
-            result.message = (result.message + " " + warning).strip()
 
 
 def _print_verify(s, result) -> None:
@@ -650,11 +636,12 @@ def certify_command(
     verify_options = VerifyOptions(
         time_limit=time_limit, level_tolerance=tolerance, device=device, progress=show
     )
-    from lyapcert.certify import prepare_controller, training_checkpoint
+    from lyapcert.control.closed_loop import close_for_method
     from lyapcert.errors import TrainingInterrupted
+    from lyapcert.methods.checkpoint import training_checkpoint
 
-    k, options = prepare_controller(s, m, options, controller)
-    ckpt = training_checkpoint(s, m, options, checkpoint or True, resume, k)
+    s, options = close_for_method(s, controller, m, options)
+    ckpt = training_checkpoint(s, m, options, checkpoint or True, resume)
     if ckpt is not None and not resume and ckpt.path.exists() and not as_json:
         err.print(f"note: an interrupted run left {ckpt.path}; --resume would continue it")
     try:
@@ -667,7 +654,6 @@ def certify_command(
             progress=show,
             resume=resume,
             checkpoint=ckpt.path if ckpt is not None else False,
-            controller=k,
         )
     except TrainingInterrupted as exc:
         if as_json:

@@ -41,7 +41,7 @@ class Candidate:
         """A torch function or module of one input ``[batch, n] -> [batch]`` to capture."""
         return self.value
 
-    def lie_derivative_function(self, system: System, controlled: bool):
+    def lie_derivative_function(self, system: System):
         """A function ``x -> dV/dt [batch]`` formed symbolically, or None (use forward mode)."""
         return None
 
@@ -96,8 +96,9 @@ class ExpressionCandidate(Candidate):
         self.system = system
         self.symbols = [sympy.Symbol(s, real=True) for s in system.state_names]
         table = {s.name: s for s in self.symbols}
-        if system.symbolic is not None:
-            table.update({k: sympy.Float(v, 30) for k, v in system.symbolic.params.items()})
+        symbolic = system.open_loop.symbolic  # a closed loop's parameters are its open loop's
+        if symbolic is not None:
+            table.update({k: sympy.Float(v, 30) for k, v in symbolic.params.items()})
         if isinstance(expression, sympy.Expr):
             self.expr = expression
             self.text = exact_text(expression)
@@ -128,8 +129,9 @@ class ExpressionCandidate(Candidate):
         the Clarke generalised gradient instead."""
         return is_kinked(self.expr)
 
-    def lie_derivative_function(self, system: System, controlled: bool):
-        if controlled or system.symbolic is None or system.is_discrete or system.input_names:
+    def lie_derivative_function(self, system: System):
+        # a closed loop has no symbolic dynamics (f(x, k(x)) goes through the controller's graph)
+        if system.symbolic is None or system.is_discrete or system.input_names:
             return None
         if self.kinked:  # sympy would give sign / Heaviside terms, exact only off the kinks
             return None

@@ -42,7 +42,9 @@ PROOF_FILENAME = "proof.npz"
 
 
 def system_to_dict(system: System) -> dict:
-    """A registry reference when ``system`` is the registry's own, else its full definition."""
+    """A registry reference when ``system`` is the registry's own, else its full definition (of
+    the open loop: a closed loop's controller is saved beside it, ``control.store``)."""
+    system = system.open_loop
     if system.name in _ENTRIES and get_system(system.name).fingerprint() == system.fingerprint():
         return {"registry": system.name}
     if system.symbolic is None:
@@ -93,12 +95,12 @@ def save(
     candidate: Candidate,
     result,
     extra: dict | None = None,
-    controller=None,
     proof=None,
 ) -> Path:
-    """Write ``DIR/certificate.json`` for ``result`` (atomically), with the controller that closes
-    the loop if any (``control.store``) and the stored proof if given (``proof``: a
-    ``verify.proof.StoredProof``, written to ``DIR/proof.npz``); returns the file's path."""
+    """Write ``DIR/certificate.json`` for ``result`` (atomically), with the controller of a closed
+    loop (``system.controller``, written by ``control.store``) and the stored proof if given
+    (``proof``: a ``verify.proof.StoredProof``, written to ``DIR/proof.npz``); returns the file's
+    path."""
     directory = Path(directory)
     payload = {
         "format": FORMAT,
@@ -126,10 +128,10 @@ def save(
             "LyapunovNetwork); it cannot be saved as a re-checkable certificate"
         )
     directory.mkdir(parents=True, exist_ok=True)
-    if controller is not None:
+    if system.is_closed_loop:
         from lyapcert.control.store import controller_to_dict
 
-        payload["controller"] = controller_to_dict(controller, directory)
+        payload["controller"] = controller_to_dict(system.controller, directory)
     if module is not None and "weights" in payload["candidate"]:
         torch.save(module.state_dict(), directory / payload["candidate"]["weights"])
     proof_path = directory / PROOF_FILENAME
@@ -166,8 +168,8 @@ def read(directory: str | Path) -> dict:
 
 @dataclass
 class Certificate:
-    """A loaded certificate: the region ``{x in box : V(x) <= level}``, its proof record, and the
-    controller that closes the loop (``None`` for an autonomous system)."""
+    """A loaded certificate: the region ``{x in box : V(x) <= level}`` of ``system`` (the closed
+    loop when the certificate has a controller) and its proof record."""
 
     system: System
     candidate: Candidate
@@ -175,8 +177,12 @@ class Certificate:
     verdict: str
     condition: str
     record: dict
-    controller: object = None
     proof: dict | None = None  # the stored proof's arrays (``proof.npz``), None without one
+
+    @property
+    def controller(self):
+        """The controller closing the loop (``None`` without one): ``system.controller``."""
+        return self.system.controller
 
     def value(self, x: torch.Tensor) -> torch.Tensor:
         """``V(x)``, ``[batch, n] -> [batch]``."""
@@ -194,22 +200,13 @@ def load(directory: str | Path) -> Certificate:
     level = data.get("level")
     if not isinstance(level, (int, float)):
         raise CertificateFileError(f"level: expected a number, got {level!r}")
-    controller = None
     if data.get("controller") is not None:
         from lyapcert.control.store import controller_from_dict
 
-        controller = controller_from_dict(data["controller"], system, Path(directory))
+        k = controller_from_dict(data["controller"], system, Path(directory))
+        system = system.closed_loop(k)
     proof = _read_proof(Path(directory), data.get("proof"))
-    return Certificate(
-        system,
-        candidate,
-        float(level),
-        data["verdict"],
-        data["condition"],
-        data,
-        controller,
-        proof,
-    )
+    return Certificate(system, candidate, float(level), data["verdict"], data["condition"], data, proof)
 
 
 def _read_proof(directory: Path, entry) -> dict | None:

@@ -11,9 +11,12 @@ U_STAR_TOLERANCE = 1e-9
 """Largest accepted ``max |k(x*) - u*|``, relative to ``max(1, |u*|)``."""
 
 
-def check_controller(controller, system: System, source: str = "controller") -> None:
+def check_controller(
+    controller, system: System, source: str = "controller", at_equilibrium: bool = True
+) -> None:
     """Raise ``ControllerError`` unless ``controller`` maps ``[b, n]`` float64 states to ``[b, m]``
-    finite inputs and gives ``u*`` at ``x*``."""
+    finite inputs and (``at_equilibrium``) gives ``u*`` at ``x*`` within ``U_STAR_TOLERANCE``
+    (an early, clear error; the verifier proves the closed loop's equilibrium exactly anyway)."""
     n, m = system.n_states, system.n_inputs
     if m == 0:
         raise ControllerError(f"{source}: {system.name} has no inputs to control")
@@ -35,6 +38,8 @@ def check_controller(controller, system: System, source: str = "controller") -> 
         )
     if not torch.isfinite(u).all():
         raise ControllerError(f"{source}: non-finite outputs at x* or the box corners")
+    if not at_equilibrium:
+        return
     u_star = system.equilibrium_input_tensor().reshape(-1)
     err = float((u[0] - u_star).abs().max())
     if err > U_STAR_TOLERANCE * max(1.0, float(u_star.abs().max())):

@@ -23,16 +23,19 @@ def _file_digest(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def controller_id(controller) -> str:
-    """A content hash of the controller (its parameters, or its source file)."""
+def controller_id(controller) -> str | None:
+    """A content hash of the controller (its parameters and spec, or its source file); ``None``
+    for a plain function (its content cannot be hashed)."""
     from lyapcert.certificates.network import weights_digest
 
     source = getattr(controller, "source_file", None)
     if source is not None:
         return "file-" + _file_digest(source)[:24]
+    if not isinstance(controller, torch.nn.Module):
+        return None
     spec = getattr(controller, "spec", None)
     head = json.dumps(spec() if callable(spec) else type(controller).__name__, sort_keys=True)
-    body = weights_digest(controller) if isinstance(controller, torch.nn.Module) else ""
+    body = weights_digest(controller)
     return hashlib.sha256((head + body).encode()).hexdigest()[:24]
 
 

@@ -11,11 +11,11 @@ from lyapcert.systems.system import System
 
 @dataclass
 class Fit:
-    """A method's proposal: the candidate (and controller), training time, and method details."""
+    """A method's proposal: the candidate, training time, and method details. A method that
+    trains a closed loop's controller leaves the trained weights in ``system.controller``."""
 
     candidate: Candidate
     train_seconds: float
-    controller: object = None
     info: dict = field(default_factory=dict)
 
 
@@ -28,6 +28,6 @@ class Method(ABC):
     checkpoints: bool = False
 
     @abstractmethod
-    def fit(self, system: System, options, progress: bool = False, controller=None) -> Fit:
-        """Propose a candidate for ``system`` (closed by ``controller`` if given); never claims it
-        is valid (the verifier does)."""
+    def fit(self, system: System, options, progress: bool = False) -> Fit:
+        """Propose a candidate for ``system`` (a closed loop is one system: ``f(x, k(x))``);
+        never claims it is valid (the verifier does)."""

@@ -37,6 +37,25 @@ def checkpoint_key(system, method: str, options: dict) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
+def training_checkpoint(system, method, options, where=True, resume: bool = False):
+    """The ``Checkpoint`` of a run of ``method`` with ``options`` on ``system`` (a closed loop's
+    fingerprint covers its controller), or ``None`` for methods that keep none or when ``where``
+    is ``False``; ``where`` is a path, or ``True`` for the default path in the cache folder."""
+    import dataclasses
+
+    if not getattr(method, "checkpoints", False) or where is False:
+        if resume:
+            raise OptionsError(
+                f"--resume: the {method.name} method keeps no checkpoint"
+                + (" (checkpoints are off)" if where is False else " (it trains nothing long)")
+                + "; run without --resume"
+            )
+        return None
+    key = checkpoint_key(system, method.name, dataclasses.asdict(options))
+    path = Path(where) if isinstance(where, (str, Path)) else default_checkpoint_path(key)
+    return Checkpoint(path, key, resume=resume)
+
+
 def default_checkpoint_path(key: str) -> Path:
     """``<cache dir>/checkpoints/<key[:20]>.pt`` (cache dir: ``$LYAPCERT_CACHE_DIR`` or
     ``~/.cache/lyapcert``)."""

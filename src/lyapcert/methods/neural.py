@@ -29,7 +29,6 @@ from lyapcert.methods.training import (
     build_network,
     check_weights,
     decrease,
-    input_function,
     labelled_sample,
     normalised_quadratic,
 )
@@ -63,7 +62,6 @@ class NeuralLyapunovMethod(Method):
         system: System,
         options: NeuralOptions,
         progress: bool = False,
-        controller=None,
         checkpoint=None,
     ) -> Fit:
         from lyapcert.verify.falsify import decrease_function, falsification_points
@@ -71,10 +69,10 @@ class NeuralLyapunovMethod(Method):
         started = time.perf_counter()
         torch.manual_seed(options.seed)
         n = system.n_states
-        pts, inside = labelled_sample(system, options.samples, options.seed, progress, controller)
+        pts, inside = labelled_sample(system, options.samples, options.seed, progress)
         # lambda_max(P) = 1: V >= e'Pe keeps the decrease near x* (scaling P down to the true ROA,
         # as neural-roa does, left vanderpol falsified near x* without the PGD buffer)
-        P = normalised_quadratic(system, controller) if options.use_quadratic else None
+        P = normalised_quadratic(system) if options.use_quadratic else None
         net = build_network(system, options, P)
         extra = torch.zeros(0, n, dtype=torch.float64)
         history: list[dict] = []
@@ -99,7 +97,6 @@ class NeuralLyapunovMethod(Method):
                     inside,
                     extra,
                     options,
-                    controller,
                     session,
                     history,
                     round_,
@@ -109,7 +106,7 @@ class NeuralLyapunovMethod(Method):
                 state = None
                 cand = NetworkCandidate(net)
                 lo, hi = system.domain.as_tensors()
-                fn = decrease_function(system, cand, controller)
+                fn = decrease_function(system, cand)
                 found = falsification_points(fn, lo, hi, n_samples=4096, seed=options.seed + round_)
                 with torch.no_grad():
                     bad = (fn(found) >= 0) & (cand.value(found) <= 1.0)
@@ -121,9 +118,7 @@ class NeuralLyapunovMethod(Method):
                 extra = torch.cat([extra, new[:2048]])
             session.finish({"net": net.state_dict(), "extra": extra, "history": history})
         check_weights(net, self.name)
-        return Fit(
-            NetworkCandidate(net), time.perf_counter() - started, controller, {"history": history}
-        )
+        return Fit(NetworkCandidate(net), time.perf_counter() - started, {"history": history})
 
     def _train(
         self,
@@ -133,7 +128,6 @@ class NeuralLyapunovMethod(Method):
         inside,
         extra,
         options,
-        controller,
         session,
         history,
         round_,
@@ -147,12 +141,11 @@ class NeuralLyapunovMethod(Method):
         out_pts = pts[~inside]
         in_pts = pts[inside]
         x_star = system.equilibrium_tensor()
-        inputs = input_function(system, controller)
 
         for epoch in range(first, options.epochs):
             x = dec_pts.clone().requires_grad_(True)
             e2 = ((x - x_star) ** 2).sum(1)
-            loss_dec = torch.relu(decrease(system, net, x, inputs) + options.margin * e2).mean()
+            loss_dec = torch.relu(decrease(system, net, x) + options.margin * e2).mean()
             loss_out = (
                 torch.relu(1.0 - net(out_pts)).mean() if out_pts.shape[0] else torch.zeros(())
             )

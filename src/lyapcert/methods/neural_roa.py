@@ -24,9 +24,10 @@ After every round the sound verifier certifies the current ``V`` (coarse toleran
 shows the certified level and its share of the true ROA, and the point that limits the level joins
 the buffer. The verifier decides afterwards, as always.
 
-Joint synthesis (``train_controller``, set by ``--controller neural``): the controller is a
-``NeuralController`` (starting as the saturated LQR) whose weights are trained together with
-``V``: the decrease goes through ``f(x, k(x))`` (or ``F(x, k(x))`` in discrete time). The labels
+Joint synthesis (``train_controller``, set by ``--controller neural``): the system is a closed
+loop whose controller is a ``NeuralController`` (starting as the saturated LQR); its weights
+(``system.controller``) are trained together with ``V``: the decrease goes through the closed
+loop's dynamics ``f(x, k(x))`` (or ``F(x, k(x))`` in discrete time). The labels
 of the closed loop's true ROA are drawn afresh for the current controller (``samples`` uniform
 points, simulated) before every round, so the coverage target grows with the controller.
 """
@@ -50,7 +51,6 @@ from lyapcert.methods.training import (
     decrease,
     face_points,
     half_widths,
-    input_function,
     labelled_sample,
     normalised_quadratic,
     uses_box_units,
@@ -124,7 +124,6 @@ class NeuralROAMethod(Method):
         system: System,
         options: NeuralROAOptions,
         progress: bool = False,
-        controller=None,
         checkpoint=None,
     ) -> Fit:
         started = time.perf_counter()
@@ -133,21 +132,19 @@ class NeuralROAMethod(Method):
         n = system.n_states
         train_k = options.train_controller
         if train_k:
-            _check_trainable(controller, self.name)
-            pts, inside = closed_loop_sample(system, controller, options.samples, options.seed)
+            _check_trainable(system.controller, self.name)
+            pts, inside = closed_loop_sample(system, options.samples, options.seed)
         else:
-            pts, inside = labelled_sample(
-                system, options.samples, options.seed, progress, controller
-            )
+            pts, inside = labelled_sample(system, options.samples, options.seed, progress)
         P = None
         if options.use_quadratic:
-            P = normalised_quadratic(system, controller, pts[inside])
+            P = normalised_quadratic(system, pts[inside])
         net = build_network(system, options, P)
         lo, hi = system.domain.as_tensors()
         x_star = system.equilibrium_tensor()
-        inputs = input_function(system, controller)
-        # the trained weights: V's, and the controller's with train_controller
-        model = torch.nn.ModuleDict({"V": net, **({"k": controller} if train_k else {})})
+        # the trained weights: V's, and the closed loop's controller's with train_controller
+        trained = {"k": system.controller} if train_k else {}
+        model = torch.nn.ModuleDict({"V": net, **trained})
         opt = torch.optim.Adam(model.parameters(), lr=options.learning_rate)
         total = options.rounds * options.epochs
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(
@@ -191,9 +188,9 @@ class NeuralROAMethod(Method):
         step_size = options.pgd_step * (hi - lo)
         with session:
             for step in range(start, total):
-                buffer = self._attack(system, net, buffer, lo, hi, step_size, options, inputs, gen)
+                buffer = self._attack(system, net, buffer, lo, hi, step_size, options, gen)
                 loss, parts = self._loss(
-                    system, net, buffer, in_pts, out_pts, faces, x_star, options, inputs
+                    system, net, buffer, in_pts, out_pts, faces, x_star, options
                 )
                 if not torch.isfinite(loss):
                     raise MethodError(f"{self.name}: the loss became {float(loss)} at epoch {step}")
@@ -206,7 +203,7 @@ class NeuralROAMethod(Method):
                     history.append({"epoch": step, **metrics, **parts})
                 end_of_round = (step + 1) % options.epochs == 0
                 if end_of_round and options.verify_seconds > 0:
-                    record, point = self._verify_round(system, net, controller, options)
+                    record, point = self._verify_round(system, net, options)
                     history.append({"epoch": step, **record})
                     metrics.update(level=record["level"] or 0.0, roa_share=record["roa_share"])
                     if record["verified"] and (best is None or record["roa_share"] > best[0]):
@@ -216,9 +213,7 @@ class NeuralROAMethod(Method):
                 if train_k and end_of_round and step + 1 < total:
                     # the closed loop changed: fresh labels of its true ROA for the next round
                     round_seed = options.seed + (step + 1) // options.epochs
-                    pts, inside = closed_loop_sample(
-                        system, controller, options.samples, round_seed
-                    )
+                    pts, inside = closed_loop_sample(system, options.samples, round_seed)
                     in_pts, out_pts = pts[inside], pts[~inside]
                     metrics["closed_loop_roa"] = float(inside.double().mean())
                 session.tick(step, metrics, snapshot)
@@ -229,25 +224,24 @@ class NeuralROAMethod(Method):
         return Fit(
             NetworkCandidate(net),
             time.perf_counter() - started,
-            controller,
             {"history": history, "trained_controller": train_k},
         )
 
     @staticmethod
-    def _violation(system, net, x, x_star, options, inputs):
+    def _violation(system, net, x, x_star, options):
         """``dV + margin |z|^2`` ``[k]`` with ``z = (x - x*) / margin_units`` (the half-widths in box
         units, else ``z = x - x*``); ``x`` requires grad in continuous time."""
         z = (x - x_star) / margin_units(system, options)
-        return decrease(system, net, x, inputs) + options.margin * (z**2).sum(1)
+        return decrease(system, net, x) + options.margin * (z**2).sum(1)
 
-    def _attack(self, system, net, buffer, lo, hi, step_size, options, inputs, gen):
+    def _attack(self, system, net, buffer, lo, hi, step_size, options, gen):
         """PGD ascent of ``min(1 - V, violation)`` on the buffer; redraw a share uniformly."""
         x_star = system.equilibrium_tensor()
         z = buffer.detach()
         for _ in range(options.pgd_steps):
             z = z.clone().requires_grad_(True)
             h = torch.minimum(
-                1.0 - net(z), self._violation(system, net, z, x_star, options, inputs)
+                1.0 - net(z), self._violation(system, net, z, x_star, options)
             )
             (grad,) = torch.autograd.grad(h.sum(), z)
             with torch.no_grad():
@@ -259,9 +253,9 @@ class NeuralROAMethod(Method):
             z[idx] = lo + torch.rand(k, len(lo), generator=gen, dtype=z.dtype) * (hi - lo)
         return z.detach()
 
-    def _loss(self, system, net, buffer, in_pts, out_pts, faces, x_star, options, inputs):
+    def _loss(self, system, net, buffer, in_pts, out_pts, faces, x_star, options):
         x = torch.cat([buffer, in_pts]).clone().requires_grad_(True)
-        viol = self._violation(system, net, x, x_star, options, inputs)
+        viol = self._violation(system, net, x, x_star, options)
         inside_s = (net(x) <= 1.0).detach()
         loss_dec = (torch.relu(viol) * inside_s).sum() / max(1, int(inside_s.sum()))
         loss_cov = torch.relu(net(in_pts) - 1.0).mean() if len(in_pts) else torch.zeros(())
@@ -276,7 +270,7 @@ class NeuralROAMethod(Method):
         if weight > 0:
             units = margin_units(system, options)
             loss_local = torch.relu(
-                local_decrease(system, net, x_star, inputs, units) + 2 * options.margin
+                local_decrease(system, net, x_star, units) + 2 * options.margin
             )
             loss = loss + weight * loss_local
         parts = {
@@ -288,23 +282,24 @@ class NeuralROAMethod(Method):
         }
         return loss, parts
 
-    def _verify_round(self, system, net, controller, options):
-        """Certify a copy of the current ``V`` (coarse tolerance); the limiting point, if any."""
+    def _verify_round(self, system, net, options):
+        """Certify a copy of the current ``V`` (and of a closed loop's controller: training goes
+        on) with a coarse tolerance; the limiting point, if any."""
         from lyapcert.verify import VerifyOptions, verify_candidate
 
         cand = NetworkCandidate(copy.deepcopy(net))
-        closed = None if controller is None else copy.deepcopy(controller)
+        if system.is_closed_loop:
+            system = system.frozen()
         result = verify_candidate(
             system,
             cand,
-            controller=closed,
             options=VerifyOptions(
                 time_limit=options.verify_seconds, level_tolerance=1e-2, falsify_samples=2048
             ),
         )
         share = 0.0
         if result.verified and result.level is not None:
-            share = self._share(system, cand, result.level, controller, options)
+            share = self._share(system, cand, result.level, options)
         point = None
         cx = result.counterexample
         if cx is not None and cx.get("point") is not None:
@@ -318,28 +313,32 @@ class NeuralROAMethod(Method):
         return record, point
 
     @staticmethod
-    def _share(system, cand, level, controller, options):
+    def _share(system, cand, level, options):
         """Share of the true ROA inside ``{V <= level}``: on the cached sample, or for a controller
         being trained (whose true ROA changes every round) on a fresh labelled sample."""
-        from lyapcert.certify import region_share
+        from lyapcert.metric import region_share
 
         if not options.train_controller:
-            return region_share(system, cand, level, controller=controller)[1]
-        pts, inside = closed_loop_sample(system, controller, options.samples, options.seed + 7919)
+            return region_share(system, cand, level)[1]
+        pts, inside = closed_loop_sample(system, options.samples, options.seed + 7919)
         with torch.no_grad():
             within = cand.value(pts) <= level
         return float((within & inside).sum()) / max(1, int(inside.sum()))
 
 
-def local_decrease(system: System, net, x_star: torch.Tensor, inputs, units=None) -> torch.Tensor:
+def local_decrease(system: System, net, x_star: torch.Tensor, units=None) -> torch.Tensor:
     """``lambda_max(D M D)``: ``M = A'H + HA`` (discrete time ``A'HA - H``) with ``H`` the Hessian
-    of ``V``, ``A`` the Jacobian of the closed loop at ``x*`` and ``D = diag(units)`` (default I);
-    differentiable in the weights (of ``V`` and of a trained controller). Negative iff ``V``
-    decreases along the linearisation."""
+    of ``V``, ``A`` the Jacobian of the (closed-loop) dynamics at ``x*`` and ``D = diag(units)``
+    (default I); differentiable in the weights (of ``V`` and of a trained controller). Negative
+    iff ``V`` decreases along the linearisation."""
     from torch.autograd.functional import hessian, jacobian
 
+    from lyapcert.simulate.integrate import vector_field
+
+    field = vector_field(system)
+
     def closed_loop(x):
-        return system.dynamics(x[None], inputs(x[None]))[0]
+        return field(x[None])[0]
 
     def value(x):
         return net(x[None]).sum()
@@ -371,15 +370,15 @@ def _check_trainable(controller, method: str) -> None:
         )
 
 
-def closed_loop_sample(system: System, controller, samples: int, seed: int):
+def closed_loop_sample(system: System, samples: int, seed: int):
     """``(points [samples, n], inside [samples])``: uniform points of the box labelled by
-    simulating the closed loop with ``controller`` as it is now (not cached: it is being
+    simulating the closed loop with its controller as it is now (not cached: it is being
     trained)."""
     from lyapcert.simulate.roa import CONVERGED, ConvergenceCriterion, label_convergence
 
     gen = torch.Generator().manual_seed(seed)
     lo, hi = system.domain.as_tensors()
     pts = lo + torch.rand(samples, system.n_states, generator=gen, dtype=torch.float64) * (hi - lo)
-    k = copy.deepcopy(controller)
-    outcome = label_convergence(system, pts, ConvergenceCriterion.for_system(system), k)
+    frozen = system.frozen() if system.is_closed_loop else system
+    outcome = label_convergence(frozen, pts, ConvergenceCriterion.for_system(system))
     return pts, torch.as_tensor(outcome == CONVERGED)

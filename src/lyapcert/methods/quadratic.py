@@ -64,35 +64,16 @@ def lyapunov_matrix(a: np.ndarray, q: np.ndarray, discrete: bool) -> np.ndarray:
     return (p + p.T) / 2
 
 
-def closed_loop_jacobian(system: System, controller=None) -> np.ndarray:
-    x = system.equilibrium_tensor()
-
-    def field(z):
-        u = (
-            controller(z)
-            if controller is not None
-            else system.equilibrium_input_tensor().expand(z.shape[0], -1)
-        )
-        return system.dynamics(z, u)
-
-    return (
-        torch.autograd.functional.jacobian(field, x)
-        .reshape(system.n_states, system.n_states)
-        .numpy()
-    )
-
-
 def sampled_volume_score(
-    system: System, P: np.ndarray, points: torch.Tensor, boundary: torch.Tensor, controller=None
+    system: System, P: np.ndarray, points: torch.Tensor, boundary: torch.Tensor
 ) -> float:
     """Estimated share of the box certified by ``V = e'Pe`` (a search heuristic only)."""
     Pt = torch.as_tensor(P)
     xs = system.equilibrium_tensor()
-    u = controller(points) if controller is not None else None
     with torch.no_grad():
         e = points - xs
         v = ((e @ Pt) * e).sum(1)
-        fx = system.f(points, u)
+        fx = system.f(points)
         if system.is_discrete:
             en = fx - xs
             dec = ((en @ Pt) * en).sum(1) - v
@@ -114,20 +95,18 @@ class QuadraticMethod(Method):
     name = "quadratic"
     Options = QuadraticOptions
 
-    def fit(
-        self, system: System, options: QuadraticOptions, progress: bool = False, controller=None
-    ) -> Fit:
+    def fit(self, system: System, options: QuadraticOptions, progress: bool = False) -> Fit:
         started = time.perf_counter()
         n = system.n_states
-        a = closed_loop_jacobian(system, controller)
+        a = system.linearize()[0]  # a closed loop's own Jacobian; else at u = u*
         q0 = options.q_scale * np.eye(n)
         P = lyapunov_matrix(a, q0, system.is_discrete)
         info = {"Q": q0.tolist()}
         if options.optimize:
-            P, info = self._optimise(system, a, options, controller, P)
-        return Fit(QuadraticCandidate(P, system), time.perf_counter() - started, controller, info)
+            P, info = self._optimise(system, a, options, P)
+        return Fit(QuadraticCandidate(P, system), time.perf_counter() - started, info)
 
-    def _optimise(self, system, a, options, controller, P0):
+    def _optimise(self, system, a, options, P0):
         rng = np.random.default_rng(options.seed)
         n = system.n_states
         lo = np.asarray(system.domain.lower)
@@ -148,7 +127,7 @@ class QuadraticMethod(Method):
         def objective(theta):
             try:
                 _, P = matrices(theta)
-                return -sampled_volume_score(system, P, pts, face, controller)
+                return -sampled_volume_score(system, P, pts, face)
             except Exception:
                 return 0.0
 

@@ -39,7 +39,7 @@ import sympy
 from lyapcert.certificates.candidates import ExpressionCandidate
 from lyapcert.errors import MethodError
 from lyapcert.methods.base import Fit, Method
-from lyapcert.methods.quadratic import closed_loop_jacobian, lyapunov_matrix
+from lyapcert.methods.quadratic import lyapunov_matrix
 from lyapcert.systems.system import System
 
 
@@ -273,11 +273,10 @@ class SOSMethod(Method):
     name = "sos"
     Options = SOSOptions
 
-    def fit(
-        self, system: System, options: SOSOptions, progress: bool = False, controller=None
-    ) -> Fit:
+    def fit(self, system: System, options: SOSOptions, progress: bool = False) -> Fit:
         started = time.perf_counter()
-        if system.symbolic is None or system.input_names or controller is not None:
+        # a closed loop has no equations of its own (its controller is a network or a file)
+        if system.symbolic is None or system.input_names:
             raise MethodError("sos: needs an autonomous system defined by equations")
         if system.is_discrete:
             raise MethodError("sos: discrete-time systems are not supported by this method yet")
@@ -290,7 +289,7 @@ class SOSMethod(Method):
         problem = _Problem(n, f_poly, points / h, options)
         statuses: list[str] = []
         # start: the quadratic of the linearisation (in z), scaled to its largest decrease level
-        a = closed_loop_jacobian(system)
+        a = system.linearize()[0]
         P = lyapunov_matrix(np.diag(1 / h) @ a @ np.diag(h), np.eye(n), False)
         V = np.array([self._quadratic_coefficient(P, m) for m in problem.v_basis])
         gamma, _ = _largest_feasible(
@@ -348,7 +347,6 @@ class SOSMethod(Method):
         return Fit(
             candidate,
             time.perf_counter() - started,
-            None,
             {
                 "degree": options.degree,
                 "exact_dynamics": exact,

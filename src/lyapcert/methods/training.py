@@ -1,5 +1,5 @@
-"""Pieces shared by the neural methods: network options, the labelled training sample, inputs,
-the network itself, weight checks."""
+"""Pieces shared by the neural methods: network options, the labelled training sample, the
+network itself, the decrease, weight checks."""
 
 from __future__ import annotations
 
@@ -84,45 +84,14 @@ def build_network(system: System, options: NetworkOptions, P=None) -> LyapunovNe
     )
 
 
-def labelled_sample(
-    system: System, samples: int, seed: int, progress: bool = False, controller=None
-):
-    """``(points [k, n], inside [k])``: a random subset of the cached true-ROA sample (of the
-    closed loop with ``controller``, if any)."""
+def labelled_sample(system: System, samples: int, seed: int, progress: bool = False):
+    """``(points [k, n], inside [k])``: a random subset of the cached true-ROA sample."""
+    from lyapcert.metric import true_roa_of
 
     rng = np.random.default_rng(seed)
-    est = true_roa_of(system, controller, progress)
+    est = true_roa_of(system, progress)
     idx = rng.choice(len(est.points), size=min(samples, len(est.points)), replace=False)
     return torch.as_tensor(est.points[idx]), torch.as_tensor(est.inside[idx])
-
-
-def true_roa_of(system: System, controller=None, progress: bool = False):
-    """The cached true ROA of ``system``, closed by ``controller`` when given (cached under the
-    controller's content id)."""
-    from lyapcert.simulate.roa import true_roa
-
-    if controller is None:
-        return true_roa(system, cache=True, progress=progress)
-    from lyapcert.control.store import controller_id
-
-    return true_roa(
-        system,
-        controller=controller,
-        controller_id=controller_id(controller),
-        cache=True,
-        progress=progress,
-    )
-
-
-def input_function(system: System, controller=None):
-    """``x -> u``: the controller, or ``u*`` held constant."""
-
-    def inputs(x: torch.Tensor) -> torch.Tensor:
-        if controller is not None:
-            return controller(x)
-        return system.equilibrium_input_tensor(x.dtype, x.device).expand(x.shape[0], -1)
-
-    return inputs
 
 
 def check_weights(module: torch.nn.Module, method: str) -> None:
@@ -139,15 +108,15 @@ def report(progress: bool, text: str) -> None:
         Console(stderr=True).print(text)
 
 
-def normalised_quadratic(system: System, controller=None, region: torch.Tensor | None = None):
+def normalised_quadratic(system: System, region: torch.Tensor | None = None):
     """``P`` of the linearisation's Lyapunov equation (``Q = I``), scaled so that
     ``max e'Pe = 1/2`` over the points ``region`` (the true-ROA sample: then ``{V <= 1}`` can still
     reach all of it, since the network only adds to ``V``), or ``lambda_max(P) = 1`` without
     ``region``; ``None`` when the linearisation has none (not Hurwitz / Schur)."""
-    from lyapcert.methods.quadratic import closed_loop_jacobian, lyapunov_matrix
+    from lyapcert.methods.quadratic import lyapunov_matrix
 
     try:
-        a = closed_loop_jacobian(system, controller)
+        a = system.linearize()[0]
         P = lyapunov_matrix(a, np.eye(system.n_states), system.is_discrete)
     except MethodError:
         return None
@@ -159,14 +128,19 @@ def normalised_quadratic(system: System, controller=None, region: torch.Tensor |
     return P / max(1e-12, float(np.linalg.eigvalsh(P).max()))
 
 
-def decrease(system: System, net, x: torch.Tensor, inputs) -> torch.Tensor:
-    """``dV/dt = grad V . f(x, u)`` (continuous time) or ``V(F(x, u)) - V(x)`` (discrete time),
-    differentiable in the weights; ``x`` must require grad in continuous time. ``[k]``."""
+def decrease(system: System, net, x: torch.Tensor) -> torch.Tensor:
+    """``dV/dt = grad V . f(x)`` (continuous time) or ``V(F(x)) - V(x)`` (discrete time), with
+    ``f`` the closed loop's dynamics (or the input held at ``u*``); differentiable in the weights
+    (of ``V``, and of a closed loop's controller); ``x`` must require grad in continuous time.
+    ``[k]``."""
+    from lyapcert.simulate.integrate import vector_field
+
+    field = vector_field(system)
     v = net(x)
     if system.is_discrete:
-        return net(system.dynamics(x, inputs(x))) - v
+        return net(field(x)) - v
     (grad,) = torch.autograd.grad(v.sum(), x, create_graph=True)
-    return (grad * system.dynamics(x, inputs(x))).sum(1)
+    return (grad * field(x)).sum(1)
 
 
 def face_points(system: System, count: int, seed: int) -> torch.Tensor:

@@ -25,15 +25,14 @@ from lyapcert.certificates.candidates import NetworkCandidate
 from lyapcert.errors import MethodError
 from lyapcert.methods.base import Fit, Method
 from lyapcert.methods.checkpoint import TrainingSession
-from lyapcert.methods.quadratic import closed_loop_jacobian, lyapunov_matrix
+from lyapcert.methods.quadratic import lyapunov_matrix
 from lyapcert.methods.training import (
     NetworkOptions,
     build_network,
     check_weights,
-    input_function,
     labelled_sample,
 )
-from lyapcert.simulate.integrate import make_stepper, n_steps
+from lyapcert.simulate.integrate import make_stepper, n_steps, vector_field
 from lyapcert.systems.system import System
 
 
@@ -70,12 +69,11 @@ def zubov_targets(
     beta: float,
     horizon: float,
     step: float,
-    controller=None,
 ) -> torch.Tensor:
     """``W_target = 1 - exp(-beta * int_0^T |x(t) - x*|^2 dt)`` by RK4 (trapezoid rule), and 1
     for points outside the true ROA."""
     steps, h = n_steps(system, horizon, step)
-    stepper = make_stepper(system, h, controller)
+    stepper = make_stepper(system, h)
     x_star = system.equilibrium_tensor()
     x = points[inside].clone()
     cost = torch.zeros(x.shape[0], dtype=torch.float64)
@@ -103,7 +101,6 @@ class NeuralZubovMethod(Method):
         system: System,
         options: ZubovOptions,
         progress: bool = False,
-        controller=None,
         checkpoint=None,
     ) -> Fit:
         from lyapcert.simulate.roa import ConvergenceCriterion
@@ -115,13 +112,13 @@ class NeuralZubovMethod(Method):
         n = system.n_states
         P = None
         if options.use_quadratic:
-            a = closed_loop_jacobian(system, controller)
+            a = system.linearize()[0]
             P = options.quadratic_scale * options.beta * lyapunov_matrix(a, np.eye(n), False)
         net = build_network(system, options, P)
-        pts, inside = labelled_sample(system, options.samples, options.seed, progress, controller)
+        pts, inside = labelled_sample(system, options.samples, options.seed, progress)
         crit = ConvergenceCriterion.for_system(system)
         horizon = options.horizon or crit.horizon
-        target = zubov_targets(system, pts, inside, options.beta, horizon, crit.step, controller)
+        target = zubov_targets(system, pts, inside, options.beta, horizon, crit.step)
         x_star = system.equilibrium_tensor()
         opt = torch.optim.Adam(net.parameters(), lr=options.learning_rate)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, options.epochs)
@@ -143,8 +140,7 @@ class NeuralZubovMethod(Method):
                 "history": history,
             }
 
-        inputs = input_function(system, controller)
-        fx = system.dynamics(pts, inputs(pts)).detach()
+        fx = vector_field(system)(pts).detach()
         phi = ((pts - x_star) ** 2).sum(1)
         phi_floor = 1e-3 * options.beta * float(phi.mean())
         with session:
@@ -181,6 +177,4 @@ class NeuralZubovMethod(Method):
                 session.tick(epoch, metrics, snapshot)
             session.finish(snapshot())
         check_weights(net, self.name)
-        return Fit(
-            NetworkCandidate(net), time.perf_counter() - started, controller, {"history": history}
-        )
+        return Fit(NetworkCandidate(net), time.perf_counter() - started, {"history": history})

@@ -1,6 +1,6 @@
 """Simulation and the true region of attraction (ground truth for every ROA metric)."""
 
-from lyapcert.simulate.integrate import Trajectory, closed_loop, make_stepper, simulate
+from lyapcert.simulate.integrate import Trajectory, make_stepper, simulate, vector_field
 from lyapcert.simulate.roa import (
     ConvergenceCriterion,
     RoaEstimate,
@@ -17,7 +17,6 @@ __all__ = [
     "RoaEstimate",
     "Sample",
     "Trajectory",
-    "closed_loop",
     "default_sample",
     "label_convergence",
     "make_stepper",
@@ -25,4 +24,5 @@ __all__ = [
     "simulate",
     "slice_grid",
     "true_roa",
+    "vector_field",
 ]

@@ -1,7 +1,7 @@
 """Batched simulation: fixed-step RK4 (or Euler) for continuous time, iteration for discrete time.
 
-Controllers map ``x [batch, n] -> u [batch, m]``; without one the input is held at ``u*``.
-Saturation is the controller's job (the dynamics see whatever it returns).
+A closed loop (``system.closed_loop(k)``) is simulated through its own dynamics ``f(x, k(x))``;
+a system that still has inputs is simulated with the input held at ``u*``.
 """
 
 from __future__ import annotations
@@ -16,32 +16,24 @@ import torch
 from lyapcert.errors import ShapeError, SimulationError
 from lyapcert.systems.system import System
 
-Controller = Callable[[torch.Tensor], torch.Tensor]
 Method = Literal["rk4", "euler"]
 
 
-def closed_loop(
-    system: System, controller: Controller | None = None
-) -> Callable[[torch.Tensor], torch.Tensor]:
-    """``x -> f(x, k(x))`` (or ``f(x, u*)`` without a controller), batched."""
-    if controller is None:
+def vector_field(system: System) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``x [batch, n] -> f(x, u*) [batch, n]`` (a closed loop: ``f(x, k(x))``; DT: the map)."""
 
-        def field(x: torch.Tensor) -> torch.Tensor:
-            u = system.equilibrium_input_tensor(x.dtype, x.device).expand(x.shape[0], -1)
-            return system.dynamics(x, u)
-    else:
-
-        def field(x: torch.Tensor) -> torch.Tensor:
-            return system.dynamics(x, controller(x))
+    def field(x: torch.Tensor) -> torch.Tensor:
+        u = system.equilibrium_input_tensor(x.dtype, x.device).expand(x.shape[0], -1)
+        return system.dynamics(x, u)
 
     return field
 
 
 def make_stepper(
-    system: System, step: float, controller: Controller | None = None, method: Method = "rk4"
+    system: System, step: float, method: Method = "rk4"
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """One step ``x -> x(t + step)``: RK4 or Euler for CT, one application of the map for DT."""
-    field = closed_loop(system, controller)
+    field = vector_field(system)
     if system.is_discrete:
         return field
     if method == "euler":
@@ -88,7 +80,6 @@ def simulate(
     x0: torch.Tensor,
     horizon: float,
     step: float | None = None,
-    controller: Controller | None = None,
     method: Method = "rk4",
     record_every: int = 1,
 ) -> Trajectory:
@@ -103,7 +94,7 @@ def simulate(
     if record_every < 1:
         raise SimulationError(f"record_every: expected an integer >= 1, got {record_every!r}")
     steps, h = n_steps(system, horizon, step)
-    stepper = make_stepper(system, h, controller, method)
+    stepper = make_stepper(system, h, method)
     x = x0
     times, states = [0.0], [x0]
     with torch.no_grad():

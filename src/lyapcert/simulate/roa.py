@@ -34,7 +34,7 @@ import torch
 
 from lyapcert.errors import SimulationError
 from lyapcert.fileio import atomic_target
-from lyapcert.simulate.integrate import Controller, make_stepper, n_steps
+from lyapcert.simulate.integrate import make_stepper, n_steps
 from lyapcert.systems.system import System
 
 CONVERGED, ESCAPED, SETTLED_ELSEWHERE, UNDECIDED = 1, 2, 3, 0
@@ -97,7 +97,8 @@ class ConvergenceCriterion:
 
         base = cls()
         entry = _ENTRIES.get(system.name)
-        hints = dict(system.symbolic.spec.get("simulation") or {}) if system.symbolic else {}
+        spec = system.open_loop.symbolic  # a closed loop: the hints of its open loop's file
+        hints = dict(spec.spec.get("simulation") or {}) if spec else {}
         if entry is not None and not hints:
             base = replace(
                 base,
@@ -178,7 +179,7 @@ class RoaEstimate:
     outcomes: np.ndarray
     box_volume: float
     seconds: float
-    controller: str | None = None
+    controller_id: str | None = None  # a closed loop's controller (its content id)
     cache_path: str | None = None
     from_cache: bool = False
     counts: dict[str, int] = field(default_factory=dict)
@@ -220,7 +221,7 @@ class RoaEstimate:
             "counts": dict(self.counts),
             "sample": asdict(self.sample),
             "criterion": asdict(self.criterion),
-            "controller": self.controller,
+            "controller": self.controller_id,
             "seconds": self.seconds,
             "from_cache": self.from_cache,
             "cache_path": self.cache_path,
@@ -231,7 +232,6 @@ def label_convergence(
     system: System,
     points: torch.Tensor,
     criterion: ConvergenceCriterion,
-    controller: Controller | None = None,
     progress: bool = False,
     description: str = "simulating",
 ) -> np.ndarray:
@@ -242,7 +242,7 @@ def label_convergence(
     """
     dtype, device = points.dtype, points.device
     steps, h = n_steps(system, criterion.horizon, criterion.step)
-    stepper = make_stepper(system, h, controller)
+    stepper = make_stepper(system, h)
     lo, hi = system.domain.as_tensors(dtype, device)
     half = (hi - lo) / 2
     x_star = system.equilibrium_tensor(dtype, device)
@@ -300,8 +300,6 @@ def true_roa(
     system: System,
     resolution: int | None = None,
     criterion: ConvergenceCriterion | None = None,
-    controller: Controller | None = None,
-    controller_id: str | None = None,
     *,
     seed: int = 0,
     device: str | torch.device = "cpu",
@@ -315,12 +313,13 @@ def true_roa(
 
     With ``cache=True`` the labelled sample is stored under ``cache_dir`` (default
     ``$LYAPCERT_CACHE_DIR`` or ``~/.cache/lyapcert``) keyed by the system's fingerprint, the sample,
-    the criterion and the controller id, and reused. A controller without an id is never cached.
+    the criterion and, for a closed loop, the controller's content id, and reused. A closed loop
+    whose controller is a plain function (no content id) is never cached.
     """
     criterion = criterion or ConvergenceCriterion.for_system(system)
     sample = default_sample(system, resolution, seed)
-    fingerprint = system.fingerprint()
-    use_cache = cache and (controller is None or controller_id is not None)
+    fingerprint, controller_id = _identity(system)
+    use_cache = cache and (not system.is_closed_loop or controller_id is not None)
     path = _cache_path(system, fingerprint, sample, criterion, controller_id, cache_dir)
     if use_cache and path.exists():
         try:
@@ -337,7 +336,7 @@ def true_roa(
             f" ({i + 1}/{len(chunks)})" if len(chunks) > 1 else ""
         )
         outcomes[start : start + batch_size] = label_convergence(
-            system, block, criterion, controller, progress=progress, description=label
+            system, block, criterion, progress=progress, description=label
         )
     estimate = RoaEstimate(
         system_name=system.name,
@@ -348,7 +347,7 @@ def true_roa(
         outcomes=outcomes,
         box_volume=system.domain.volume,
         seconds=time.perf_counter() - started,
-        controller=controller_id,
+        controller_id=controller_id,
     )
     if use_cache:
         _save(path, estimate)
@@ -358,7 +357,6 @@ def true_roa(
 
 def cached_true_roa(
     system: System,
-    controller_id: str | None = None,
     resolution: int | None = None,
     criterion: ConvergenceCriterion | None = None,
     *,
@@ -369,7 +367,9 @@ def cached_true_roa(
     when it is not cached (or the file is damaged): never simulates."""
     criterion = criterion or ConvergenceCriterion.for_system(system)
     sample = default_sample(system, resolution, seed)
-    fingerprint = system.fingerprint()
+    fingerprint, controller_id = _identity(system)
+    if system.is_closed_loop and controller_id is None:
+        return None
     path = _cache_path(system, fingerprint, sample, criterion, controller_id, cache_dir)
     if not path.exists():
         return None
@@ -382,6 +382,15 @@ def cached_true_roa(
 def default_cache_dir() -> Path:
     env = os.environ.get("LYAPCERT_CACHE_DIR")
     return Path(env) if env else Path.home() / ".cache" / "lyapcert"
+
+
+def _identity(system: System) -> tuple[str, str | None]:
+    """``(fingerprint, controller id)`` of the cache key: for a closed loop the open loop's
+    fingerprint and the controller's content id, kept apart (the key of the files written before
+    closed loops were systems of their own); ``(fingerprint, None)`` otherwise."""
+    if system.is_closed_loop:
+        return system.open_loop.fingerprint(), system.controller_id
+    return system.fingerprint(), None
 
 
 def _cache_key(fingerprint, sample, criterion, controller_id) -> str:
@@ -434,7 +443,7 @@ def _load(path, system, fingerprint, sample, criterion, controller_id) -> RoaEst
         outcomes=outcomes,
         box_volume=system.domain.volume,
         seconds=float(meta.get("seconds", 0.0)),
-        controller=controller_id,
+        controller_id=controller_id,
         cache_path=str(path),
         from_cache=True,
     )
@@ -520,7 +529,6 @@ class RoaSlice:
 def roa_slices(
     system: System,
     criterion: ConvergenceCriterion | None = None,
-    controller: Controller | None = None,
     pairs: Sequence[tuple[int, int]] | None = None,
     resolution: int = 120,
     device: str | torch.device = "cpu",
@@ -538,7 +546,6 @@ def roa_slices(
             system,
             torch.as_tensor(points, dtype=dtype, device=device),
             criterion,
-            controller,
             progress=progress,
             description=f"{system.name}: slice {names}",
         )

@@ -73,6 +73,9 @@ class System:
     symbolic: SymbolicModel | None = field(default=None, repr=False)
     check_equilibrium: bool = field(default=True, repr=False)
 
+    controller = None
+    """The controller ``u = k(x)`` of a closed loop (``control.closed_loop.ClosedLoop``); None."""
+
     def __post_init__(self) -> None:
         n, m = len(self.state_names), len(self.input_names)
         if n == 0:
@@ -154,6 +157,16 @@ class System:
     @property
     def is_autonomous(self) -> bool:
         return self.n_inputs == 0
+
+    @property
+    def open_loop(self) -> System:
+        """The system before any controller closed it: this one (a ``ClosedLoop`` keeps its own)."""
+        return self
+
+    @property
+    def is_closed_loop(self) -> bool:
+        """Whether a controller closes this system's loop (then ``controller`` is it)."""
+        return self.controller is not None
 
     # ------------------------------------------------------------------ evaluation
 
@@ -249,6 +262,15 @@ class System:
             a.reshape(self.n_states, self.n_states).numpy().copy(),
             b.reshape(self.n_states, self.n_inputs).numpy().copy(),
         )
+
+    def closed_loop(self, controller) -> System:
+        """This system closed by ``controller`` (``"lqr"``, ``"neural"``, an ONNX or TorchScript
+        file, or a module ``[b, n] -> [b, m]``): an autonomous ``System`` with
+        ``f(x) = f(x, k(x))`` that keeps ``open_loop`` and ``controller``
+        (``lyapcert.control.closed_loop``). ``None`` returns this system."""
+        from lyapcert.control.closed_loop import close_loop
+
+        return close_loop(self, controller)
 
     def eigenvalues(self) -> np.ndarray:
         """Eigenvalues of ``A`` from ``linearize()``."""

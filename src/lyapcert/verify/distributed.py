@@ -1,7 +1,7 @@
 """Running a split verification on Ray: the decrease search's sub-boxes as Ray tasks.
 
 ``verify_candidate(system, V, options=VerifyOptions(parts=8), mapper=ray_mapper())`` sends each
-sub-box (with the system, the candidate, the controller, the inner level and the falsifier's
+sub-box (with the system (a closed loop carries its controller), the candidate, the inner level and the falsifier's
 points) to a Ray task, which rebuilds the problem and runs the same branch and bound on its
 sub-box. The sub-boxes cover the domain, so the least of the parts' proven lower bounds is a
 proven lower bound for the whole domain, and any part's replayed violation is a proven violation:

@@ -50,19 +50,16 @@ def falsification_points(
     return torch.cat(path)
 
 
-def decrease_function(system, candidate, controller=None, decay_rate: float = 0.0):
+def decrease_function(system, candidate, decay_rate: float = 0.0):
     """The float64 decrease quantity as a differentiable function (for the falsifier only)."""
+    from lyapcert.simulate.integrate import vector_field
 
-    def inputs(x):
-        if controller is not None:
-            return controller(x)
-        return system.equilibrium_input_tensor(x.dtype, x.device).expand(x.shape[0], -1)
-
+    field = vector_field(system)
     if system.is_discrete:
 
         def discrete(x):
             v = candidate.value(x)
-            return candidate.value(system.dynamics(x, inputs(x))) - v + decay_rate * v
+            return candidate.value(field(x)) - v + decay_rate * v
 
         return discrete
 
@@ -71,6 +68,6 @@ def decrease_function(system, candidate, controller=None, decay_rate: float = 0.
             xg = x if x.requires_grad else x.detach().requires_grad_(True)
             v = candidate.value(xg)
             (grad,) = torch.autograd.grad(v.sum(), xg, create_graph=x.requires_grad)
-        return (grad * system.dynamics(x, inputs(x))).sum(dim=1)
+        return (grad * field(x)).sum(dim=1)
 
     return lie

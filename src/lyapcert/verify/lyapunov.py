@@ -86,7 +86,6 @@ class _Problem:
     options: VerifyOptions
     stats: SearchStats = field(default_factory=SearchStats)
     falsifier_points: torch.Tensor | None = None
-    controller: object = None
     mapper: object = None  # runs the parts of a split decrease search (None: in this process)
     deadline: float | None = None  # time.perf_counter() value at which every search stops
 
@@ -103,10 +102,9 @@ class _Problem:
     inner_tree: SearchTree | None = None  # the inner level's bisection tree (recorded)
 
 
-def _u_fn(system: System, controller_graph):
-    """Inputs as bound values: the controller's graph, or the constant ``u*``."""
-    if controller_graph is not None:
-        return lambda x: controller_graph.evaluate(x)
+def _u_fn(system: System):
+    """Inputs as bound values: the constant ``u*`` (``[batch, 0]`` for a closed loop, whose
+    dynamics feed the controller's graph themselves)."""
 
     def constant(x):
         base = x
@@ -121,20 +119,21 @@ def _u_fn(system: System, controller_graph):
 
 
 def build_problem(
-    system: System, candidate: Candidate, controller=None, options: VerifyOptions | None = None
+    system: System, candidate: Candidate, options: VerifyOptions | None = None
 ) -> _Problem:
+    """The quantities of the proof as bound functions. ``system.dynamics`` is captured as one
+    graph: for a closed loop that is ``f(x, k(x))`` through the controller's own operations."""
     options = options or VerifyOptions()
     device = torch.device(options.device)
     value_graph = capture(candidate.value_function(), 1)
     field_graph = capture(system.dynamics, 2)
-    controller_graph = capture(controller, 1) if controller is not None else None
-    u_fn = _u_fn(system, controller_graph)
+    u_fn = _u_fn(system)
 
     def value_q(x):
         out = value_graph.evaluate(x)
         return out.apply(torch.reshape, (out.shape[0],))
 
-    lie_fn = candidate.lie_derivative_function(system, controlled=controller is not None)
+    lie_fn = candidate.lie_derivative_function(system)
     succ_q = None
     if system.is_discrete:
         k = float(options.decay_rate)
@@ -176,7 +175,6 @@ def build_problem(
         hi,
         hi - lo,
         options,
-        controller=controller,
     )
 
 
@@ -443,7 +441,6 @@ class _DecreasePart:
 
     system: System
     candidate: Candidate
-    controller: object
     options: VerifyOptions
     c0: float
     strict: bool
@@ -457,7 +454,7 @@ class _DecreasePart:
 def run_decrease_part(part: _DecreasePart):
     """Rebuild the problem and search one sub-box (runs on a worker)."""
     opts = dataclasses.replace(part.options, progress=False, parts=1)
-    problem = build_problem(part.system, part.candidate, part.controller, opts)
+    problem = build_problem(part.system, part.candidate, opts)
     problem.deadline = time.perf_counter() + opts.time_limit
     if part.falsifier_points is not None:
         problem.falsifier_points = torch.tensor(part.falsifier_points, dtype=torch.float64)
@@ -480,7 +477,6 @@ def _split_decrease(
         _DecreasePart(
             problem.system,
             problem.candidate,
-            problem.controller,
             dataclasses.replace(problem.options, time_limit=left),
             c0,
             strict,
@@ -612,12 +608,13 @@ def verify_candidate(
     system: System,
     candidate: Candidate,
     level: float | None = None,
-    controller=None,
     options: VerifyOptions | None = None,
     mapper=None,
 ) -> Result:
-    """Verify ``candidate`` on ``system`` (continuous time): prove asymptotic stability of ``x*``
-    on ``{x in box : V(x) <= level}``, or find the largest such level when ``level`` is None.
+    """Verify ``candidate`` on ``system``: prove asymptotic stability of ``x*`` on
+    ``{x in box : V(x) <= level}``, or find the largest such level when ``level`` is None. A
+    controlled system is verified as its closed loop (``system.closed_loop(k)``), or with the
+    input held at ``u*``.
     With ``options.parts > 1`` the decrease search is split into sub-boxes run by ``mapper``
     (``mapper(fn, items)`` like the builtin ``map``, which is the default; see
     ``lyapcert.verify.distributed`` for Ray).
@@ -630,7 +627,7 @@ def verify_candidate(
         isinstance(level, (int, float)) and math.isfinite(level) and level > 0
     ):
         raise VerificationError(f"level: expected a finite number > 0, got {level!r}")
-    problem = build_problem(system, candidate, controller, options)
+    problem = build_problem(system, candidate, options)
     problem.mapper = mapper
     problem.deadline = started + float(options.time_limit)
     base = dict(
@@ -662,8 +659,8 @@ def prove_local(problem: _Problem):
     ``local`` the quadratic local certificate around it (``None`` when the equilibrium failed).
     The search and the re-check of a stored proof both call this."""
     discrete = problem.succ_q is not None
-    u = "k(x*)" if problem.controller is not None else "u*"
-    if problem.system.input_names:
+    u = "k(x*)" if problem.system.is_closed_loop else "u*"
+    if problem.system.open_loop.input_names:
         what = f"F(x*, {u}) - x*" if discrete else f"f(x*, {u})"
     else:
         what = "F(x*) - x*" if discrete else "f(x*)"
@@ -997,9 +994,7 @@ def _falsify(problem: _Problem) -> torch.Tensor | None:
     if problem.options.falsify_samples <= 0:
         return None
     try:
-        fn = decrease_function(
-            problem.system, problem.candidate, problem.controller, problem.options.decay_rate
-        )
+        fn = decrease_function(problem.system, problem.candidate, problem.options.decay_rate)
         return falsification_points(
             fn, problem.lo, problem.hi, n_samples=problem.options.falsify_samples
         )
@@ -1025,20 +1020,13 @@ def replay(problem: _Problem, point: list[float]) -> dict:
     try:
         from lyapcert.verify.falsify import decrease_function
 
-        fn = decrease_function(
-            problem.system, problem.candidate, problem.controller, problem.options.decay_rate
-        )
+        fn = decrease_function(problem.system, problem.candidate, problem.options.decay_rate)
         out["float64"] = float(fn(x)[0].detach())
     except Exception:  # pragma: no cover - the interval value above is the rigorous one
         pass
     expr = getattr(problem.candidate, "expr", None)
     sym = problem.system.symbolic
-    if (
-        expr is not None
-        and sym is not None
-        and problem.controller is None
-        and not problem.system.input_names
-    ):
+    if expr is not None and sym is not None and not problem.system.input_names:
         import sympy
 
         states = problem.candidate.symbols

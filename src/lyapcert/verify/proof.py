@@ -389,7 +389,7 @@ def _options(settings: dict):
     return dataclasses.replace(opts, device="cpu", progress=False, record_proof=False, parts=1)
 
 
-def stored_proof(system, candidate, result, controller=None) -> StoredProof | None:
+def stored_proof(system, candidate, result) -> StoredProof | None:
     """The stored proof of a VERIFIED ``result`` (from its recorded search trees), checked once by
     the same re-check that ``lyapcert verify DIR`` runs; ``None`` when the result is not VERIFIED,
     its searches were not recorded, or (never seen) the proof does not re-check."""
@@ -403,7 +403,7 @@ def stored_proof(system, candidate, result, controller=None) -> StoredProof | No
         options = _options(result.provenance.get("settings", {}))
     except ProofRejected:
         return None
-    problem = build_problem(system, candidate, controller, options)
+    problem = build_problem(system, candidate, options)
     eq, local = prove_local(problem)
     if not hasattr(local, "P"):
         return None
@@ -497,7 +497,7 @@ def check_stored_proof(cert) -> Result:
 
     try:
         options = _options(settings)
-        problem = build_problem(cert.system, cert.candidate, cert.controller, options)
+        problem = build_problem(cert.system, cert.candidate, options)
         base["provenance"] = provenance(cert.system, cert.candidate, options)
         eq, local = prove_local(problem)
         if local is None:

@@ -71,7 +71,7 @@ def check_band(
     z3 = _z3()
     if system.is_discrete or system.input_names or system.symbolic is None:
         raise VerificationError("the Z3 check handles autonomous continuous-time equation systems")
-    lie_fn = candidate.lie_derivative_function(system, controlled=False)
+    lie_fn = candidate.lie_derivative_function(system)
     if lie_fn is None:
         raise VerificationError("the Z3 check needs a symbolic candidate")
     symbols = candidate.symbols

@@ -99,7 +99,7 @@ def simulate_from(cert: Certificate, x0: torch.Tensor, seconds: float | None):
     system = cert.system
     criterion = ConvergenceCriterion.for_system(system)
     horizon = seconds if seconds is not None else criterion.horizon
-    traj = simulate(system, x0, horizon, criterion.step, controller=cert.controller)
+    traj = simulate(system, x0, horizon, criterion.step)
     times, states = traj.times.numpy(), traj.states
     with torch.no_grad():
         values = cert.value(states.reshape(-1, system.n_states)).reshape(states.shape[:2])

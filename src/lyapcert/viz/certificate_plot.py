@@ -27,7 +27,7 @@ from matplotlib.lines import Line2D
 from lyapcert.certificates.store import Certificate, load
 from lyapcert.errors import CertificateFileError, PlotError
 from lyapcert.fileio import atomic_target
-from lyapcert.simulate.integrate import closed_loop
+from lyapcert.simulate.integrate import vector_field
 from lyapcert.simulate.roa import RoaEstimate, RoaSlice, slice_grid, slice_pairs
 from lyapcert.viz.roa_plot import ROA_COLOUR, _stream
 
@@ -85,7 +85,7 @@ def decrease_values(cert: Certificate, x: torch.Tensor) -> torch.Tensor:
     ``dV/dt = grad V(x) . f(x, k(x))`` (continuous time, by torch autograd) or
     ``V(x+) - V(x)`` with ``x+ = F(x, k(x))`` (discrete time). Negative where ``V`` decreases."""
     x = torch.as_tensor(x, dtype=torch.float64)
-    field = closed_loop(cert.system, cert.controller)
+    field = vector_field(cert.system)
     if cert.system.is_discrete:
         with torch.no_grad():
             return cert.value(field(x)) - cert.value(x)
@@ -101,12 +101,7 @@ def cached_true_roa(cert: Certificate) -> RoaEstimate | None:
     already cached it with the default sample and criterion; ``None`` otherwise (no simulation)."""
     from lyapcert.simulate.roa import cached_true_roa as cached
 
-    controller_id = None
-    if cert.controller is not None:
-        from lyapcert.control.store import controller_id as content_id
-
-        controller_id = content_id(cert.controller)
-    return cached(cert.system, controller_id)
+    return cached(cert.system)
 
 
 def certificate_roa(
@@ -119,9 +114,9 @@ def certificate_roa(
     found = cached_true_roa(cert)
     if found is not None or roa is None:
         return found
-    from lyapcert.methods.training import true_roa_of
+    from lyapcert.metric import true_roa_of
 
-    return true_roa_of(cert.system, cert.controller, progress)
+    return true_roa_of(cert.system, progress)
 
 
 def roa_share(cert: Certificate, estimate: RoaEstimate) -> float:
@@ -196,7 +191,6 @@ def plot_certificate(
 
             slices = roa_slices(
                 cert.system,
-                controller=cert.controller,
                 pairs=pairs,
                 resolution=min(resolution, 100),
                 progress=progress,
@@ -293,7 +287,6 @@ def _figure_planes(cert, estimate, pairs, slices, resolution):
         _stream(
             ax_v,
             system,
-            cert.controller,
             pair,
             (lo[i], hi[i]),
             (lo[j], hi[j]),

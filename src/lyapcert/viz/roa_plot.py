@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from lyapcert.simulate.integrate import Controller, closed_loop
+from lyapcert.simulate.integrate import vector_field
 from lyapcert.simulate.roa import RoaEstimate, RoaSlice
 from lyapcert.systems.system import System
 
@@ -24,7 +24,6 @@ def plot_roa(
     estimate: RoaEstimate,
     path: str | Path,
     slices: Sequence[RoaSlice] | None = None,
-    controller: Controller | None = None,
 ) -> Path:
     """Save a picture of the true ROA to ``path`` (PNG, PDF or SVG by suffix); returns the path.
 
@@ -34,15 +33,15 @@ def plot_roa(
     path = Path(path)
     n = system.n_states
     if n == 1:
-        fig = _plot_1d(system, estimate, controller)
+        fig = _plot_1d(system, estimate)
     elif n == 2:
-        fig = _plot_2d(system, estimate, controller)
+        fig = _plot_2d(system, estimate)
     else:
         if not slices:
             raise ValueError(
                 "slices: systems with 3 or more states need roa_slices(...) for a plot"
             )
-        fig = _plot_slices(system, estimate, slices, controller)
+        fig = _plot_slices(system, estimate, slices)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=130, bbox_inches="tight")
     plt.close(fig)
@@ -56,10 +55,10 @@ def _title(system: System, estimate: RoaEstimate) -> str:
     )
 
 
-def _field(system: System, controller: Controller | None, points: np.ndarray) -> np.ndarray:
+def _field(system: System, points: np.ndarray) -> np.ndarray:
     x = torch.as_tensor(points, dtype=torch.float64)
     with torch.no_grad():
-        value = closed_loop(system, controller)(x)
+        value = vector_field(system)(x)
         if system.is_discrete:
             value = value - x  # the step, drawn as a direction field
     return value.numpy()
@@ -80,7 +79,7 @@ def _shade(ax, inside: np.ndarray, extent) -> None:
     )
 
 
-def _stream(ax, system, controller, pair, range_i, range_j, points: int, **style) -> None:
+def _stream(ax, system, pair, range_i, range_j, points: int, **style) -> None:
     """Streamlines of the field projected on the plane of states ``pair`` through ``x*``."""
     i, j = pair
     gi = np.linspace(*range_i, points)
@@ -88,17 +87,17 @@ def _stream(ax, system, controller, pair, range_i, range_j, points: int, **style
     mi, mj = np.meshgrid(gi, gj)
     pts = np.tile(np.asarray(system.equilibrium, dtype=float), (mi.size, 1))
     pts[:, i], pts[:, j] = mi.ravel(), mj.ravel()
-    vec = _field(system, controller, pts)
+    vec = _field(system, pts)
     u, v = vec[:, i].reshape(mi.shape), vec[:, j].reshape(mi.shape)
     ok = np.isfinite(u) & np.isfinite(v)
     ax.streamplot(gi, gj, np.where(ok, u, 0), np.where(ok, v, 0), **style)
 
 
-def _plot_1d(system, estimate, controller):
+def _plot_1d(system, estimate):
     fig, ax = plt.subplots(figsize=(7, 3.5))
     order = np.argsort(estimate.points[:, 0])
     xs = estimate.points[order, 0]
-    fx = _field(system, controller, estimate.points[order])[:, 0]
+    fx = _field(system, estimate.points[order])[:, 0]
     inside = estimate.inside[order]
     ax.plot(xs, fx, color="black", lw=1.2, label="f(x)" if not system.is_discrete else "x+ - x")
     ax.axhline(0, color="grey", lw=0.6)
@@ -121,7 +120,7 @@ def _plot_1d(system, estimate, controller):
     return fig
 
 
-def _plot_2d(system, estimate, controller):
+def _plot_2d(system, estimate):
     fig, ax = plt.subplots(figsize=(6.5, 5.5))
     lo, hi = system.domain.lower, system.domain.upper
     if estimate.sample.kind == "grid":
@@ -134,7 +133,6 @@ def _plot_2d(system, estimate, controller):
     _stream(
         ax,
         system,
-        controller,
         (0, 1),
         (lo[0], hi[0]),
         (lo[1], hi[1]),
@@ -153,7 +151,7 @@ def _plot_2d(system, estimate, controller):
     return fig
 
 
-def _plot_slices(system, estimate, slices, controller):
+def _plot_slices(system, estimate, slices):
     k = len(slices)
     cols = min(3, k)
     rows = (k + cols - 1) // cols
@@ -169,7 +167,6 @@ def _plot_slices(system, estimate, slices, controller):
         _stream(
             ax,
             system,
-            controller,
             (i, j),
             (sl.axis_i[0], sl.axis_i[-1]),
             (sl.axis_j[0], sl.axis_j[-1]),
