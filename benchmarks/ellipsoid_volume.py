@@ -35,8 +35,8 @@ def main() -> None:
         if row.get("verdict") != "verified" or row.get("method") != "quadratic":
             continue
         s = lyapcert.get_system(row["system"])
-        k = lqr(s)
-        P = np.asarray(QuadraticMethod().fit(s, QuadraticOptions(), controller=k).candidate.P)
+        closed = s.closed_loop(lqr(s))
+        P = np.asarray(QuadraticMethod().fit(closed, QuadraticOptions()).candidate.P)
         n, c = P.shape[0], row["level"]
         unit = math.pi ** (n / 2) / math.gamma(n / 2 + 1)
         volume = unit * c ** (n / 2) / math.sqrt(np.linalg.det(P))

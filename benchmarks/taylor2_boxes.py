@@ -29,9 +29,9 @@ def main() -> None:
     parser.add_argument("--boxes", type=int, default=200)
     args = parser.parse_args()
     system = lyapcert.get_system(args.system)
-    k = lqr(system)
-    cand = QuadraticMethod().fit(system, QuadraticOptions(), controller=k).candidate
-    problem = build_problem(system, cand, k, VerifyOptions())
+    closed = system.closed_loop(lqr(system))
+    cand = QuadraticMethod().fit(closed, QuadraticOptions()).candidate
+    problem = build_problem(closed, cand, VerifyOptions())
     n = system.n_states
     x_star = problem.x_star
     rng = np.random.default_rng(0)

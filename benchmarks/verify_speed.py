@@ -23,7 +23,7 @@ from _common import write_results
 
 from lyapcert.certificates import NetworkCandidate, QuadraticCandidate
 from lyapcert.certificates.store import Certificate
-from lyapcert.certify import region_share
+from lyapcert.metric import region_share
 from lyapcert.methods.quadratic import lyapunov_matrix
 from lyapcert.systems import get_system
 from lyapcert.verify import VerifyOptions, verify_candidate
@@ -81,7 +81,6 @@ def recheck_times(system, candidate, r) -> tuple[float | None, float | None, int
         r.verdict.value,
         r.condition.name.lower(),
         {"settings": r.provenance.get("settings", {})},
-        None,
         proof.arrays,
     )
     t = time.perf_counter()

@@ -96,6 +96,8 @@ def close_loop(system: System, controller, *, check_u_star: bool = False, **neur
     ``check_controller`` too, as ``certify`` does). Names and files are always checked fully."""
     if controller is None:
         return system
+    if system.n_inputs == 0 and not isinstance(system, ClosedLoop):
+        raise ControllerError(f"controller: {system.name} has no inputs to control")
     if isinstance(system, ClosedLoop):
         raise ControllerError(
             f"{system.name}: the loop is already closed by a {type(system.controller).__name__}; "
