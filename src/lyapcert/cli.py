@@ -324,7 +324,12 @@ def verify_command(
         float | None,
         typer.Option(help="Check this level; default: find the largest certified level."),
     ] = None,
-    time_limit: Annotated[float, typer.Option(help="Seconds for the whole verification (one deadline for all its searches).")] = 120.0,
+    time_limit: Annotated[
+        float,
+        typer.Option(
+            help="Seconds for the whole verification (one deadline for all its searches)."
+        ),
+    ] = 120.0,
     max_boxes: Annotated[int, typer.Option(help="Boxes per branch-and-bound search.")] = 5_000_000,
     tolerance: Annotated[
         float, typer.Option(help="Relative tolerance of the largest level.")
@@ -502,7 +507,12 @@ def certify_command(
     out_dir: Annotated[
         Path | None, typer.Option("--out", help="Save the certificate directory here.")
     ] = None,
-    time_limit: Annotated[float, typer.Option(help="Seconds for the whole verification (one deadline for all its searches).")] = 120.0,
+    time_limit: Annotated[
+        float,
+        typer.Option(
+            help="Seconds for the whole verification (one deadline for all its searches)."
+        ),
+    ] = 120.0,
     tolerance: Annotated[
         float, typer.Option(help="Relative tolerance of the largest level.")
     ] = 1e-3,
