@@ -92,23 +92,9 @@ def systems_command(
     as_json: JsonOpt = False,
 ) -> None:
     """List the benchmark registry."""
-    from lyapcert.systems import get_system, registry_entry, system_names
+    from lyapcert.systems import get_system, registry_rows
 
-    rows = []
-    for name in system_names(category.value if category else None):
-        s, entry = get_system(name), registry_entry(name)
-        rows.append(
-            {
-                "name": name,
-                "category": entry.category,
-                "time": s.time,
-                "dt": s.dt,
-                "states": list(s.state_names),
-                "inputs": list(s.input_names),
-                "domain": s.domain.to_list(),
-                "input_bounds": s.input_bounds.to_list() if s.input_bounds else None,
-            }
-        )
+    rows = registry_rows(category.value if category else None)
     if as_json:
         _emit_json({"systems": rows})
         return
@@ -142,24 +128,16 @@ def show_command(system: SystemArg, as_json: JsonOpt = False) -> None:
     """Print a system: equations, parameters, box, equilibrium and linearisation."""
     import numpy as np
 
-    from lyapcert.simulate.roa import is_locally_exponentially_stable
+    from lyapcert.simulate.roa import system_report
     from lyapcert.systems import resolve_system
 
     s = resolve_system(system)
-    a, b = s.linearize()
-    eig = np.linalg.eigvals(a)
-    stable = is_locally_exponentially_stable(s)
-    info = s.summary()
-    info.update(
-        A=a,
-        B=b,
-        eigenvalues=[[float(e.real), float(e.imag)] for e in eig],
-        locally_exponentially_stable=stable,
-        residual=s.residual(),
-    )
+    info = system_report(s)
     if as_json:
         _emit_json(info)
         return
+    eig = [complex(re, im) for re, im in info["eigenvalues"]]
+    stable = info["locally_exponentially_stable"]
     kind = f"discrete time, dt = {s.dt:g}" if s.is_discrete else "continuous time"
     out.print(f"[bold]{s.name}[/]  ({kind})")
     if s.description:
@@ -183,10 +161,10 @@ def show_command(system: SystemArg, as_json: JsonOpt = False) -> None:
     which = "|eigenvalues| < 1" if s.is_discrete else "Re(eigenvalues) < 0"
     label = "A = df/dx" + (" (open loop, u = u*)" if s.input_names else "")
     out.print(f"\n[bold]linearisation at x*[/]  {label}")
-    out.print(np.array2string(a, precision=4, suppress_small=True))
+    out.print(np.array2string(info["A"], precision=4, suppress_small=True))
     if s.input_names:
         out.print("B = df/du")
-        out.print(np.array2string(b, precision=4, suppress_small=True))
+        out.print(np.array2string(info["B"], precision=4, suppress_small=True))
     out.print("eigenvalues: " + ", ".join(_complex(e) for e in eig))
     out.print(f"locally exponentially stable ({which}): [bold]{'yes' if stable else 'no'}[/]")
     if s.source:
@@ -240,29 +218,17 @@ def roa_command(
 
     Exit status 1 when no sample point converges to the equilibrium.
     """
-    import torch
-
-    from lyapcert.errors import SimulationError
     from lyapcert.simulate.roa import (
         ConvergenceCriterion,
         default_sample,
         is_locally_exponentially_stable,
-        roa_slices,
+        torch_device,
         true_roa,
     )
     from lyapcert.systems import resolve_system
 
     s = resolve_system(system)
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise SimulationError(
-            f"--device: {device!r} is not a torch device (cpu, cuda, cuda:0, ...)"
-        ) from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise SimulationError(
-            "--device: CUDA was asked for but torch sees no CUDA device; use --device cpu"
-        )
+    dev = torch_device(device)
     criterion = ConvergenceCriterion.for_system(
         s,
         horizon=horizon,
@@ -285,13 +251,10 @@ def roa_command(
     stable = is_locally_exponentially_stable(s)
     plot_path = None
     if plot:
-        from lyapcert.viz.roa_plot import plot_roa
+        from lyapcert.viz.roa_plot import save_roa_plot
 
-        slices = (
-            roa_slices(s, criterion, device=dev, progress=show_progress) if s.n_states > 2 else None
-        )
-        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in s.name)
-        plot_path = str(plot_roa(s, estimate, out_dir / f"{safe}-roa.png", slices=slices))
+        path = save_roa_plot(s, estimate, out_dir, criterion, device=dev, progress=show_progress)
+        plot_path = str(path)
     payload = estimate.summary()
     payload.update(
         plot=plot_path,
@@ -361,7 +324,12 @@ def verify_command(
         float | None,
         typer.Option(help="Check this level; default: find the largest certified level."),
     ] = None,
-    time_limit: Annotated[float, typer.Option(help="Seconds for the whole verification (one deadline for all its searches).")] = 120.0,
+    time_limit: Annotated[
+        float,
+        typer.Option(
+            help="Seconds for the whole verification (one deadline for all its searches)."
+        ),
+    ] = 120.0,
     max_boxes: Annotated[int, typer.Option(help="Boxes per branch-and-bound search.")] = 5_000_000,
     tolerance: Annotated[
         float, typer.Option(help="Relative tolerance of the largest level.")
@@ -409,17 +377,13 @@ def verify_command(
     DIR: and the saved verdict is reproduced), 1 when falsified, unknown or not reproduced, 2
     on bad input.
     """
-    import torch
-
     from lyapcert.certificates import ExpressionCandidate
     from lyapcert.errors import VerificationError
     from lyapcert.systems import resolve_system
     from lyapcert.verify import VerifyOptions, verify_candidate
+    from lyapcert.verify.options import check_device, mapper_for
 
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise VerificationError(
-            "--device: CUDA was asked for but torch sees no CUDA device; use --device cpu"
-        )
+    check_device(device)
     if Path(system).is_dir():
         if candidate is not None or level is not None:
             raise VerificationError(
@@ -434,25 +398,6 @@ def verify_command(
             "--candidate: required when verifying a system (or pass a certificate directory)"
         )
     s = resolve_system(system)
-    if not (math.isfinite(decay_rate) and 0 <= decay_rate < 1):
-        raise VerificationError(f"--decay-rate: expected 0 <= k < 1, got {decay_rate}")
-    for name, value in (("--time-limit", time_limit), ("--tolerance", tolerance)):
-        if not (math.isfinite(value) and value > 0):
-            raise VerificationError(f"{name}: expected a finite number > 0, got {value}")
-    if max_boxes < 1:
-        raise VerificationError(f"--max-boxes: expected a positive integer, got {max_boxes}")
-    if parts < 1:
-        raise VerificationError(f"--parts: expected a positive integer, got {parts}")
-    if backend not in ("local", "ray"):
-        raise VerificationError(f"--backend: expected local or ray, got {backend!r}")
-    if address is not None and backend != "ray":
-        raise VerificationError("--address is for --backend ray (the Ray cluster to connect to)")
-    mapper = None
-    if backend == "ray":
-        from lyapcert.verify.distributed import ray_mapper
-
-        mapper = ray_mapper(address)
-    cand = ExpressionCandidate(candidate, s)
     options = VerifyOptions(
         time_limit=time_limit,
         max_boxes=max_boxes,
@@ -461,7 +406,9 @@ def verify_command(
         decay_rate=decay_rate,
         progress=err.is_terminal and not as_json and parts == 1,
         parts=parts,
-    )
+    ).validate()
+    mapper = mapper_for(backend, address)
+    cand = ExpressionCandidate(candidate, s)
     result = verify_candidate(s, cand, level=level, options=options, mapper=mapper)
     if volume and result.level is not None and result.level > 0:
         from lyapcert.metric import attach_measurements
@@ -488,37 +435,21 @@ def verify_command(
 
 
 def _recheck(directory: Path, as_json: bool, search: bool = False) -> None:
-    from lyapcert.verify import recheck
+    from lyapcert.verify import recheck_report
 
-    cert, result = recheck(directory, search=search)
-    reproduced = (
-        result.verdict.value == cert.verdict and result.condition.name.lower() == cert.condition
-    )
-    stored = cert.record.get("proof") or {}
-    search_seconds = stored.get("search_seconds", cert.record.get("verify_seconds"))
-    payload = result.to_dict()
-    payload.update(
-        saved_verdict=cert.verdict,
-        saved_condition=cert.condition,
-        reproduced=reproduced,
-        certificate_dir=str(directory),
-        recheck=result.provenance.get("recheck", "search"),
-        recheck_seconds=result.seconds,
-        search_seconds=search_seconds,
-    )
-    if stored.get("leaves") is not None:
-        payload["proof_leaves"] = stored["leaves"]
+    report = recheck_report(directory, search=search)
     if as_json:
-        _emit_json(payload)
+        _emit_json(report.to_dict())
     else:
+        cert, result = report.certificate, report.result
         _print_verify(cert.system, result)
-        mark = "[green]reproduced[/]" if reproduced else "[red]NOT reproduced[/]"
+        mark = "[green]reproduced[/]" if report.reproduced else "[red]NOT reproduced[/]"
         out.print(f"saved verdict: {cert.verdict} ({cert.condition}); re-check: {mark}")
-        took = f"re-check ({payload['recheck']}): {result.seconds:.2f} s"
-        if isinstance(search_seconds, (int, float)):
-            took += f"; the saved search took {search_seconds:.2f} s"
+        took = f"re-check ({report.kind}): {result.seconds:.2f} s"
+        if isinstance(report.search_seconds, (int, float)):
+            took += f"; the saved search took {report.search_seconds:.2f} s"
         out.print(took)
-    if not (reproduced and result.verified):
+    if not report.confirmed:
         raise typer.Exit(EXIT_NEGATIVE)
 
 
@@ -576,7 +507,12 @@ def certify_command(
     out_dir: Annotated[
         Path | None, typer.Option("--out", help="Save the certificate directory here.")
     ] = None,
-    time_limit: Annotated[float, typer.Option(help="Seconds for the whole verification (one deadline for all its searches).")] = 120.0,
+    time_limit: Annotated[
+        float,
+        typer.Option(
+            help="Seconds for the whole verification (one deadline for all its searches)."
+        ),
+    ] = 120.0,
     tolerance: Annotated[
         float, typer.Option(help="Relative tolerance of the largest level.")
     ] = 1e-3,
@@ -620,6 +556,7 @@ def certify_command(
     from lyapcert.methods.options import build_options, parse_assignments, read_config
     from lyapcert.systems import resolve_system
     from lyapcert.verify import VerifyOptions
+    from lyapcert.verify.options import check_limits
 
     s = resolve_system(system)
     if dt is not None:
@@ -628,14 +565,16 @@ def certify_command(
     values = read_config(config, method) if config is not None else {}
     values.update(parse_assignments(option))
     options = build_options(m.Options, values, where=f"{method} options")
-    if not (
-        math.isfinite(time_limit) and time_limit > 0 and math.isfinite(tolerance) and tolerance > 0
-    ):
-        raise VerificationError("--time-limit and --tolerance: expected finite numbers > 0")
     show = err.is_terminal and not as_json
     verify_options = VerifyOptions(
         time_limit=time_limit, level_tolerance=tolerance, device=device, progress=show
     )
+    try:
+        check_limits(verify_options)
+    except VerificationError:
+        raise VerificationError(
+            "--time-limit and --tolerance: expected finite numbers > 0"
+        ) from None
     from lyapcert.control.closed_loop import close_for_method
     from lyapcert.errors import TrainingInterrupted
     from lyapcert.methods.checkpoint import training_checkpoint
@@ -809,19 +748,6 @@ CertificateDirArg = Annotated[
 ]
 
 
-def _load_certificate_dir(directory: Path):
-    """The certificate saved in ``directory`` (a typed error when it holds none)."""
-    from lyapcert.errors import CertificateFileError
-    from lyapcert.viz.certificate_plot import as_certificate
-
-    if not directory.is_dir():
-        raise CertificateFileError(
-            f"{directory}: not a folder; expected a certificate directory "
-            "(made by `lyapcert certify SYSTEM --out DIR` or `lyapcert verify ... --out DIR`)"
-        )
-    return as_certificate(directory)
-
-
 @app.command("plot")
 @handles_errors
 def plot_command(
@@ -850,42 +776,22 @@ def plot_command(
     portrait and a heat map of dV/dt (2-D slices through x* above 2 states). For a bench
     results folder: the chart of % of the true ROA per system and method (DIR/bench.png)."""
     from lyapcert.errors import PlotError
-    from lyapcert.viz.certificate_plot import FIGURE_SUFFIXES, check_output, plot_certificate
-    from lyapcert.viz.training_plot import plot_training, training_history
+    from lyapcert.viz.bench_plot import is_bench_folder, plot_bench_folder
+    from lyapcert.viz.certificate_plot import FIGURE_SUFFIXES, check_output, plot_certificate_dir
 
-    if (directory / "bench.json").is_file() or (directory / "table.json").is_file():
-        from lyapcert.viz.bench_plot import plot_bench
-        from lyapcert.viz.report import bench_plot_rows, read_report_input
-
+    if is_bench_folder(directory):
         target = check_output(out_file or directory / "bench.png", FIGURE_SUFFIXES, "--out")
-        rows = read_report_input(directory).rows
-        if not rows:
-            raise PlotError(f"{directory}: the bench has no finished cells yet; nothing to plot")
-        plot_bench(bench_plot_rows(rows), target)
-        out.print(f"wrote {target}", soft_wrap=True)
+        out.print(f"wrote {plot_bench_folder(directory, target)}", soft_wrap=True)
         return
-    target = check_output(out_file or directory / "certificate.png", FIGURE_SUFFIXES, "--out")
-    curves = (
-        target.with_name(f"{target.stem}-training{target.suffix}")
-        if out_file is not None
-        else directory / "training.png"
-    )
+    check_output(out_file or directory / "certificate.png", FIGURE_SUFFIXES, "--out")
     if resolution < 8:
         raise PlotError(f"--resolution: expected an integer >= 8, got {resolution}")
-    cert = _load_certificate_dir(directory)
-    history = training_history(cert.record) if training else []  # validated before any writing
-    written = [plot_certificate(cert, target, roa=roa, resolution=resolution, progress=False)]
-    if training:
-        if history and plot_training(cert.record, curves) is not None:
-            written.append(curves)
-        else:
-            method = cert.record.get("method") or "this"
-            out.print(
-                f"training: no history in {directory / 'certificate.json'} (the {method} method "
-                "trains nothing, or the certificate was saved before histories were kept); "
-                "no training plot written"
-            )
-    for path in written:
+    pictures = plot_certificate_dir(
+        directory, out_file, roa=roa, training=training, resolution=resolution
+    )
+    if pictures.note:
+        out.print(pictures.note)
+    for path in pictures.written:
         out.print(f"wrote {path}", soft_wrap=True)
 
 
@@ -920,7 +826,7 @@ def animate_command(
     falling (and the pendulum swinging to rest, for pendulum-like systems)."""
     from lyapcert.errors import PlotError
     from lyapcert.viz.animate import ANIMATION_SUFFIXES, animate_certificate
-    from lyapcert.viz.certificate_plot import check_output
+    from lyapcert.viz.certificate_plot import check_output, load_certificate_dir
 
     target = check_output(out_file or directory / "animation.gif", ANIMATION_SUFFIXES, "--out")
     for name, value in (("--trajectories", trajectories), ("--frames", frames), ("--fps", fps)):
@@ -928,7 +834,7 @@ def animate_command(
             raise PlotError(f"{name}: expected an integer >= 1, got {value}")
     if seconds is not None and not (math.isfinite(seconds) and seconds > 0):
         raise PlotError(f"--seconds: expected a finite simulated time > 0, got {seconds}")
-    cert = _load_certificate_dir(directory)
+    cert = load_certificate_dir(directory)
     path = animate_certificate(
         cert, target, trajectories, seconds, frames=frames, fps=fps, pendulum=pendulum
     )

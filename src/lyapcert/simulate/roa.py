@@ -296,6 +296,22 @@ def label_convergence(
     return outcomes.cpu().numpy()
 
 
+def torch_device(device: str | torch.device) -> torch.device:
+    """``device`` as a ``torch.device``; ``SimulationError`` when it names none, or asks for CUDA
+    and torch sees no CUDA device."""
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise SimulationError(
+            f"--device: {device!r} is not a torch device (cpu, cuda, cuda:0, ...)"
+        ) from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise SimulationError(
+            "--device: CUDA was asked for but torch sees no CUDA device; use --device cpu"
+        )
+    return dev
+
+
 def true_roa(
     system: System,
     resolution: int | None = None,
@@ -561,3 +577,20 @@ def is_locally_exponentially_stable(system: System) -> bool:
     if system.is_discrete:
         return bool(np.all(np.abs(eig) < 1))
     return bool(np.all(eig.real < 0))
+
+
+def system_report(system: System) -> dict[str, object]:
+    """``system.summary()`` plus its linearisation at ``x*`` (``lyapcert show``): ``A``, ``B``
+    (``System.linearize()``), ``eigenvalues`` of ``A`` as ``[real, imag]`` pairs,
+    ``locally_exponentially_stable`` and ``residual`` (``System.residual()``)."""
+    a, b = system.linearize()
+    eig = np.linalg.eigvals(a)
+    info = system.summary()
+    info.update(
+        A=a,
+        B=b,
+        eigenvalues=[[float(e.real), float(e.imag)] for e in eig],
+        locally_exponentially_stable=is_locally_exponentially_stable(system),
+        residual=system.residual(),
+    )
+    return info

@@ -5,6 +5,7 @@ from lyapcert.systems.registry import (
     RegistryEntry,
     get_system,
     registry_entry,
+    registry_rows,
     resolve_system,
     system_names,
 )
@@ -19,6 +20,7 @@ __all__ = [
     "get_system",
     "load_system_file",
     "registry_entry",
+    "registry_rows",
     "resolve_system",
     "system_from_spec",
     "system_names",

@@ -555,6 +555,27 @@ def get_system(name: str) -> System:
     return _CACHE[name]
 
 
+def registry_rows(category: str | None = None) -> list[dict[str, object]]:
+    """One plain-data row per registry system (``lyapcert systems``): name, category, time, dt,
+    states, inputs, domain and input bounds (as lists of ``[lo, hi]``)."""
+    rows = []
+    for name in system_names(category):
+        s, entry = get_system(name), registry_entry(name)
+        rows.append(
+            {
+                "name": name,
+                "category": entry.category,
+                "time": s.time,
+                "dt": s.dt,
+                "states": list(s.state_names),
+                "inputs": list(s.input_names),
+                "domain": s.domain.to_list(),
+                "input_bounds": s.input_bounds.to_list() if s.input_bounds else None,
+            }
+        )
+    return rows
+
+
 def resolve_system(name_or_path: str | Path) -> System:
     """A registry name, or the path of a TOML system file."""
     key = str(name_or_path)

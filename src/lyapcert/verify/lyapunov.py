@@ -69,6 +69,17 @@ class VerifyOptions:
             max_boxes=self.max_boxes, time_limit=self.time_limit, batch_size=self.batch_size
         )
 
+    def validate(self) -> VerifyOptions:
+        """Refuse settings a caller must not ask for (``VerificationError`` naming the setting,
+        as ``lyapcert verify`` does: CUDA without a CUDA device, a time limit or tolerance that
+        is not a finite number > 0, a decay rate outside ``[0, 1)``, fewer than one box or
+        part); returns ``self``. Not run on construction: the verifier itself builds options
+        with a spent time limit (``0.0``) when a deadline has run out."""
+        from lyapcert.verify.options import check_options
+
+        check_options(self)
+        return self
+
 
 @dataclass
 class _Problem:

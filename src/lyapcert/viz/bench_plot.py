@@ -128,3 +128,25 @@ def plot_bench(rows: Sequence[Mapping], path: str | Path, title: str | None = No
     )
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def is_bench_folder(directory: str | Path) -> bool:
+    """Whether ``directory`` holds a bench's results (``bench.json`` or ``table.json``)."""
+    root = Path(directory)
+    return (root / "bench.json").is_file() or (root / "table.json").is_file()
+
+
+def plot_bench_folder(directory: str | Path, path: str | Path | None = None) -> Path:
+    """``plot_bench`` of the finished cells of a bench results folder (``lyapcert bench ... --out
+    DIR``) to ``path`` (default ``DIR/bench.png``); ``PlotError`` when no cell has finished."""
+    from lyapcert.viz.report_figures import bench_plot_rows
+    from lyapcert.viz.report_input import read_report_input
+
+    directory = Path(directory)
+    target = check_output(
+        directory / "bench.png" if path is None else path, FIGURE_SUFFIXES, "path"
+    )
+    rows = read_report_input(directory).rows
+    if not rows:
+        raise PlotError(f"{directory}: the bench has no finished cells yet; nothing to plot")
+    return plot_bench(bench_plot_rows(rows), target)

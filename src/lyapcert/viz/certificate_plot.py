@@ -14,6 +14,7 @@ The numbers are computed by separate functions (``decrease_values``, ``certifica
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -55,6 +56,17 @@ def as_certificate(cert: Certificate | str | Path) -> Certificate:
             f"{Path(cert) / 'certificate.json'}: malformed certificate ({type(exc).__name__}: "
             f"{exc}); re-create it with `lyapcert certify ... --out {cert}`"
         ) from None
+
+
+def load_certificate_dir(directory: str | Path) -> Certificate:
+    """The certificate saved in ``directory`` (``CertificateFileError`` when it is not a folder,
+    and as ``as_certificate`` when it holds none)."""
+    if not Path(directory).is_dir():
+        raise CertificateFileError(
+            f"{directory}: not a folder; expected a certificate directory "
+            "(made by `lyapcert certify SYSTEM --out DIR` or `lyapcert verify ... --out DIR`)"
+        )
+    return as_certificate(directory)
 
 
 def check_output(path: str | Path, suffixes: Sequence[str], what: str) -> Path:
@@ -198,6 +210,57 @@ def plot_certificate(
         fig = _figure_planes(cert, estimate, pairs, slices, resolution)
     fig.suptitle(certificate_title(cert, share), fontsize=10)
     return save_figure(fig, path)
+
+
+@dataclass
+class CertificatePictures:
+    """What ``plot_certificate_dir`` wrote (``written``), and ``note``: why an asked-for
+    training plot was not written (``None`` when nothing was left out)."""
+
+    written: list[Path]
+    note: str | None = None
+
+
+def plot_certificate_dir(
+    directory: str | Path,
+    path: str | Path | None = None,
+    *,
+    roa: bool | None = None,
+    training: bool = False,
+    resolution: int = 150,
+) -> CertificatePictures:
+    """``plot_certificate`` of the certificate saved in ``directory`` to ``path`` (default
+    ``DIR/certificate.png``), and with ``training=True`` its training curves
+    (``viz.training_plot.plot_training``) to ``DIR/training.png``, or beside ``path`` as
+    ``<stem>-training<suffix>``. Everything is checked before anything is written."""
+    from lyapcert.viz.training_plot import plot_training, training_history
+
+    directory = Path(directory)
+    target = check_output(
+        directory / "certificate.png" if path is None else path, FIGURE_SUFFIXES, "path"
+    )
+    curves = (
+        target.with_name(f"{target.stem}-training{target.suffix}")
+        if path is not None
+        else directory / "training.png"
+    )
+    _check_int("resolution", resolution, 8)
+    cert = load_certificate_dir(directory)
+    history = training_history(cert.record) if training else []  # checked before any writing
+    pictures = CertificatePictures(
+        [plot_certificate(cert, target, roa=roa, resolution=resolution, progress=False)]
+    )
+    if training:
+        if history and plot_training(cert.record, curves) is not None:
+            pictures.written.append(curves)
+        else:
+            method = cert.record.get("method") or "this"
+            pictures.note = (
+                f"training: no history in {directory / 'certificate.json'} (the {method} method "
+                "trains nothing, or the certificate was saved before histories were kept); "
+                "no training plot written"
+            )
+    return pictures
 
 
 def _check_int(name: str, value, minimum: int) -> None:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from lyapcert.simulate.integrate import vector_field
-from lyapcert.simulate.roa import RoaEstimate, RoaSlice
+from lyapcert.simulate.roa import ConvergenceCriterion, RoaEstimate, RoaSlice, roa_slices
 from lyapcert.systems.system import System
 
 ROA_COLOUR = "#4c9be8"
@@ -46,6 +46,26 @@ def plot_roa(
     fig.savefig(path, dpi=130, bbox_inches="tight")
     plt.close(fig)
     return path
+
+
+def save_roa_plot(
+    system: System,
+    estimate: RoaEstimate,
+    folder: str | Path,
+    criterion: ConvergenceCriterion | None = None,
+    *,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+) -> Path:
+    """``plot_roa`` to ``folder/<system name>-roa.png`` (the name made file-safe); above 2 states
+    the slices through ``x*`` are simulated first (``roa_slices`` with ``criterion``)."""
+    slices = (
+        roa_slices(system, criterion, device=device, progress=progress)
+        if system.n_states > 2
+        else None
+    )
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in system.name)
+    return plot_roa(system, estimate, Path(folder) / f"{safe}-roa.png", slices=slices)
 
 
 def _title(system: System, estimate: RoaEstimate) -> str:
