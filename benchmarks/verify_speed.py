@@ -23,8 +23,8 @@ from _common import write_results
 
 from lyapcert.certificates import NetworkCandidate, QuadraticCandidate
 from lyapcert.certificates.store import Certificate
-from lyapcert.metric import region_share
 from lyapcert.methods.quadratic import lyapunov_matrix
+from lyapcert.metric import region_share
 from lyapcert.systems import get_system
 from lyapcert.verify import VerifyOptions, verify_candidate
 from lyapcert.verify.proof import check_stored_proof, stored_proof

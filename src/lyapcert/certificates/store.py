@@ -206,7 +206,9 @@ def load(directory: str | Path) -> Certificate:
         k = controller_from_dict(data["controller"], system, Path(directory))
         system = system.closed_loop(k)
     proof = _read_proof(Path(directory), data.get("proof"))
-    return Certificate(system, candidate, float(level), data["verdict"], data["condition"], data, proof)
+    return Certificate(
+        system, candidate, float(level), data["verdict"], data["condition"], data, proof
+    )
 
 
 def _read_proof(directory: Path, entry) -> dict | None:

@@ -240,9 +240,7 @@ class NeuralROAMethod(Method):
         z = buffer.detach()
         for _ in range(options.pgd_steps):
             z = z.clone().requires_grad_(True)
-            h = torch.minimum(
-                1.0 - net(z), self._violation(system, net, z, x_star, options)
-            )
+            h = torch.minimum(1.0 - net(z), self._violation(system, net, z, x_star, options))
             (grad,) = torch.autograd.grad(h.sum(), z)
             with torch.no_grad():
                 grad = torch.nan_to_num(grad)
@@ -269,9 +267,7 @@ class NeuralROAMethod(Method):
         loss_local = torch.zeros(())
         if weight > 0:
             units = margin_units(system, options)
-            loss_local = torch.relu(
-                local_decrease(system, net, x_star, units) + 2 * options.margin
-            )
+            loss_local = torch.relu(local_decrease(system, net, x_star, units) + 2 * options.margin)
             loss = loss + weight * loss_local
         parts = {
             "decrease": float(loss_dec.detach()),
