@@ -198,11 +198,28 @@ def test_level_below_v_at_x_star_is_never_verified():
     assert "contain the equilibrium" in (r.hole or "")
 
 
-def test_candidate_centred_elsewhere_is_not_verified():
+def test_candidate_centred_elsewhere_is_verified_only_through_a_chain():
+    """A V centred at (0.5, 0): the local certificate alone cannot close the hole (issue 12:
+    never VERIFIED that way); since issue 14 a chain through the verified quadratic of the
+    linearisation may, and only for a set inside that proven region of attraction."""
+    import dataclasses
+
     s = get_system("vanderpol")
     cand = ExpressionCandidate("(x1 - 0.5)**2 + x2**2", s)
+    alone = verify_candidate(s, cand, options=dataclasses.replace(OPTS, chain=False))
+    assert alone.verdict is not Verdict.VERIFIED
     r = verify_candidate(s, cand, options=OPTS)
-    assert r.verdict is not Verdict.VERIFIED
+    assert r.verdict is Verdict.VERIFIED and r.chain is not None
+    assert 0.25 < r.level  # V(x*) = 0.25: x* lies in the set
+    W = ExpressionCandidate("1.5*x1**2 - x1*x2 + x2**2", s)
+    aux = r.chain[-1]["auxiliary_level"]
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(20_000, 2, generator=gen, dtype=torch.float64)
+    x = x * torch.tensor([5.0, 7.0]) - torch.tensor([2.5, 3.5])
+    with torch.no_grad():
+        inside = x[cand.value(x) <= r.level]
+        assert inside.shape[0] > 100
+        assert bool((W.value(inside) <= aux).all())  # below c0 the set lies in {W <= d}
 
 
 def test_falsified_text_states_only_what_was_proven():

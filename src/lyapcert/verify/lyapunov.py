@@ -63,6 +63,7 @@ class VerifyOptions:
     falsify_samples: int = 8192  # Sobol samples for the falsifier (0: off)
     parts: int = 1  # the decrease search split into this many sub-boxes (run by a mapper)
     record_proof: bool = True  # keep the searches' bisection trees (a saved certificate's proof)
+    chain: bool = True  # close a hole the local certificate cannot by a chain (verify.chain)
 
     def budget(self) -> Budget:
         return Budget(
@@ -99,6 +100,7 @@ class _Problem:
     falsifier_points: torch.Tensor | None = None
     mapper: object = None  # runs the parts of a split decrease search (None: in this process)
     deadline: float | None = None  # time.perf_counter() value at which every search stops
+    auxiliary: object = None  # the chain's auxiliary certificate (None: the linearisation's)
 
     def budget(self) -> Budget:
         """The options' budget, its time limit cut to what is left before the deadline: the
@@ -198,19 +200,21 @@ def _point_values(q, points: torch.Tensor) -> Interval:
     return out
 
 
-def inner_level(problem: _Problem, local: LocalCertificate) -> tuple[float, SearchStats]:
+def inner_level(problem: _Problem, local) -> tuple[float, SearchStats]:
     """A proven ``c0`` with ``V > c0`` on ``B \\ int Q`` (so ``{V <= c0}`` lies in ``Q``): from
-    the candidate's quadratic floor when it has one, else by branch and bound."""
-    floor = floor_inner_level(problem.candidate, local, problem.x_star)
+    the candidate's quadratic floor when it has one, else by branch and bound. ``Q`` is
+    ``{(x-x*)'P(x-x*) <= level}`` (``local.P``, ``local.level``: the local certificate, or a
+    chain's quadratic region), or ``{W <= level}`` with ``local.value_q`` the bound function of
+    ``W`` (``verify.chain.InnerRegion``)."""
+    region_q = getattr(local, "value_q", None)
     problem.inner_tree = None
-    if floor > 0:
-        return floor, SearchStats()
-    P = torch.as_tensor(local.P, dtype=torch.float64, device=problem.lo.device)
-    xs = problem.x_star
-
-    def vq(x):
-        e = x - lift_like(xs.expand(_rows(x), -1), x)
-        return (e.linear(P) * e).sum(dim=1)
+    if region_q is None:
+        floor = floor_inner_level(problem.candidate, local, problem.x_star)
+        if floor > 0:
+            return floor, SearchStats()
+        vq = _quadratic_q(local.P, problem.x_star)
+    else:
+        vq = region_q
 
     def bounds_fn(boxes):
         vb = _bounds(problem.value_q, boxes, problem.options.mean_value)
@@ -342,10 +346,13 @@ def decrease_search(
     lo: torch.Tensor | None = None,
     hi: torch.Tensor | None = None,
     known_upper: float = math.inf,
+    exclude=None,
 ):
     """``inf V`` over the points of the box ``[lo, hi]`` (default: the whole domain) where the
     decrease fails, with ``V >= c0``: a ``SearchResult``. Its ``lower`` is proven for that box
-    only; its ``upper`` and witness are proven violations, valid anywhere.
+    only; its ``upper`` and witness are proven violations, valid anywhere. ``exclude``: a proven
+    region of attraction ``{W <= d}`` (``verify.chain.InnerRegion``) whose interior needs no
+    decrease: boxes inside ``{W < d}`` are cleared and violations count only outside it.
 
     ``known_upper``: a number the caller's final level cannot exceed (the boundary's proven
     ``V`` value). With the falsifier's proven violations it bounds the levels that matter, ``u``;
@@ -367,8 +374,14 @@ def decrease_search(
         nxt = problem.succ_q(Interval(points, points))
         return ((nxt.lo > hi_b) | (nxt.hi < lo_b)).any(dim=1)
 
+    region_q = None
+    if exclude is not None:
+        region_q = exclude.value_q or _quadratic_q(exclude.P, problem.x_star)
+
     def bounds_fn(boxes):
         vb = _bounds(problem.value_q, boxes, opts.mean_value)
+        if region_q is not None:
+            vb.region_hi = interval_bounds(region_q, boxes).hi
         lb = _bounds(problem.lie_q, boxes, opts.mean_value)
         if second_order:
             lb = _tighten_second_order(problem.lie_q, boxes, lb, undecided=~(vb.hi < c0))
@@ -383,6 +396,8 @@ def decrease_search(
         ok = vb.lie_hi < 0 if strict else vb.lie_hi <= 0
         if discrete:
             ok = ok & vb.inside
+        if region_q is not None:
+            ok = ok | (vb.region_hi < exclude.level)
         return ok | (vb.hi < c0)
 
     def in_set(points):
@@ -391,6 +406,8 @@ def decrease_search(
         bad = lie.lo >= 0 if strict else lie.lo > 0
         if discrete:
             bad = bad | successor_outside(points)
+        if region_q is not None:
+            bad = bad & (_point_values(region_q, points).lo >= exclude.level)
         return bad & (v.lo >= c0), v.hi
 
     lo = problem.lo if lo is None else lo
@@ -425,6 +442,17 @@ def decrease_search(
     if cut is not None:
         decrease.lower = min(decrease.lower, u)
     return decrease
+
+
+def _quadratic_q(P, x_star):
+    """``x -> (x - x*)' P (x - x*)`` as a bound function."""
+    Pt = torch.as_tensor(P, dtype=torch.float64, device=x_star.device)
+
+    def vq(x):
+        e = x - lift_like(x_star.expand(_rows(x), -1), x)
+        return (e.linear(Pt) * e).sum(dim=1)
+
+    return vq
 
 
 def split_box(
@@ -518,12 +546,14 @@ def _split_decrease(
     return merged
 
 
-def level_search(problem: _Problem, c0: float, strict: bool = True, target: float | None = None):
+def level_search(
+    problem: _Problem, c0: float, strict: bool = True, target: float | None = None, exclude=None
+):
     """``inf V`` over the points of the box where the decrease fails (``dV/dt >= 0``, or ``> 0``
     when ``strict`` is False) with ``V >= c0``, and over the boundary of the box. With
     ``options.parts > 1`` the decrease search runs on sub-boxes, by ``problem.mapper``
     (``mapper(fn, items) -> results``, for example Ray tasks; default the builtin ``map``), and
-    the results are merged."""
+    the results are merged. ``exclude``: see ``decrease_search`` (one process only)."""
     opts = problem.options
     discrete = problem.succ_q is not None
     if discrete:  # the region is {x in B : V <= c} and x+ stays in B: no face condition
@@ -531,8 +561,10 @@ def level_search(problem: _Problem, c0: float, strict: bool = True, target: floa
     else:
         boundary = _boundary_search(problem, target)
     # the level cannot exceed V at a boundary point: the decrease search may skip V > that
-    if opts.parts <= 1:
-        decrease = decrease_search(problem, c0, strict, target, known_upper=boundary.upper)
+    if opts.parts <= 1 or exclude is not None:
+        decrease = decrease_search(
+            problem, c0, strict, target, known_upper=boundary.upper, exclude=exclude
+        )
     else:
         mapper = problem.mapper or map
         decrease = _split_decrease(problem, c0, strict, target, mapper, boundary.upper)
@@ -621,11 +653,15 @@ def verify_candidate(
     level: float | None = None,
     options: VerifyOptions | None = None,
     mapper=None,
+    auxiliary: Candidate | None = None,
 ) -> Result:
     """Verify ``candidate`` on ``system``: prove asymptotic stability of ``x*`` on
     ``{x in box : V(x) <= level}``, or find the largest such level when ``level`` is None. A
     controlled system is verified as its closed loop (``system.closed_loop(k)``), or with the
-    input held at ``u*``.
+    input held at ``u*``. When the local certificate alone cannot close the hole around ``x*``
+    (``V`` not zero at ``x*``, or its minimum elsewhere), a chain of certificates may
+    (``verify.chain``): ``auxiliary`` (a candidate ``W``, verified first), by default the
+    quadratic of the (closed-loop) linearisation.
     With ``options.parts > 1`` the decrease search is split into sub-boxes run by ``mapper``
     (``mapper(fn, items)`` like the builtin ``map``, which is the default; see
     ``lyapcert.verify.distributed`` for Ray).
@@ -640,6 +676,7 @@ def verify_candidate(
         raise VerificationError(f"level: expected a finite number > 0, got {level!r}")
     problem = build_problem(system, candidate, options)
     problem.mapper = mapper
+    problem.auxiliary = auxiliary
     problem.deadline = started + float(options.time_limit)
     base = dict(
         system=system.name,
@@ -777,7 +814,7 @@ def _verify(problem: _Problem, level: float | None, started: float, base: dict) 
     c0, st = inner_level(problem, local)
     stats = stats.merge(st)
     if not (c0 > 0 and math.isfinite(c0)):
-        return _unknown(
+        hole = _unknown(
             started,
             local=local.to_dict(),
             hole="V is not proven positive outside the local certificate's region (inner level <= 0)",
@@ -786,12 +823,13 @@ def _verify(problem: _Problem, level: float | None, started: float, base: dict) 
             proof=local_text,
             **base,
         )
+        return _chain_or(problem, level, started, base, v_at_eq, stats, local_text, hole)
     c0 = math.nextafter(c0, -math.inf) * (1 - 1e-9)
     local_text += f"; V > c0 = {c0:.4g} outside it"
     need = c0 if level is None else min(c0, level)
     if not v_at_eq[1] < need:
         where = "at x*" if eq.exact else "on the equilibrium's box"
-        return _unknown(
+        hole = _unknown(
             started,
             local=local.to_dict(),
             inner_level=c0,
@@ -804,6 +842,7 @@ def _verify(problem: _Problem, level: float | None, started: float, base: dict) 
             proof=local_text,
             **base,
         )
+        return _chain_or(problem, level, started, base, v_at_eq, stats, local_text, hole)
     problem.falsifier_points = _falsify(problem)
     target = level
     decrease, boundary = level_search(problem, c0, strict=True, target=target)
@@ -931,6 +970,17 @@ def _verify(problem: _Problem, level: float | None, started: float, base: dict) 
         proof=partial,
         **common,
     )
+
+
+def _chain_or(problem, level, started, base, v_at_eq, stats, local_text, hole: Result) -> Result:
+    """``hole`` (the local certificate alone cannot close the hole), unless a chain of
+    certificates closes it (``verify.chain``; ``options.chain``)."""
+    if not problem.options.chain:
+        return hole
+    from lyapcert.verify.chain import verify_by_chain
+
+    problem.falsifier_points = _falsify(problem)
+    return verify_by_chain(problem, level, started, base, v_at_eq, stats, local_text, hole)
 
 
 def _nonstrict_or(

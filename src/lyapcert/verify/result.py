@@ -56,7 +56,9 @@ class Result:
     FALSIFIED or UNKNOWN result only the parts that hold); ``proven_level``: the largest level
     proven so far when the result is not VERIFIED at the level asked (None: none);
     ``simulation_check``: sample points of the certified set that did not converge in simulation
-    (``certify.simulation_check``; a contradiction is reported in ``message``).
+    (``metric.simulation_check``; a contradiction is reported in ``message``); ``chain``: when
+    the hole was closed by a chain of certificates (``verify.chain``), its links (the local
+    certificate, the auxiliary certificate with its verified level, the inner level).
     """
 
     verdict: Verdict
@@ -81,6 +83,7 @@ class Result:
     proof: str | None = None
     proven_level: float | None = None
     simulation_check: dict | None = None
+    chain: list | None = None
     proof_trees: ProofTrees | None = field(default=None, repr=False, compare=False)
 
     @property
