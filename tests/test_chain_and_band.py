@@ -4,7 +4,6 @@ certificates, and a peer's band claim checked exactly as stated (issue 14)."""
 import math
 
 import numpy as np
-import pytest
 import torch
 
 import lyapcert
