@@ -24,7 +24,13 @@ import scipy.linalg
 import torch
 
 from lyapcert.bounds.dual import Dual, lift_like
-from lyapcert.bounds.forms import Bounds, best_bounds, interval_bounds, taylor2_bounds
+from lyapcert.bounds.forms import (
+    Bounds,
+    best_bounds,
+    interval_bounds,
+    mean_value_bounds,
+    taylor2_bounds,
+)
 from lyapcert.bounds.graph import capture
 from lyapcert.bounds.interval import Interval
 from lyapcert.certificates.candidates import Candidate
@@ -382,7 +388,14 @@ def decrease_search(
         vb = _bounds(problem.value_q, boxes, opts.mean_value)
         if region_q is not None:
             vb.region_hi = interval_bounds(region_q, boxes).hi
-        lb = _bounds(problem.lie_q, boxes, opts.mean_value)
+        lb = interval_bounds(problem.lie_q, boxes)
+        if opts.mean_value:
+            # the mean-value form (several times the cost) only where intervals leave the box
+            # undecided: the intersection of both enclosures is an enclosure
+            need = ~(lb.hi < 0) & ~(vb.hi < c0)
+            if region_q is not None:
+                need = need & ~(vb.region_hi < exclude.level)
+            lb = _tighten_mean_value(problem.lie_q, boxes, lb, need)
         if second_order:
             lb = _tighten_second_order(problem.lie_q, boxes, lb, undecided=~(vb.hi < c0))
         vb.lie_hi = lb.hi
@@ -400,7 +413,23 @@ def decrease_search(
             ok = ok | (vb.region_hi < exclude.level)
         return ok | (vb.hi < c0)
 
+    screen = _violation_screen(problem)
+
     def in_set(points):
+        # only the points a float64 evaluation says may violate are replayed in intervals (the
+        # replay decides; the screen can only miss a witness, never make one)
+        keep = screen(points) if screen is not None else None
+        if keep is not None and not bool(keep.all()):
+            bad = torch.zeros(points.shape[0], dtype=torch.bool, device=points.device)
+            v_hi = torch.full(
+                (points.shape[0],), math.inf, dtype=points.dtype, device=points.device
+            )
+            if bool(keep.any()):
+                bad[keep], v_hi[keep] = in_set_exact(points[keep])
+            return bad, v_hi
+        return in_set_exact(points)
+
+    def in_set_exact(points):
         v = _point_values(problem.value_q, points)
         lie = _point_values(problem.lie_q, points)
         bad = lie.lo >= 0 if strict else lie.lo > 0
@@ -442,6 +471,41 @@ def decrease_search(
     if cut is not None:
         decrease.lower = min(decrease.lower, u)
     return decrease
+
+
+def _violation_screen(problem: _Problem):
+    """``points -> [k] bool``: the points where a plain float64 evaluation of the decrease
+    quantity (or, in discrete time, of the successor) leaves a violation possible; ``None`` when
+    the float function cannot be built. A screen for the interval replay: a real violation has a
+    float value at most a rounding error below 0."""
+    from lyapcert.simulate.integrate import vector_field
+    from lyapcert.verify.falsify import decrease_function
+
+    try:
+        fn = decrease_function(problem.system, problem.candidate, problem.options.decay_rate)
+        field = vector_field(problem.system)
+    except Exception:  # pragma: no cover - the screen is only a speed-up
+        return None
+    discrete = problem.succ_q is not None
+    lo, hi = problem.lo, problem.hi
+    span = (hi - lo).abs().amax()
+
+    def screen(points):
+        try:
+            x = points.to(lo.device)
+            val = fn(x).detach()
+            keep = ~(val < -1e-9 * (1 + val.abs())) | ~torch.isfinite(val)
+            if discrete:
+                with torch.no_grad():
+                    nxt = field(x)
+                slack = 1e-9 * span
+                keep = keep | ((nxt < lo + slack) | (nxt > hi - slack)).any(dim=1)
+                keep = keep | ~torch.isfinite(nxt).all(dim=1)
+            return keep.to(points.device)
+        except Exception:  # pragma: no cover - then every point is replayed
+            return None
+
+    return screen
 
 
 def _quadratic_q(P, x_star):
@@ -617,6 +681,24 @@ def _boundary_search(problem: _Problem, target: float | None):
         rel_tol=opts.level_tolerance,
         record=opts.record_proof,
     )
+
+
+def _tighten_mean_value(q, boxes: Interval, bounds: Bounds, need: torch.Tensor) -> Bounds:
+    """Intersect ``bounds`` with the mean-value form on the boxes marked ``need``; their
+    sensitivity (the split guide) is the form's, the others' is unknown (``inf``: split the
+    widest side)."""
+    n = boxes.shape[1]
+    sens = torch.full(
+        (bounds.lo.shape[0], n), math.inf, dtype=bounds.lo.dtype, device=bounds.lo.device
+    )
+    if not bool(need.any()):
+        return Bounds(bounds.lo, bounds.hi, sens)
+    mv = mean_value_bounds(q, Interval(boxes.lo[need], boxes.hi[need]))
+    lo, hi = bounds.lo.clone(), bounds.hi.clone()
+    lo[need] = torch.maximum(lo[need], mv.lo)
+    hi[need] = torch.minimum(hi[need], mv.hi)
+    sens[need] = mv.sensitivity
+    return Bounds(lo, hi, sens)
 
 
 def _tighten_second_order(q, boxes: Interval, bounds: Bounds, undecided: torch.Tensor) -> Bounds:
