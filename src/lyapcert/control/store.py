@@ -78,7 +78,10 @@ def controller_from_dict(data: dict, system: System, directory: Path):
                 raise CertificateFileError(f"{path}: the controller weights do not match the hash")
             return k
         if family in ("onnx", "torchscript"):
-            return load_controller(read_source(data, directory, "controller"), system)
+            k = load_controller(read_source(data, directory, "controller"), system)
+            if source_digest(k) != data.get("sha256"):  # the bytes converted are the ones hashed
+                raise CertificateFileError("the controller file does not match the hash")
+            return k
     except (OSError, RuntimeError, TypeError, KeyError, ControllerError) as exc:
         raise CertificateFileError(f"controller: cannot rebuild it: {exc}") from None
     raise CertificateFileError(
