@@ -317,7 +317,15 @@ def verify_command(
         typer.Option(
             "--candidate",
             "-c",
-            help="V as an expression in the state names, e.g. '0.5*x2**2 + 1 - cos(x1)'.",
+            help="V as an expression in the state names, e.g. '0.5*x2**2 + 1 - cos(x1)', or an "
+            "ONNX / TorchScript file of a network V (.onnx, .pt, .pth, .ts; output [batch, 1]).",
+        ),
+    ] = None,
+    controller: Annotated[
+        str | None,
+        typer.Option(
+            help="Close the loop first (a controlled system): lqr, or an ONNX / TorchScript "
+            "controller file (.onnx, .pt); checked (u* at x*) before anything runs.",
         ),
     ] = None,
     level: Annotated[
@@ -371,13 +379,16 @@ def verify_command(
 ) -> None:
     """Verify a Lyapunov function candidate: asymptotic stability on {V <= c}, with no hole.
 
-    `lyapcert verify DIR` re-checks a saved certificate from its stored proof (the decided
+    `--out DIR` saves the certificate with copies of the candidate and controller files (their
+    sha256 in certificate.json). `lyapcert verify DIR` re-checks a saved certificate from its
+    stored proof (the decided
     boxes, evaluated again without search; `--search` re-runs the search instead, as for a
     folder saved without a proof) and must reach its verdict. Exit status 0 when verified (for
     DIR: and the saved verdict is reproduced), 1 when falsified, unknown or not reproduced, 2
     on bad input.
     """
-    from lyapcert.certificates import ExpressionCandidate
+    from lyapcert.certificates import load_candidate
+    from lyapcert.control.closed_loop import close_loop
     from lyapcert.errors import VerificationError
     from lyapcert.systems import resolve_system
     from lyapcert.verify import VerifyOptions, verify_candidate
@@ -385,9 +396,10 @@ def verify_command(
 
     check_device(device)
     if Path(system).is_dir():
-        if candidate is not None or level is not None:
+        if candidate is not None or level is not None or controller is not None:
             raise VerificationError(
-                "a certificate directory is re-checked as saved: drop --candidate and --level"
+                "a certificate directory is re-checked as saved: drop --candidate, --controller "
+                "and --level"
             )
         _recheck(Path(system), as_json, search)
         return
@@ -397,7 +409,12 @@ def verify_command(
         raise VerificationError(
             "--candidate: required when verifying a system (or pass a certificate directory)"
         )
-    s = resolve_system(system)
+    if controller == "neural":
+        raise VerificationError(
+            "--controller neural: verify checks a given controller (lqr or a file); train one "
+            "with `lyapcert certify --method neural-roa --controller neural`"
+        )
+    s = close_loop(resolve_system(system), controller, check_u_star=True)
     options = VerifyOptions(
         time_limit=time_limit,
         max_boxes=max_boxes,
@@ -408,7 +425,7 @@ def verify_command(
         parts=parts,
     ).validate()
     mapper = mapper_for(backend, address)
-    cand = ExpressionCandidate(candidate, s)
+    cand = load_candidate(candidate, s)
     result = verify_candidate(s, cand, level=level, options=options, mapper=mapper)
     if volume and result.level is not None and result.level > 0:
         from lyapcert.metric import attach_measurements

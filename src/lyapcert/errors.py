@@ -95,6 +95,12 @@ class TrainingInterrupted(LyapcertError):
         super().__init__(f"{method}: training interrupted; {where}")
 
 
+class ModelFileError(LyapcertError, ValueError):
+    """A model file (ONNX or TorchScript: a candidate ``V``) cannot be used: missing, of an unknown
+    type, unreadable, with operations the converter does not support (all listed at once), or not
+    the shape expected. Controller files report the same problems as ``ControllerError``."""
+
+
 class ControllerError(LyapcertError, ValueError):
     """A controller is unusable: wrong output shape, not ``u*`` at ``x*``, not a model file, or
     operations the converter does not support."""

@@ -7,10 +7,13 @@ Layout::
         system:     {"registry": NAME} or {"spec": {...the system file's fields...}}
         candidate:  {"family": "expression", "expression": TEXT}
                   | {"family": "quadratic", "P": [[...]]}
+                  | {"family": "network", "architecture": {...}, "weights": "weights.pt", ...}
+                  | {"family": "onnx" | "torchscript", "file": "candidate.onnx", "sha256": ...}
         level, verdict, condition, hole, inner_level, local  (the proof's numbers)
         settings    (verifier options), provenance (versions, content hashes)
         proof:      {"file": "proof.npz", "sha256": ..., "leaves": ..., "search_seconds": ...}
     DIR/proof.npz   (VERIFIED results) the decided boxes of the proof (``verify.proof``)
+    DIR/candidate.onnx, DIR/controller.pt, ...   copies of the user's model files (hash-checked)
 
 ``load(DIR)`` returns a ``Certificate`` with ``value(x)``, ``level`` and ``contains(x)``;
 ``lyapcert.verify.recheck(DIR)`` re-checks the stored proof (no search), or re-runs the proof
@@ -29,6 +32,7 @@ import numpy as np
 import torch
 
 from lyapcert.certificates.candidates import Candidate, ExpressionCandidate, QuadraticCandidate
+from lyapcert.certificates.imported import FILE_FAMILIES
 from lyapcert.errors import CertificateFileError
 from lyapcert.fileio import atomic_target, write_text_atomic
 from lyapcert.systems.registry import _ENTRIES, get_system
@@ -84,8 +88,22 @@ def candidate_from_dict(data: dict, system: System, directory: Path | None = Non
         if weights_digest(net) != data.get("weights_sha256"):
             raise CertificateFileError(f"{path}: the weights do not match the certificate's hash")
         return NetworkCandidate(net)
+    if family in FILE_FAMILIES and directory is not None:
+        from lyapcert.certificates.imported import load_candidate
+        from lyapcert.errors import ModelFileError
+        from lyapcert.models.store import read_source
+
+        path = read_source(data, Path(directory), "candidate")
+        try:
+            candidate = load_candidate(path, system)
+        except ModelFileError as exc:
+            raise CertificateFileError(f"candidate: cannot rebuild it: {exc}") from None
+        if candidate.sha256 != data.get("sha256"):  # the bytes converted are the ones hashed
+            raise CertificateFileError(f"{path}: the candidate file does not match the hash")
+        return candidate
     raise CertificateFileError(
-        f"candidate: unknown family {family!r}; expected 'expression', 'quadratic' or 'network'"
+        f"candidate: unknown family {family!r}; expected 'expression', 'quadratic', 'network', "
+        "'onnx' or 'torchscript'"
     )
 
 
@@ -132,6 +150,10 @@ def save(
         from lyapcert.control.store import controller_to_dict
 
         payload["controller"] = controller_to_dict(system.controller, directory)
+    if payload["candidate"].get("family") in FILE_FAMILIES:
+        from lyapcert.models.store import write_source
+
+        payload["candidate"] = write_source(candidate, directory, "candidate")
     if module is not None and "weights" in payload["candidate"]:
         torch.save(module.state_dict(), directory / payload["candidate"]["weights"])
     proof_path = directory / PROOF_FILENAME

@@ -10,17 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from pathlib import Path
 
 import torch
 
 from lyapcert.errors import CertificateFileError, ControllerError
+from lyapcert.models.store import read_source, source_digest, write_source
 from lyapcert.systems.system import System
-
-
-def _file_digest(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def controller_id(controller) -> str | None:
@@ -28,9 +24,9 @@ def controller_id(controller) -> str | None:
     for a plain function (its content cannot be hashed)."""
     from lyapcert.certificates.network import weights_digest
 
-    source = getattr(controller, "source_file", None)
-    if source is not None:
-        return "file-" + _file_digest(source)[:24]
+    digest = source_digest(controller)
+    if digest is not None:
+        return "file-" + digest[:24]
     if not isinstance(controller, torch.nn.Module):
         return None
     spec = getattr(controller, "spec", None)
@@ -45,13 +41,8 @@ def controller_to_dict(controller, directory: Path) -> dict:
     from lyapcert.control.linear import LinearController
     from lyapcert.control.neural import NeuralController
 
-    source = getattr(controller, "source_file", None)
-    if source is not None:
-        source = Path(source)
-        family = "onnx" if source.suffix.lower() == ".onnx" else "torchscript"
-        name = f"controller{source.suffix.lower()}"
-        shutil.copyfile(source, directory / name)
-        return {"family": family, "file": name, "sha256": _file_digest(directory / name)}
+    if getattr(controller, "source_file", None) is not None:
+        return write_source(controller, directory, "controller")
     if isinstance(controller, LinearController):
         return {"family": "linear", **controller.spec()}
     if isinstance(controller, NeuralController):
@@ -87,10 +78,10 @@ def controller_from_dict(data: dict, system: System, directory: Path):
                 raise CertificateFileError(f"{path}: the controller weights do not match the hash")
             return k
         if family in ("onnx", "torchscript"):
-            path = Path(directory) / data["file"]
-            if not path.is_file() or _file_digest(path) != data.get("sha256"):
-                raise CertificateFileError(f"{path}: missing, or does not match the hash")
-            return load_controller(path, system)
+            k = load_controller(read_source(data, directory, "controller"), system)
+            if source_digest(k) != data.get("sha256"):  # the bytes converted are the ones hashed
+                raise CertificateFileError("the controller file does not match the hash")
+            return k
     except (OSError, RuntimeError, TypeError, KeyError, ControllerError) as exc:
         raise CertificateFileError(f"controller: cannot rebuild it: {exc}") from None
     raise CertificateFileError(
