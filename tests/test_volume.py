@@ -13,12 +13,13 @@ import torch
 from typer.testing import CliRunner
 
 import lyapcert
-from lyapcert.certificates.candidates import QuadraticCandidate
+from lyapcert.certificates.candidates import ExpressionCandidate, QuadraticCandidate
 from lyapcert.cli import app
 from lyapcert.errors import VerificationError
 from lyapcert.metric import (
     certified_volume,
     ellipsoid_volume,
+    quadratic_form,
     region_share,
     unit_ball_volume,
 )
@@ -162,6 +163,35 @@ def test_certify_without_a_cached_true_roa_does_not_simulate(tmp_path):
     saved = json.loads((tmp_path / "a" / "certificate.json").read_text())
     assert saved["certified_volume"] == res.certified_volume and saved["roa_fraction"] is None
     assert saved["volume_method"] == "exact ellipsoid"
+    none = lyapcert.certify(s, "quadratic", controller="lqr", roa=False)
+    assert none.roa_fraction is None and none.true_roa_volume is None
+    assert none.certified_volume == res.certified_volume and _roa_files() == []
+
+
+def test_certify_with_roa_keeps_the_numbers_counted_on_the_true_roa_sample(tmp_path):
+    s = lyapcert.get_system("cubic_1d")
+    res = lyapcert.certify(s, "quadratic", roa=True, out=tmp_path / "c")
+    assert len(_roa_files()) == 1
+    cert = lyapcert.load(tmp_path / "c")
+    volume, share = region_share(s, cert.candidate, res.result.level)
+    assert res.certified_volume == volume and res.roa_fraction == share
+    assert res.volume_method == "true-ROA sample" and res.certified_volume_stderr is None
+    assert res.true_roa_volume == pytest.approx(2.0, abs=0.01)
+    saved = json.loads((tmp_path / "c" / "certificate.json").read_text())
+    assert saved["roa_fraction"] == share and saved["volume_method"] == "true-ROA sample"
+    cached = lyapcert.certify(s, "quadratic")  # roa=None: the cache, nothing simulated again
+    assert len(_roa_files()) == 1
+    assert (cached.certified_volume, cached.roa_fraction) == (volume, share)
+    assert cached.result.simulation_check == res.result.simulation_check
+    assert res.result.simulation_check["not_converged"] == 0
+
+
+@pytest.mark.slow
+def test_certify_a_closed_loop_with_and_without_its_true_roa(tmp_path):
+    s = lyapcert.get_system("inverted_pendulum")
+    res = lyapcert.certify(s, "quadratic", controller="lqr", out=tmp_path / "a")
+    assert _roa_files() == [] and res.volume_method == "exact ellipsoid"
+    cert = lyapcert.load(tmp_path / "a")
 
     # roa=True: today's numbers, counted on the true-ROA sample (simulated now, then cached)
     full = lyapcert.certify(s, "quadratic", controller="lqr", roa=True)
@@ -191,19 +221,23 @@ def test_certify_without_a_cached_true_roa_does_not_simulate(tmp_path):
     assert none.roa_fraction is None and none.true_roa_volume is None
     assert none.volume_method == "exact ellipsoid"
     assert none.certified_volume == res.certified_volume
+    assert none.result.simulation_check is None
 
 
-def test_verify_command_reports_a_sampled_volume_without_simulating(tmp_path):
+def test_verify_command_reports_a_sampled_volume_without_simulating():
     runner = CliRunner()
-    args = ["verify", "vanderpol", "-c", "1.5*x1**2 - x1*x2 + x2**2"]
+    args = ["verify", "cubic_1d", "-c", "x**2 + x**4"]  # not an ellipsoid: the sample
     r = runner.invoke(app, [*args, "--json"])
     assert r.exit_code == 0, r.output
     data = json.loads(r.stdout)
     assert _roa_files() == []
     assert data["verdict"] == "verified" and data["roa_fraction"] is None
-    assert data["volume_method"] == "sample of 65,536 points"  # an expression: no ellipsoid test
-    assert 0 < data["certified_volume_stderr"] < 0.05 * data["certified_volume"]
+    assert data["volume_method"] == "sample of 65,536 points"
     assert data["simulation_check"] is None
+    # x^2 + x^4 <= c  <=>  |x| <= sqrt((sqrt(1 + 4c) - 1) / 2)
+    exact = 2 * math.sqrt((math.sqrt(1 + 4 * data["level"]) - 1) / 2)
+    assert 0 < data["certified_volume_stderr"] < 0.01
+    assert abs(data["certified_volume"] - exact) <= 4 * data["certified_volume_stderr"]
     text = runner.invoke(app, args)
     assert text.exit_code == 0, text.output
     line = next(x for x in text.output.splitlines() if x.startswith("certified volume:"))
@@ -213,8 +247,9 @@ def test_verify_command_reports_a_sampled_volume_without_simulating(tmp_path):
     assert r.exit_code == 0, r.output
     shared = json.loads(r.stdout)
     assert len(_roa_files()) == 1
-    assert shared["volume_method"] == "true-ROA sample" and 0 < shared["roa_fraction"] < 1
-    assert shared["certified_volume"] == pytest.approx(data["certified_volume"], rel=0.02)
+    assert shared["volume_method"] == "true-ROA sample" and 0.99 < shared["roa_fraction"] <= 1
+    assert shared["certified_volume"] == pytest.approx(exact, rel=0.01)
+    assert shared["certified_volume_stderr"] is None
     assert shared["simulation_check"]["not_converged"] == 0
     # the cache is used by default from now on; --no-roa ignores it
     r = runner.invoke(app, [*args, "--json"])
@@ -229,6 +264,31 @@ def test_verify_command_reports_a_sampled_volume_without_simulating(tmp_path):
     assert data["certified_volume"] is None and data["volume_method"] is None
     r = runner.invoke(app, [*args, "--no-volume", "--roa"])
     assert r.exit_code == 2 and "--no-volume" in r.output
+
+
+def test_a_quadratic_expression_is_measured_exactly():
+    s = lyapcert.get_system("vanderpol")
+    r = CliRunner().invoke(
+        app, ["verify", "vanderpol", "-c", "1.5*x1**2 - x1*x2 + x2**2", "--json"]
+    )
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.stdout)
+    assert data["volume_method"] == "exact ellipsoid" and data["certified_volume_stderr"] == 0
+    expected = math.pi * data["level"] / math.sqrt(1.5 - 0.25)
+    assert data["certified_volume"] == pytest.approx(expected, rel=1e-12)
+    assert _roa_files() == []
+    # an off-centre quadratic expression with a constant: its own centre and offset
+    cand = ExpressionCandidate("2*(x1 - 0.5)**2 + (x2 + 0.25)**2 + 3", s)
+    P, centre, offset = quadratic_form(cand)
+    assert np.allclose(P, np.diag([2.0, 1.0])) and np.allclose(centre, [0.5, -0.25])
+    assert offset == pytest.approx(3.0)
+    est = certified_volume(s, cand, 4.0)
+    assert est.method == "exact ellipsoid"
+    assert est.volume == pytest.approx(math.pi / math.sqrt(2.0), rel=1e-12)
+    sampled = certified_volume(s, Opaque(cand), 4.0)
+    assert abs(sampled.volume - est.volume) <= 4 * sampled.stderr
+    for text in ("x1**2 - x2**2", "x1**4 + x2**2", "abs(x1) + x2**2", "x1**2"):
+        assert quadratic_form(ExpressionCandidate(text, s)) is None, text
 
 
 def test_certify_command_json_without_and_with_roa():

@@ -54,33 +54,86 @@ def unit_ball_volume(n: int) -> float:
     return math.exp(0.5 * n * math.log(math.pi) - math.lgamma(0.5 * n + 1))
 
 
-def ellipsoid_volume(system: System, candidate, level: float) -> float | None:
-    """The exact volume of ``{V <= level}`` for a ``QuadraticCandidate`` ``V = (x-x*)'P(x-x*)``
-    with ``P`` positive definite whose ellipsoid lies inside the box (its extent along axis ``i``
-    is ``x*_i +- sqrt(level (P^-1)_ii)``): ``unit_ball(n) level^(n/2) / sqrt(det P)``. ``None``
-    when that does not apply (another family, ``P`` not positive definite, the ellipsoid reaches
-    past the box)."""
-    from lyapcert.certificates.candidates import QuadraticCandidate
+def quadratic_form(candidate) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """``(P, centre, offset)`` with ``V(x) = (x - centre)' P (x - centre) + offset`` for a
+    ``QuadraticCandidate`` or an expression candidate that is a polynomial of degree 2 with a
+    positive definite ``P``; ``None`` otherwise (float arithmetic: a measure, not a proof)."""
+    from lyapcert.certificates.candidates import ExpressionCandidate, QuadraticCandidate
 
-    if not isinstance(candidate, QuadraticCandidate):
+    if isinstance(candidate, QuadraticCandidate):
+        P = np.asarray(candidate.P, dtype=np.float64)
+        centre = np.asarray(candidate.quadratic_floor()[0], dtype=np.float64).reshape(-1)
+        offset = 0.0
+    elif isinstance(candidate, ExpressionCandidate):
+        import sympy
+
+        symbols = candidate.symbols
+        expr = candidate.expr
+        if not expr.is_polynomial(*symbols):
+            return None
+        poly = sympy.Poly(expr, *symbols)
+        if poly.total_degree() > 2:
+            return None
+        n = len(symbols)
+        P = np.zeros((n, n))
+        b = np.zeros(n)
+        k = 0.0
+        try:
+            for monomial, coeff in poly.terms():
+                value = float(coeff)
+                powers = [i for i, e in enumerate(monomial) for _ in range(e)]
+                if len(powers) == 2:
+                    i, j = powers
+                    if i == j:
+                        P[i, i] += value
+                    else:
+                        P[i, j] += value / 2
+                        P[j, i] += value / 2
+                elif len(powers) == 1:
+                    b[powers[0]] += value
+                else:
+                    k += value
+        except TypeError:  # a coefficient that is not a number
+            return None
+        try:
+            np.linalg.cholesky(P)
+        except np.linalg.LinAlgError:
+            return None
+        centre = np.linalg.solve(P, -b / 2)
+        offset = k - float(centre @ P @ centre)
+    else:
         return None
-    P = np.asarray(candidate.P, dtype=np.float64)
+    if not (np.all(np.isfinite(P)) and np.all(np.isfinite(centre)) and math.isfinite(offset)):
+        return None
+    return P, centre, offset
+
+
+def ellipsoid_volume(system: System, candidate, level: float) -> float | None:
+    """The exact volume of ``{V <= level}`` for a quadratic ``V = (x-x0)'P(x-x0) + k``
+    (``quadratic_form``: a ``QuadraticCandidate``, ``x0 = x*``, ``k = 0``, or a degree-2
+    polynomial expression) with ``P`` positive definite whose ellipsoid lies inside the box (its
+    extent along axis ``i`` is ``x0_i +- sqrt(c (P^-1)_ii)``, ``c = level - k``):
+    ``unit_ball(n) c^(n/2) / sqrt(det P)``. ``None`` when that does not apply (another family,
+    ``P`` not positive definite, the ellipsoid reaches past the box)."""
+    form = quadratic_form(candidate)
+    if form is None:
+        return None
+    P, centre, offset = form
     n = P.shape[0]
     try:
         L = np.linalg.cholesky(P)
     except np.linalg.LinAlgError:
         return None
-    if not np.all(np.isfinite(L)) or np.any(np.diag(L) <= 0):
+    if np.any(np.diag(L) <= 0):
         return None
-    centre = np.asarray(candidate.quadratic_floor()[0], dtype=np.float64).reshape(-1)
     lo = np.asarray(system.domain.lower, dtype=np.float64)
     hi = np.asarray(system.domain.upper, dtype=np.float64)
     if np.any(centre < lo) or np.any(centre > hi):
         return None
-    if level <= 0:
-        return 0.0  # {x*} or empty
-    inverse_diag = np.diag(np.linalg.inv(P))
-    extent = np.sqrt(level * inverse_diag)
+    c = level - offset
+    if c <= 0:
+        return 0.0  # one point or empty
+    extent = np.sqrt(c * np.diag(np.linalg.inv(P)))
     if (
         not np.all(np.isfinite(extent))
         or np.any(centre - extent < lo)
@@ -88,7 +141,7 @@ def ellipsoid_volume(system: System, candidate, level: float) -> float | None:
     ):
         return None
     log_det = 2.0 * float(np.sum(np.log(np.diag(L))))
-    return unit_ball_volume(n) * math.exp(0.5 * n * math.log(level) - 0.5 * log_det)
+    return unit_ball_volume(n) * math.exp(0.5 * n * math.log(c) - 0.5 * log_det)
 
 
 def box_sample(system: System, samples: int, seed: int = 0) -> np.ndarray:
@@ -116,8 +169,8 @@ def certified_volume(
 ) -> VolumeEstimate:
     """The volume of ``{x in box : V(x) <= level}`` without simulating anything.
 
-    Exact (``stderr = 0``) for a quadratic candidate whose ellipsoid lies inside the box
-    (``ellipsoid_volume``). Otherwise counted on ``samples`` points of a seeded scrambled Sobol
+    Exact (``stderr = 0``) for a quadratic ``V`` (a ``QuadraticCandidate`` or a degree-2
+    polynomial expression) whose ellipsoid lies inside the box (``ellipsoid_volume``). Otherwise counted on ``samples`` points of a seeded scrambled Sobol
     sequence of the box: ``volume = box_volume * p`` with ``p`` the share of points where
     ``V <= level``, and ``stderr = box_volume * sqrt(p (1 - p) / samples)``, the plain Monte-Carlo
     figure (for a scrambled Sobol sample, whose error is usually smaller, it is conservative).
