@@ -307,3 +307,12 @@ def test_certify_command_json_without_and_with_roa():
     assert data["volume_method"] == "true-ROA sample"
     assert data["roa_fraction"] == pytest.approx(half_width, abs=0.01)
     assert data["true_roa_volume"] == pytest.approx(2.0, abs=0.01)
+
+
+def test_report_of_a_certificate_measured_without_a_true_roa(tmp_path):
+    lyapcert.certify(lyapcert.get_system("cubic_1d"), "quadratic", out=tmp_path / "c")
+    r = CliRunner().invoke(app, ["report", str(tmp_path / "c"), "--no-animations"])
+    assert r.exit_code == 0, r.output
+    page = (tmp_path / "c" / "report.html").read_text()
+    assert "(exact ellipsoid); no true ROA to compare with" in page
+    assert _roa_files() == []
