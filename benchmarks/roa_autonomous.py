@@ -89,7 +89,7 @@ def main() -> None:
                 rows.append(row)
                 continue
             try:
-                res = lyapcert.certify(system, method, **opts)
+                res = lyapcert.certify(system, method, roa=True, **opts)
             except lyapcert.LyapcertError as exc:
                 row.update(verdict="error", message=str(exc))
                 print(f"{system_name:<15} {variant:<16} error: {exc}", flush=True)

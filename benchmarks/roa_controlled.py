@@ -73,6 +73,7 @@ def main() -> None:
                     method,
                     controller=args.controller,
                     verify_options=VerifyOptions(time_limit=args.time_limit),
+                    roa=True,
                 )
             except lyapcert.LyapcertError as exc:
                 row.update(verdict="error", message=str(exc))

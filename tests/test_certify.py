@@ -19,7 +19,7 @@ from lyapcert.verify import recheck
 
 def test_quadratic_on_a_linear_system_is_exact(tmp_path):
     s = get_system("damped_sho")
-    res = lyapcert.certify(s, "quadratic", out=tmp_path / "c")
+    res = lyapcert.certify(s, "quadratic", out=tmp_path / "c", roa=True)
     assert res.verified and res.result.hole is None
     saved = json.loads((tmp_path / "c" / "certificate.json").read_text())
     assert saved["method"] == "quadratic"
@@ -34,7 +34,7 @@ def test_quadratic_on_a_linear_system_is_exact(tmp_path):
 
 
 def test_quadratic_on_cubic_1d_stays_inside_the_true_roa():
-    res = lyapcert.certify(get_system("cubic_1d"), "quadratic")
+    res = lyapcert.certify(get_system("cubic_1d"), "quadratic", roa=True)
     assert res.verified
     half_width = np.sqrt(res.result.level / 0.5)  # V = x^2 / 2 for Q = 1
     assert 0.99 < half_width < 1.0
@@ -43,8 +43,8 @@ def test_quadratic_on_cubic_1d_stays_inside_the_true_roa():
 
 def test_optimised_q_is_at_least_as_good_on_samples():
     s = get_system("power_system")
-    plain = lyapcert.certify(s, "quadratic")
-    tuned = lyapcert.certify(s, "quadratic", optimize=True, iterations=100)
+    plain = lyapcert.certify(s, "quadratic", roa=True)
+    tuned = lyapcert.certify(s, "quadratic", optimize=True, iterations=100, roa=True)
     assert tuned.verified and plain.verified
     assert tuned.roa_fraction >= plain.roa_fraction - 0.005
 
@@ -85,7 +85,16 @@ def test_nan_weights_end_with_a_clear_error_and_nothing_written(tmp_path, monkey
 def test_certify_command_json(tmp_path):
     result = CliRunner().invoke(
         app,
-        ["certify", "vanderpol", "--method", "quadratic", "--json", "--out", str(tmp_path / "c")],
+        [
+            "certify",
+            "vanderpol",
+            "--method",
+            "quadratic",
+            "--json",
+            "--roa",
+            "--out",
+            str(tmp_path / "c"),
+        ],
     )
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
@@ -137,7 +146,7 @@ def test_sos_on_a_linear_system(tmp_path):
 
 def test_sos_on_cubic_1d_stays_inside_the_true_roa():
     s = get_system("cubic_1d")
-    res = lyapcert.certify(s, "sos", degree=4, iterations=2)
+    res = lyapcert.certify(s, "sos", degree=4, iterations=2, roa=True)
     assert res.verified
     # the certified set {V <= level} lies inside (-1, 1) and covers most of it
     assert res.roa_fraction > 0.9
@@ -159,21 +168,23 @@ def test_sos_options_and_requirements():
 
 
 def test_sos_with_box_targets_needs_no_simulation():
-    res = lyapcert.certify(get_system("cubic_1d"), "sos", degree=4, iterations=2, target="box")
+    res = lyapcert.certify(
+        get_system("cubic_1d"), "sos", degree=4, iterations=2, target="box", roa=True
+    )
     assert res.verified and res.info["target"] == "box"
     assert res.roa_fraction > 0.9 and res.certified_volume <= res.true_roa_volume + 0.005
 
 
 @pytest.mark.slow
 def test_sos_degree_4_on_vanderpol_is_verified():
-    res = lyapcert.certify(get_system("vanderpol"), "sos", degree=4, iterations=3)
+    res = lyapcert.certify(get_system("vanderpol"), "sos", degree=4, iterations=3, roa=True)
     assert res.verified and res.roa_fraction > 0.6
 
 
 @pytest.mark.slow
 def test_sos_degree_6_on_vanderpol_reaches_the_published_share():
     # published SOS degree 6: 94.2 % of the true ROA; the alternation reaches about 96 %
-    res = lyapcert.certify(get_system("vanderpol"), "sos", degree=6)
+    res = lyapcert.certify(get_system("vanderpol"), "sos", degree=6, roa=True)
     assert res.verified and res.roa_fraction > 0.9
     history = res.info["history"]
     assert history[-1]["mean_v"] < history[0]["mean_v"]
@@ -195,7 +206,7 @@ def test_neural_lyapunov_on_damped_sho(tmp_path):
 
 def test_neural_lyapunov_on_cubic_1d_covers_most_of_the_true_roa():
     res = lyapcert.certify(
-        get_system("cubic_1d"), "neural-lyapunov", epochs=400, rounds=1, samples=2001
+        get_system("cubic_1d"), "neural-lyapunov", epochs=400, rounds=1, samples=2001, roa=True
     )
     assert res.verified
     assert res.roa_fraction >= 0.9
@@ -246,7 +257,9 @@ def test_a_network_without_architecture_cannot_be_saved(tmp_path):
 
 
 def test_neural_zubov_on_cubic_1d_and_damped_sho(tmp_path):
-    res = lyapcert.certify(get_system("cubic_1d"), "neural-zubov", epochs=400, samples=2001)
+    res = lyapcert.certify(
+        get_system("cubic_1d"), "neural-zubov", epochs=400, samples=2001, roa=True
+    )
     assert res.verified and res.roa_fraction >= 0.9
     assert res.certified_volume <= res.true_roa_volume + 0.005
     sho = lyapcert.certify(

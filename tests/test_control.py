@@ -178,7 +178,7 @@ def test_certify_with_lqr_saves_the_controller_and_rechecks_the_closed_loop(tmp_
     from lyapcert.verify import recheck
 
     system = lyapcert.get_system("double_integrator")
-    res = lyapcert.certify(system, "quadratic", controller="lqr", out=tmp_path / "c")
+    res = lyapcert.certify(system, "quadratic", controller="lqr", out=tmp_path / "c", roa=True)
     assert res.verified and res.roa_fraction is not None and 0 < res.roa_fraction <= 1
     cert, again = recheck(tmp_path / "c")
     assert isinstance(cert.controller, LinearController)

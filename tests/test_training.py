@@ -30,7 +30,11 @@ def test_neural_roa_on_damped_sho(tmp_path):
 
 def test_neural_roa_on_cubic_1d_covers_most_of_the_true_roa(tmp_path):
     res = lyapcert.certify(
-        get_system("cubic_1d"), "neural-roa", **{**SMALL_ROA, "samples": 2001}, out=tmp_path / "c"
+        get_system("cubic_1d"),
+        "neural-roa",
+        **{**SMALL_ROA, "samples": 2001},
+        out=tmp_path / "c",
+        roa=True,
     )
     assert res.verified
     assert res.roa_fraction >= 0.9

@@ -140,6 +140,7 @@ def test_cli_verify_json_fields_and_exit_codes(tmp_path):
         "-c",
         "1.5*x1**2 - x1*x2 + x2**2",
         "--json",
+        "--roa",
         "--out",
         str(tmp_path / "cert"),
     ]

@@ -93,7 +93,9 @@ def test_plot_certificate_controlled_and_1d(pendulum_dir, tmp_path_factory, tmp_
 
 
 def test_true_roa_share_matches_certify(tmp_path):
-    res = lyapcert.certify(lyapcert.get_system("vanderpol"), "quadratic", out=tmp_path / "c")
+    res = lyapcert.certify(
+        lyapcert.get_system("vanderpol"), "quadratic", out=tmp_path / "c", roa=True
+    )
     cert = lyapcert.load(tmp_path / "c")
     est = certificate_roa(cert, roa=None)  # certify cached it; nothing simulated here
     assert est is not None and est.from_cache
@@ -199,7 +201,9 @@ def test_certify_saves_the_training_history(tmp_path):
     )
     record = json.loads((tmp_path / "c" / "certificate.json").read_text())
     assert record["history"] and all("loss" in r for r in record["history"])
-    assert record["certified_volume"] is None and record["roa_fraction"] is None  # roa=False
+    # roa=False: no share of the true ROA; a volume (if any) is not counted on a true-ROA sample
+    assert record["roa_fraction"] is None and record["true_roa_volume"] is None
+    assert record["volume_method"] != "true-ROA sample"
     _png(plot_training(record, tmp_path / "t.png"))
 
 

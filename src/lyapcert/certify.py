@@ -1,9 +1,10 @@
-"""``certify``: the pipeline. Fit a candidate with a method, verify it, measure it against the
-true ROA, save it.
+"""``certify``: the pipeline. Fit a candidate with a method, verify it, measure it, save it.
 
 The method only proposes; the sound verifier finds the largest certified level; the volume is
-counted on the cached sample of ``lyapcert roa`` (``lyapcert.metric``), the same for every
-method. A controlled system travels as one closed-loop ``System`` (``lyapcert.control``).
+measured by ``lyapcert.metric``, the same for every method: on the true-ROA sample of
+``lyapcert roa`` when it is cached (or asked for, ``roa=True``), with the share of the true ROA;
+otherwise exactly (an ellipsoid) or on a sample of the box, with no simulation. A controlled
+system travels as one closed-loop ``System`` (``lyapcert.control``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from lyapcert.errors import MethodError
 from lyapcert.methods import get_method
 from lyapcert.methods.options import build_options
 from lyapcert.methods.training import check_weights
-from lyapcert.metric import attach_measurements, true_roa_of
+from lyapcert.metric import available_true_roa, measure_region
 from lyapcert.systems.system import System
 from lyapcert.verify import Result, VerifyOptions, verify_candidate
 
@@ -37,6 +38,8 @@ class CertifyResult:
     true_roa_volume: float | None = None
     certified_volume: float | None = None
     roa_fraction: float | None = None
+    volume_method: str | None = None
+    certified_volume_stderr: float | None = None
     certificate_dir: str | None = None
     info: dict = dataclasses.field(default_factory=dict)
 
@@ -54,6 +57,8 @@ class CertifyResult:
             true_roa_volume=self.true_roa_volume,
             certified_volume=self.certified_volume,
             roa_fraction=self.roa_fraction,
+            volume_method=self.volume_method,
+            certified_volume_stderr=self.certified_volume_stderr,
             certificate_dir=self.certificate_dir,
             method_info=self.info,
         )
@@ -66,14 +71,14 @@ def certify(
     options=None,
     verify_options: VerifyOptions | None = None,
     out: str | Path | None = None,
-    roa: bool = True,
+    roa: bool | None = None,
     progress: bool = False,
     resume: bool = False,
     checkpoint: str | Path | bool = True,
     controller=None,
     **option_values,
 ) -> CertifyResult:
-    """Fit with ``method``, verify (largest level), compare with the true ROA, save to ``out``.
+    """Fit with ``method``, verify (largest level), measure the certified volume, save to ``out``.
 
     ``system``: a ``System`` (a closed loop, ``system.closed_loop(k)``, is one), a registry name
     or a system file. ``options`` is the method's options dataclass, or a mapping; extra keyword
@@ -84,6 +89,15 @@ def certify(
     (``control.closed_loop.close_for_method``): ``"lqr"``, ``"neural"`` (a neural controller
     trained together with ``V``; methods that can), a path to an ONNX or TorchScript file, or a
     controller module.
+
+    ``roa``: the true ROA the certified set is compared with. ``None`` (default): the cached one
+    (``lyapcert roa``, or an earlier ``roa=True``) if there is one, never simulating; ``True``:
+    cached or simulated now (and cached); ``False``: none. With it, ``certified_volume`` and
+    ``roa_fraction`` are counted on its sample and a VERIFIED region is cross-checked by
+    simulation; without it, ``certified_volume`` is exact (an ellipsoid inside the box) or counted
+    on a sample of the box (``certified_volume_stderr``), ``roa_fraction`` is ``None``;
+    ``volume_method`` says which. (A method that trains on the true ROA simulates it for its
+    training data whatever ``roa`` says.)
     """
     from lyapcert.control.closed_loop import close_for_method
     from lyapcert.methods.checkpoint import training_checkpoint
@@ -115,12 +129,15 @@ def certify(
         verify_seconds=verify_seconds,
         info=fit.info,
     )
-    if roa:
-        out_result.true_roa_volume = true_roa_of(system, progress).volume
-        if result.level is not None and result.verified:
-            attach_measurements(system, fit.candidate, result, progress)
-            out_result.certified_volume = result.certified_volume
-            out_result.roa_fraction = result.roa_fraction
+    estimate = available_true_roa(system, roa, progress)
+    if estimate is not None:
+        out_result.true_roa_volume = estimate.volume
+    if result.level is not None and result.verified:
+        measure_region(system, fit.candidate, result, estimate)
+        out_result.certified_volume = result.certified_volume
+        out_result.roa_fraction = result.roa_fraction
+        out_result.volume_method = result.volume_method
+        out_result.certified_volume_stderr = result.certified_volume_stderr
     if out is not None and result.level is not None:
         from lyapcert.certificates.store import save
         from lyapcert.verify.proof import stored_proof
@@ -136,10 +153,13 @@ def certify(
                 "options": out_result.options,
                 "train_seconds": fit.train_seconds,
                 "history": fit.info.get("history", []),
-                # the comparison's numbers, counted on the true ROA's sample (None without it)
+                # the comparison's numbers: counted on the true ROA's sample when there is one
+                # (volume_method says how certified_volume was counted; None: not measured)
                 "certified_volume": out_result.certified_volume,
                 "true_roa_volume": out_result.true_roa_volume,
                 "roa_fraction": out_result.roa_fraction,
+                "volume_method": out_result.volume_method,
+                "certified_volume_stderr": out_result.certified_volume_stderr,
             },
         )
         out_result.certificate_dir = str(path.parent)

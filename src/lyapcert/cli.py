@@ -40,6 +40,16 @@ JsonOpt = Annotated[
 ]
 
 
+RoaOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--roa/--no-roa",
+        help="Compare with the true ROA (share, simulation cross-check). Default: when it is "
+        "cached (`lyapcert roa`), never simulating; --roa simulates it if needed.",
+    ),
+]
+
+
 class Category(str, Enum):
     autonomous = "autonomous"
     controlled = "controlled"
@@ -351,9 +361,11 @@ def verify_command(
         bool,
         typer.Option(
             "--volume/--no-volume",
-            help="Report the certified volume and its share of the true ROA (uses the `roa` cache).",
+            help="Report the volume of {V <= level} (exact for an ellipsoid, else a sample of "
+            "the box) and, with a true ROA, its share of it.",
         ),
     ] = True,
+    roa: RoaOpt = None,
     out_dir: Annotated[
         Path | None,
         typer.Option("--out", help="Save the certificate directory here (when a level was found)."),
@@ -427,10 +439,12 @@ def verify_command(
     mapper = mapper_for(backend, address)
     cand = load_candidate(candidate, s)
     result = verify_candidate(s, cand, level=level, options=options, mapper=mapper)
+    if roa and not volume:
+        raise VerificationError("--roa and --no-volume: choose one (--roa measures the volume)")
     if volume and result.level is not None and result.level > 0:
         from lyapcert.metric import attach_measurements
 
-        attach_measurements(s, cand, result, err.is_terminal)
+        attach_measurements(s, cand, result, err.is_terminal and not as_json, roa=roa)
     payload = result.to_dict()
     if out_dir is not None and result.level is not None:
         from lyapcert.certificates.store import save
@@ -499,13 +513,24 @@ def _print_verify(s, result) -> None:
         label = (
             "certified volume" if result.verified else "volume of {V <= level} (not a certificate)"
         )
-        out.print(
-            f"{label}: {result.certified_volume:.6g} = {100 * result.roa_fraction:.2f} % of the true ROA"
-        )
+        out.print(f"{label}: {_volume_text(result)}", soft_wrap=True)
     if result.message:
         out.print(result.message)
     st = result.stats
     out.print(f"time: {result.seconds:.2f} s; {st.boxes:,} boxes, depth {st.max_depth}")
+
+
+def _volume_text(result) -> str:
+    """``6.47 = 47.15 % of the true ROA``, ``4.56 +- 0.02 (sample of 65,536 points)``, ..."""
+    text = f"{result.certified_volume:.6g}"
+    stderr = getattr(result, "certified_volume_stderr", None)
+    if stderr:
+        text += f" +- {stderr:.2g}"
+    if result.roa_fraction is not None:
+        return text + f" = {100 * result.roa_fraction:.2f} % of the true ROA"
+    how = getattr(result, "volume_method", None)
+    text += f" ({how})" if how else ""
+    return text + "; share of the true ROA: not computed (--roa, or `lyapcert roa` first)"
 
 
 @app.command("certify")
@@ -559,9 +584,11 @@ def certify_command(
         Path | None,
         typer.Option(help="Checkpoint file (default: in the cache folder, keyed by the run)."),
     ] = None,
+    roa: RoaOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Fit a Lyapunov function with a method, verify it, and compare it with the true ROA.
+    """Fit a Lyapunov function with a method, verify it, measure its volume and (with a true
+    ROA: cached, or --roa) compare it with the true ROA.
 
     Training methods save a checkpoint every few seconds and on Ctrl-C; rerun the same command
     with --resume to continue. Exit status 0 when verified, 1 when not, 2 on bad input (nothing
@@ -610,6 +637,7 @@ def certify_command(
             progress=show,
             resume=resume,
             checkpoint=ckpt.path if ckpt is not None else False,
+            roa=roa,
         )
     except TrainingInterrupted as exc:
         if as_json:

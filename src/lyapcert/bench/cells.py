@@ -119,6 +119,7 @@ def run_cell(cell: Cell, cell_dir: str | Path, threads: int | None = None) -> di
             controller=cell.controller,
             checkpoint=checkpoint,
             resume=checkpoint.exists(),
+            roa=True,  # the comparison's % of the true ROA (simulated once, then cached)
         )
         result = res.result
         record.update(

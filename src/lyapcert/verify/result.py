@@ -56,9 +56,13 @@ class Result:
     FALSIFIED or UNKNOWN result only the parts that hold); ``proven_level``: the largest level
     proven so far when the result is not VERIFIED at the level asked (None: none);
     ``simulation_check``: sample points of the certified set that did not converge in simulation
-    (``metric.simulation_check``; a contradiction is reported in ``message``); ``chain``: when
-    the hole was closed by a chain of certificates (``verify.chain``), its links (the local
-    certificate, the auxiliary certificate with its verified level, the inner level).
+    (``metric.simulation_check``; a contradiction is reported in ``message``);
+    ``certified_volume``: the volume of ``{V <= level}`` (``lyapcert.metric``), counted as
+    ``volume_method`` says (``"true-ROA sample"``, ``"exact ellipsoid"`` or ``"sample of N
+    points"``) with standard error ``certified_volume_stderr`` (0 when exact, None on the
+    true-ROA sample); ``roa_fraction``: its share of the true ROA (None without a true ROA);
+    ``chain``: when the hole was closed by a chain of certificates (``verify.chain``), its links
+    (the local certificate, the auxiliary certificate with its verified level, the inner level).
     """
 
     verdict: Verdict
@@ -79,6 +83,8 @@ class Result:
     provenance: dict = field(default_factory=dict)
     certified_volume: float | None = None
     roa_fraction: float | None = None
+    volume_method: str | None = None
+    certified_volume_stderr: float | None = None
     equilibrium: dict | None = None
     proof: str | None = None
     proven_level: float | None = None

@@ -222,20 +222,30 @@ def _proved(record: dict, cert, cell: dict | None, share: float | None) -> str:
     if cell is None and record.get("certified_volume") is not None:
         cell = record  # a certificate saved by certify carries its volumes itself
     if cell is not None:
-        facts.append(
-            (
-                "certified volume",
-                _e(
-                    f"{_num(cell.get('certified_volume'))} (true ROA volume "
-                    f"{_num(cell.get('true_roa_volume'))})"
-                    + (
-                        f" = {100 * cell['roa_fraction']:.2f} % of the true ROA"
-                        if isinstance(cell.get("roa_fraction"), (int, float))
-                        else ""
-                    )
-                ),
+        if cell.get("true_roa_volume") is None and cell.get("volume_method"):
+            # measured without a true ROA (exact ellipsoid, or a sample of the box)
+            stderr = cell.get("certified_volume_stderr")
+            volume = (
+                f"{_num(cell.get('certified_volume'))}"
+                + (f" ± {_num(stderr, 2)}" if stderr else "")
+                + f" ({cell['volume_method']})"
+                + (
+                    f"; {100 * share:.2f} % of the cached true ROA"
+                    if share is not None
+                    else "; no true ROA to compare with"
+                )
             )
-        )
+        else:
+            volume = (
+                f"{_num(cell.get('certified_volume'))} (true ROA volume "
+                f"{_num(cell.get('true_roa_volume'))})"
+                + (
+                    f" = {100 * cell['roa_fraction']:.2f} % of the true ROA"
+                    if isinstance(cell.get("roa_fraction"), (int, float))
+                    else ""
+                )
+            )
+        facts.append(("certified volume", _e(volume)))
         facts.append(("boxes", _e(_num(cell.get("boxes"), 8))))
     elif share is not None:
         facts.append(("% of the true ROA", _e(f"{100 * share:.2f} % (cached true ROA)")))
