@@ -342,10 +342,27 @@ def verify_command(
         float | None,
         typer.Option(help="Check this level; default: find the largest certified level."),
     ] = None,
+    band: Annotated[
+        tuple[float, float] | None,
+        typer.Option(
+            metavar="C1 C2",
+            help="Check a published band claim as stated: dV/dt < 0 on {C1 <= V <= C2}; also "
+            "reports whether {V <= C2} stays in the box, whether the hole {V < C1} is closed, "
+            "and the largest level certified with no hole.",
+        ),
+    ] = None,
+    auxiliary: Annotated[
+        str | None,
+        typer.Option(
+            help="A second certificate W (expression or ONNX / TorchScript file) whose verified "
+            "sublevel set closes the hole around x* (default: the quadratic of the linearisation).",
+        ),
+    ] = None,
     time_limit: Annotated[
         float,
         typer.Option(
-            help="Seconds for the whole verification (one deadline for all its searches)."
+            help="Seconds for the whole verification (one deadline for all its searches; with "
+            "--band, for each of its parts)."
         ),
     ] = 120.0,
     max_boxes: Annotated[int, typer.Option(help="Boxes per branch-and-bound search.")] = 5_000_000,
@@ -438,7 +455,21 @@ def verify_command(
     ).validate()
     mapper = mapper_for(backend, address)
     cand = load_candidate(candidate, s)
-    result = verify_candidate(s, cand, level=level, options=options, mapper=mapper)
+    aux = load_candidate(auxiliary, s) if auxiliary is not None else None
+    report = None
+    if band is not None:
+        from lyapcert.verify.band import check_band
+
+        if level is not None or parts != 1:
+            raise VerificationError(
+                "--band: checks the band and the largest level; drop --level and --parts"
+            )
+        report = check_band(s, cand, band[0], band[1], options=options, auxiliary=aux)
+        result = report.certified
+    else:
+        result = verify_candidate(
+            s, cand, level=level, options=options, mapper=mapper, auxiliary=aux
+        )
     if roa and not volume:
         raise VerificationError("--roa and --no-volume: choose one (--roa measures the volume)")
     if volume and result.level is not None and result.level > 0:
@@ -446,16 +477,25 @@ def verify_command(
 
         attach_measurements(s, cand, result, err.is_terminal and not as_json, roa=roa)
     payload = result.to_dict()
+    band_fields = None
+    if report is not None:
+        band_fields = {k: v for k, v in report.to_dict().items() if k != "certified"}
+        payload["band"] = band_fields
     if out_dir is not None and result.level is not None:
         from lyapcert.certificates.store import save
         from lyapcert.verify.proof import stored_proof
 
         proof = stored_proof(s, cand, result)
-        payload["certificate_dir"] = str(save(out_dir, s, cand, result, proof=proof).parent)
+        extra = {"band": band_fields} if band_fields else None
+        path = save(out_dir, s, cand, result, proof=proof, auxiliary=aux, extra=extra)
+        payload["certificate_dir"] = str(path.parent)
     if as_json:
         _emit_json(payload)
     else:
         _print_verify(s, result)
+        if report is not None:
+            for line in report.lines():
+                out.print(line, soft_wrap=True)
         if payload.get("certificate_dir"):
             out.print(
                 f"certificate: {payload['certificate_dir']} "

@@ -114,11 +114,13 @@ def save(
     result,
     extra: dict | None = None,
     proof=None,
+    auxiliary: Candidate | None = None,
 ) -> Path:
     """Write ``DIR/certificate.json`` for ``result`` (atomically), with the controller of a closed
-    loop (``system.controller``, written by ``control.store``) and the stored proof if given
-    (``proof``: a ``verify.proof.StoredProof``, written to ``DIR/proof.npz``); returns the file's
-    path."""
+    loop (``system.controller``, written by ``control.store``), the stored proof if given
+    (``proof``: a ``verify.proof.StoredProof``, written to ``DIR/proof.npz``) and the auxiliary
+    certificate of a chain if one was given (``auxiliary``, re-used by the re-check); returns
+    the file's path."""
     directory = Path(directory)
     payload = {
         "format": FORMAT,
@@ -131,6 +133,7 @@ def save(
         "hole": result.hole,
         "inner_level": result.inner_level,
         "local": result.local,
+        "chain": getattr(result, "chain", None),
         "settings": result.provenance.get("settings", {}),
         "provenance": {k: v for k, v in result.provenance.items() if k != "settings"},
         "verify_seconds": result.seconds,
@@ -154,6 +157,17 @@ def save(
         from lyapcert.models.store import write_source
 
         payload["candidate"] = write_source(candidate, directory, "candidate")
+    if auxiliary is not None:
+        payload["auxiliary"] = auxiliary.to_dict()
+        if payload["auxiliary"].get("family") in FILE_FAMILIES:
+            from lyapcert.models.store import write_source
+
+            payload["auxiliary"] = write_source(auxiliary, directory, "auxiliary")
+        elif payload["auxiliary"].get("family") not in ("expression", "quadratic"):
+            raise CertificateFileError(
+                "the auxiliary certificate can be saved as an expression, a quadratic or an "
+                "ONNX / TorchScript file only"
+            )
     if module is not None and "weights" in payload["candidate"]:
         torch.save(module.state_dict(), directory / payload["candidate"]["weights"])
     proof_path = directory / PROOF_FILENAME
@@ -200,6 +214,7 @@ class Certificate:
     condition: str
     record: dict
     proof: dict | None = None  # the stored proof's arrays (``proof.npz``), None without one
+    auxiliary: Candidate | None = None  # a chain's auxiliary certificate, when one was given
 
     @property
     def controller(self):
@@ -228,8 +243,11 @@ def load(directory: str | Path) -> Certificate:
         k = controller_from_dict(data["controller"], system, Path(directory))
         system = system.closed_loop(k)
     proof = _read_proof(Path(directory), data.get("proof"))
+    auxiliary = None
+    if data.get("auxiliary") is not None:
+        auxiliary = candidate_from_dict(data["auxiliary"], system, Path(directory))
     return Certificate(
-        system, candidate, float(level), data["verdict"], data["condition"], data, proof
+        system, candidate, float(level), data["verdict"], data["condition"], data, proof, auxiliary
     )
 
 

@@ -104,7 +104,7 @@ def check_band(
     V(x)`` and ``x+`` in ``B``), and the box and the hole beside it (module docstring). The
     band's three searches share ``options.time_limit``; the no-hole verification
     (``certify=True``) has a time limit of its own."""
-    from lyapcert.verify.chain import auxiliary_region
+    from lyapcert.verify.chain import auxiliary_region, default_auxiliaries
     from lyapcert.verify.lyapunov import (
         VerifyOptions,
         _boundary_search,
@@ -156,8 +156,14 @@ def check_band(
         if c0 >= c1:
             hole = {"status": "closed", "by": "the local certificate", "c0": c0}
         else:
-            region, _, why = auxiliary_region(problem, auxiliary)
-            if region is not None:
+            tries, reasons = (
+                ([auxiliary], []) if auxiliary is not None else default_auxiliaries(problem)
+            )
+            for w in tries:  # the first auxiliary region that holds all of {V < c1}
+                region, _, why = auxiliary_region(problem, w)
+                if region is None:
+                    reasons.append(why)
+                    continue
                 c0_chain, _ = inner_level(problem, region)
                 if c0_chain >= c1:
                     hole = {
@@ -165,8 +171,9 @@ def check_band(
                         "by": f"a chain through {region.text}",
                         "c0": c0_chain,
                     }
-            else:
-                hole["reason"] = why
+                    break
+            if hole["status"] != "closed" and reasons:
+                hole["reason"] = "; ".join(reasons)
         if hole["status"] != "closed":
             hole.update(_hole_volume(problem, candidate, c1, local, region, samples))
     problem.deadline = time.perf_counter() + float(opts.time_limit)

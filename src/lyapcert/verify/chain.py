@@ -3,9 +3,10 @@ its minimum elsewhere (the published neural certificates: ``V = sigmoid(network)
 
 The argument (continuous time; discrete time alike with ``V(x+) < V(x)`` and ``x+`` in ``B``):
 
-1. an auxiliary certificate ``W`` (by default the quadratic Lyapunov function of the (closed-loop)
-   linearisation, or one the user passes) is verified by the same engine, with its own no-hole
-   proof, up to a level ``d``: ``R = {x in B : W(x) <= d}`` is forward invariant and every point
+1. an auxiliary certificate ``W`` (one the user passes; by default each of the quadratic of
+   ``V``'s Hessian at ``x*``, which follows the shape of ``V``'s sublevel sets, and the quadratic
+   Lyapunov function of the (closed-loop) linearisation, keeping the largest level) is verified
+   by the same engine, with its own no-hole proof, up to a level ``d``: ``R = {x in B : W(x) <= d}`` is forward invariant and every point
    of it converges to ``x*``, which is asymptotically stable;
 2. ``c0 = min V`` over ``B`` outside ``{W < d}`` (branch and bound): every point of ``B`` with
    ``V < c0`` lies in ``R``;
@@ -59,6 +60,43 @@ def linearisation_quadratic(system):
     return QuadraticCandidate(P, system), ""
 
 
+def hessian_quadratic(system, candidate):
+    """``W = (x - x*)' H (x - x*)`` with ``H`` the Hessian of ``V`` at ``x*`` (autograd, float64),
+    when ``H`` is positive definite and the linearisation decreases ``W`` (``A'H + HA``, discrete
+    time ``A'HA - H``, negative definite): a quadratic with the shape of ``V``'s own sublevel
+    sets near ``x*``; ``(None, reason)`` otherwise."""
+    from lyapcert.certificates.candidates import QuadraticCandidate
+
+    try:
+        xs = system.equilibrium_tensor().reshape(-1)
+        H = torch.autograd.functional.hessian(lambda x: candidate.value(x[None]).sum(), xs)
+        H = H.detach().cpu().numpy().astype(np.float64)
+        H = (H + H.T) / 2
+        A = system.linearize()[0]
+        M = A.T @ H @ A - H if system.is_discrete else A.T @ H + H @ A
+        if not (np.all(np.isfinite(H)) and np.linalg.eigvalsh(H)[0] > 0):
+            return None, "V's Hessian at x* is not positive definite"
+        if not np.linalg.eigvalsh((M + M.T) / 2)[-1] < 0:
+            return None, "the linearisation does not decrease V's Hessian quadratic"
+    except Exception as exc:  # a kinked or non-differentiable V: no Hessian
+        return None, f"no Hessian of V at x* ({type(exc).__name__})"
+    return QuadraticCandidate(H, system), ""
+
+
+def default_auxiliaries(problem) -> tuple[list, list[str]]:
+    """The auxiliary certificates tried in turn when none is given: the quadratic of ``V``'s
+    Hessian at ``x*`` (it follows the shape of ``V``'s sublevel sets), then the quadratic of the
+    linearisation; ``(candidates, reasons for those left out)``."""
+    out, why = [], []
+    for build in (
+        lambda: hessian_quadratic(problem.system, problem.candidate),
+        lambda: linearisation_quadratic(problem.system),
+    ):
+        w, reason = build()
+        (out.append(w) if w is not None else why.append(reason))
+    return out, why
+
+
 def auxiliary_region(problem, auxiliary=None) -> tuple[InnerRegion | None, Result | None, str]:
     """Verify the auxiliary certificate (``auxiliary``, or the quadratic of the linearisation)
     with the same engine and what is left of the time limit, with no chain of its own:
@@ -104,16 +142,40 @@ def verify_by_chain(problem, level, started, base, v_at_eq, stats, local_text, d
     """The chain (module docstring) after the local certificate alone left a hole: a VERIFIED
     ``Result`` when it proves a level, else ``direct`` (the hole's UNKNOWN) with what the chain
     found added to its message."""
-    from lyapcert.verify.lyapunov import _done, inner_level, level_search
-
-    discrete = problem.succ_q is not None
 
     def failed(reason: str) -> Result:
         direct.message = (direct.message + f"; no chain closed the hole: {reason}").strip("; ")
         direct.seconds = _elapsed(started)
         return direct
 
-    region, aux, why = auxiliary_region(problem, getattr(problem, "auxiliary", None))
+    given = getattr(problem, "auxiliary", None)
+    tries, reasons = ([given], []) if given is not None else default_auxiliaries(problem)
+    best = None
+    for w in tries:
+        out = _chain_through(problem, w, level, started, base, v_at_eq, stats, local_text, direct)
+        if not isinstance(out, Result):
+            reasons.append(out)
+        elif level is not None:
+            return out  # the level asked for is proven
+        elif best is None or out.level > best.level:
+            best = out  # the largest level over the auxiliaries tried
+    if best is not None:
+        best.seconds = _elapsed(started)
+        return best
+    return failed("; ".join(reasons) or "no auxiliary certificate")
+
+
+def _chain_through(problem, w, level, started, base, v_at_eq, stats, local_text, direct):
+    """The chain through the auxiliary certificate ``w``: a VERIFIED ``Result``, or the reason
+    (a string) why it proves nothing."""
+    from lyapcert.verify.lyapunov import _done, inner_level, level_search
+
+    discrete = problem.succ_q is not None
+
+    def failed(reason: str) -> str:
+        return f"through {w.describe()}: {reason}"
+
+    region, aux, why = auxiliary_region(problem, w)
     if aux is not None:
         stats = stats.merge(aux.stats)
     if region is None:

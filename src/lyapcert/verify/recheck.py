@@ -39,7 +39,9 @@ def recheck(directory: str | Path, options=None, search: bool = False):
             if k in settings
         }
         options = VerifyOptions(**known, record_proof=False)
-    result = verify_candidate(cert.system, cert.candidate, level=cert.level, options=options)
+    result = verify_candidate(
+        cert.system, cert.candidate, level=cert.level, options=options, auxiliary=cert.auxiliary
+    )
     why = "no stored proof in the folder" if cert.proof is None else "asked for"
     result.provenance["recheck"] = f"search ({why})"
     return cert, result

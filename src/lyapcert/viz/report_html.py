@@ -152,7 +152,21 @@ def _proved(record: dict, cert, cell: dict | None, share: float | None) -> str:
         else f"dV/dt = ∇V(x)·f(x{', k(x)' if closed else ''}) < 0"
     )
     statement: list[str] = []
-    if verdict == "verified" and condition == "asymptotic" and hole is None:
+    chain = record.get("chain") if isinstance(record.get("chain"), list) else None
+    link = chain[-1] if chain else {}
+    if verdict == "verified" and condition == "asymptotic" and hole is None and chain:
+        statement.append(
+            f'<p class="proved"><strong>Proven</strong> for the system{_e(closed)}, through a '
+            f"chain of certificates: the auxiliary certificate W = {_e(link.get('auxiliary'))} is "
+            f"verified up to W ≤ {_e(_exact(link.get('auxiliary_level')))} (its own no-hole "
+            "proof), so that set is a region of attraction; V ≥ "
+            f"{_e(_exact(inner))} on the box outside it; {_e(decrease)} on "
+            f"<code>{_e(_exact(inner))} ≤ V ≤ {_e(_exact(level))}</code> outside it; and "
+            f"<code>{_e(region)}</code> lies in the box and contains x* = {_e(x_star)}. So every "
+            "trajectory that starts in R converges to x*: R is a certified region of attraction "
+            "(asymptotic stability, no hole), although V need not vanish at x*.</p>"
+        )
+    elif verdict == "verified" and condition == "asymptotic" and hole is None:
         statement.append(
             f'<p class="proved"><strong>Proven</strong> for the system{_e(closed)}: the region '
             f"<code>{_e(region)}</code> lies in the box"
@@ -219,6 +233,19 @@ def _proved(record: dict, cert, cell: dict | None, share: float | None) -> str:
         )
     if record.get("controller") is not None:
         facts.append(("controller", _controller_html(record["controller"])))
+    if chain:
+        facts.append(
+            (
+                "chain",
+                _e(
+                    f"auxiliary W: {link.get('auxiliary')}, verified level "
+                    f"{_exact(link.get('auxiliary_level'))}; proof of W: "
+                    f"{link.get('auxiliary_proof')}"
+                ),
+            )
+        )
+    if isinstance(record.get("band"), dict):
+        facts.append(("band claim", _band_html(record["band"])))
     if cell is None and record.get("certified_volume") is not None:
         cell = record  # a certificate saved by certify carries its volumes itself
     if cell is not None:
@@ -263,6 +290,27 @@ def _proved(record: dict, cert, cell: dict | None, share: float | None) -> str:
         ("provenance", _e(_kv(record.get("provenance")))),
     ]
     return "<h4>What was proved</h4>\n" + "".join(statement) + "\n" + _dl(facts, raw=True)
+
+
+def _band_html(band: Mapping) -> str:
+    """A published band claim as checked (``verify --band``): one line per part."""
+    d, b, h = (band.get(k) or {} for k in ("decrease", "box", "hole"))
+    c1, c2 = _exact(band.get("c1")), _exact(band.get("c2"))
+    lines = [f"decrease on {c1} ≤ V ≤ {c2}: {d.get('status', '–')}"]
+    if d.get("status") == "violated":
+        lines[-1] += f" at {d.get('point')} (V = {_num(d.get('V'))}, value in {d.get('value')})"
+    faces = b.get("min_v_on_faces") or [None, None]
+    lines.append(
+        f"{{V ≤ {c2}}} in the box: {b.get('status', '–')} (min V on the faces in "
+        f"[{_num(faces[0])}, {_num(faces[1])}])"
+    )
+    hole = f"hole {{V < {c1}}}: {h.get('status', '–')}"
+    if h.get("status") == "closed":
+        hole += f" by {h.get('by')}"
+    elif h.get("volume") is not None:
+        hole += f" (volume outside a proven region {_num(h.get('volume'))} ± {_num(h.get('stderr'), 2)})"
+    lines.append(hole)
+    return "<br>".join(_e(line) for line in lines)
 
 
 def _candidate_html(candidate) -> str:
