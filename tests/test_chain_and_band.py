@@ -2,8 +2,10 @@
 certificates, and a peer's band claim checked exactly as stated (issue 14)."""
 
 import math
+from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 import lyapcert
@@ -126,3 +128,89 @@ def test_an_open_hole_is_reported_with_its_volume():
     assert rep.hole["volume"] > 0 and rep.hole["stderr"] >= 0
     assert math.isfinite(rep.hole["volume"])
     assert len(rep.lines()) == 4 and "hole" in rep.lines()[3]
+
+
+def test_verify_band_on_the_command_line(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from lyapcert.cli import app
+
+    runner = CliRunner()
+    r = runner.invoke(app, ["verify", "cubic_1d", "-c", "x**2", "--band", "0.25", "2.25", "--json"])
+    assert r.exit_code == 0, r.output  # the no-hole certificate (level ~1) verifies
+    d = json.loads(r.stdout)
+    assert d["band"]["decrease"]["status"] == "violated"
+    assert d["band"]["box"]["status"] == "inside"
+    assert d["band"]["hole"]["status"] == "closed"
+    assert d["verdict"] == "verified" and d["level"] < 1.0
+    r = runner.invoke(app, ["verify", "cubic_1d", "-c", "x**2", "--band", "0.25", "0.81"])
+    assert r.exit_code == 0 and "decrease on the band: holds" in r.output
+    assert "in the box: inside" in r.output and "hole {V < 0.25}: closed" in r.output
+    bad = runner.invoke(app, ["verify", "cubic_1d", "-c", "x**2", "--band", "2", "1"])
+    assert bad.exit_code == 2 and "C1 < C2" in bad.output
+
+
+def test_a_chain_certificate_with_its_auxiliary_is_saved_and_rechecked(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from lyapcert.cli import app
+
+    runner = CliRunner()
+    out = tmp_path / "cert"
+    r = runner.invoke(
+        app,
+        [
+            "verify",
+            "vanderpol",
+            "-c",
+            "1.5*(x1-0.35)**2 - (x1-0.35)*x2 + x2**2 + 0.02",
+            "--auxiliary",
+            "1.5*x1**2 - x1*x2 + x2**2",
+            "--level",
+            "1.0",
+            "--out",
+            str(out),
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    assert "chain of certificates" in r.output
+    record = json.loads((out / "certificate.json").read_text())
+    assert record["auxiliary"]["family"] == "expression"
+    assert record["chain"] and record["chain"][-1]["auxiliary_level"] > 1.0
+    again = runner.invoke(app, ["verify", str(out)])
+    assert again.exit_code == 0 and "reproduced" in again.output
+    from lyapcert.viz.report import make_report
+
+    html = Path(make_report(out, out=tmp_path / "r.html", animations=False)).read_text()
+    assert "chain of certificates" in html
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["pendulum_bigtorque_seed0", "path_tracking_bigtorque_seed0"])
+def test_the_published_certificates_band_holds_and_lyapcert_certifies_their_set(name):
+    """The two shared two-stage certificates (tests/data/twostage): the band with c1 = V(x*) +
+    0.001 holds, the hole is closed by a chain, and the level certified with no hole reaches
+    95 % of min(c2, min V on the faces) (box budgets, no time pressure)."""
+    import json
+
+    from lyapcert.certificates import load_candidate
+
+    data = Path(__file__).parent / "data" / "twostage"
+    entry = next(e for e in json.loads((data / "index.json").read_text()) if e["name"] == name)
+    loop = lyapcert.get_system(entry["lyapcert_system"]).closed_loop(
+        data / f"{name}_controller.onnx"
+    )
+    V = load_candidate(str(data / f"{name}_V.onnx"), loop)
+    c1, c2 = entry["V_at_x_star"] + 0.001, entry["c2"]
+    opts = VerifyOptions(time_limit=3600, max_boxes=3_000_000)
+    rep = check_band(loop, V, c1, c2, options=opts)
+    assert rep.decrease["status"] == "holds"
+    assert rep.hole["status"] == "closed"
+    faces = rep.box["min_v_on_faces"][0]
+    assert rep.box["status"] == ("inside" if faces > c2 else "reaches the faces")
+    assert rep.certified.verified and rep.certified.chain is not None
+    assert rep.certified.level >= 0.95 * min(c2, faces)

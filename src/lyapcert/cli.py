@@ -539,7 +539,12 @@ def _print_verify(s, result) -> None:
                 else ""
             )
         )
-    out.print(f"hole: {result.hole or 'none (local quadratic certificate around x*)'}")
+    closed_by = (
+        "closed by a chain of certificates, see the proof"
+        if result.chain
+        else "local quadratic certificate around x*"
+    )
+    out.print(f"hole: {result.hole or f'none ({closed_by})'}")
     if result.proof:
         out.print(f"proof: {result.proof}", soft_wrap=True)
     if result.proven_level is not None and not result.verified:

@@ -197,8 +197,8 @@ def _chain_through(problem, w, level, started, base, v_at_eq, stats, local_text,
         "inner_level": c0,
     }
     chain_text = (
-        f"{local_text} closes the auxiliary certificate's hole; {region.text} proven a region of "
-        f"attraction ({aux.proof}); V >= c0 = {c0:.6g} on the box outside it"
+        f"chain: {region.text} proven a region of attraction ({aux.proof}); V >= c0 = {c0:.6g} "
+        "on the box outside it"
     )
     proven, level_upper = -math.inf, None
     if level is None or level >= c0:  # below c0 the set lies in R: no search needed
