@@ -179,7 +179,7 @@ def check_band(
     problem.deadline = time.perf_counter() + float(opts.time_limit)
     # the band's decrease, exactly as claimed
     dec = decrease_search(problem, c1, strict=True, target=c2)
-    if dec.lower >= c2:
+    if dec.lower > c2:  # every point of the closed band decreases
         decrease = {"status": "holds", "proven_up_to": c2}
     elif dec.witness is not None and dec.upper <= c2:
         rep = replay(problem, dec.witness)

@@ -17,7 +17,8 @@ The argument (continuous time; discrete time alike with ``V(x+) < V(x)`` and ``x
 Then a trajectory from ``S = {x in B : V <= c}`` stays in ``S`` while it is outside ``R`` (``V``
 falls and cannot reach the faces), cannot stay outside ``R`` forever (``dV/dt <= -eps`` on the
 compact band), and once in ``R`` converges to ``x*``: ``S``, which contains ``x*``, lies in the
-region of attraction. Nothing asks ``V`` to be positive or to vanish at ``x*``. The chain is
+region of attraction. (``S`` itself need not be invariant: inside ``R``, which is, ``V`` may
+rise; a trajectory stays in ``S`` union ``R``.) Nothing asks ``V`` to be positive or to vanish at ``x*``. The chain is
 tried when the local certificate alone cannot close the hole; its result says which chain closed
 it (``Result.chain``).
 """

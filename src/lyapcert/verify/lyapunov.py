@@ -389,18 +389,22 @@ def decrease_search(
         if region_q is not None:
             vb.region_hi = interval_bounds(region_q, boxes).hi
         lb = interval_bounds(problem.lie_q, boxes)
+        if discrete:
+            vb.inside = successor_inside(boxes)
         if opts.mean_value:
             # the mean-value form (several times the cost) only where intervals leave the box
-            # undecided: the intersection of both enclosures is an enclosure
-            need = ~(lb.hi < 0) & ~(vb.hi < c0)
+            # undecided (every other box is cleared, never split, so its split guide is never
+            # needed): the intersection of both enclosures is an enclosure
+            decided = lb.hi < 0
+            if discrete:
+                decided = decided & vb.inside
+            need = ~decided & ~(vb.hi < c0)
             if region_q is not None:
                 need = need & ~(vb.region_hi < exclude.level)
             lb = _tighten_mean_value(problem.lie_q, boxes, lb, need)
         if second_order:
             lb = _tighten_second_order(problem.lie_q, boxes, lb, undecided=~(vb.hi < c0))
         vb.lie_hi = lb.hi
-        if discrete:
-            vb.inside = successor_inside(boxes)
         if lb.sensitivity is not None:
             vb.sensitivity = lb.sensitivity
         return vb
