@@ -1,8 +1,6 @@
 """Controllers: LQR, neural, imported (ONNX checked against onnxruntime, TorchScript), and the
 checks that refuse unusable ones."""
 
-import warnings
-
 import numpy as np
 import pytest
 import torch
@@ -13,6 +11,7 @@ from lyapcert.control.imported import load_controller
 from lyapcert.errors import ControllerError
 from lyapcert.methods import get_method
 from lyapcert.verify import verify_candidate
+from model_files import export_model
 
 
 def _quadratic_closed_loop(system, controller):
@@ -67,17 +66,7 @@ def test_bad_controllers_are_refused_with_the_reason():
 
 
 def _export_onnx(module, n, path):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            module,
-            (torch.zeros(1, n, dtype=torch.float64),),
-            str(path),
-            dynamo=False,
-            input_names=["x"],
-            output_names=["u"],
-            dynamic_axes={"x": {0: "batch"}, "u": {0: "batch"}},
-        )
+    export_model(module, path, n, outputs=("u",))
 
 
 def test_onnx_round_trip_matches_onnxruntime_and_certifies_the_same(tmp_path):

@@ -8,7 +8,6 @@ The two published two-stage certificates are in ``tests/data/twostage/`` (a copy
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +24,7 @@ from lyapcert.cli import app
 from lyapcert.control.imported import load_controller
 from lyapcert.errors import CertificateFileError, ModelFileError, VerificationError
 from lyapcert.methods import get_method
+from model_files import export_model
 
 REPO_COPY = Path(__file__).parent / "data" / "twostage"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "external" / "twostage"
@@ -143,24 +143,7 @@ def test_verify_runs_on_a_published_certificate_and_says_why_it_is_not_verified(
 
 
 def _export(module: torch.nn.Module, path: Path, n: int = 2, outputs=("V",)) -> Path:
-    module = module.double().eval()
-    if path.suffix == ".onnx":
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                module,
-                (torch.zeros(1, n, dtype=torch.float64),),
-                str(path),
-                dynamo=False,
-                input_names=["x"],
-                output_names=list(outputs),
-                dynamic_axes={"x": {0: "batch"}, **{o: {0: "batch"} for o in outputs}},
-            )
-    else:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.jit.script(module).save(str(path))
-    return path
+    return export_model(module, path, n, outputs)
 
 
 class QuadraticPlusNetwork(torch.nn.Module):
