@@ -214,3 +214,51 @@ def test_the_published_certificates_band_holds_and_lyapcert_certifies_their_set(
     assert rep.box["status"] == ("inside" if faces > c2 else "reaches the faces")
     assert rep.certified.verified and rep.certified.chain is not None
     assert rep.certified.level >= 0.95 * min(c2, faces)
+
+
+def test_a_published_v_with_the_wrong_loop_is_never_certified():
+    """Mutations of the shared pendulum certificate: the open loop (u = u*, unstable upright) and
+    a controller with half the LQR gain. Neither the band nor a no-hole region may come back
+    proven for a loop it was not trained for, unless it truly holds (the half-gain loop: then
+    every certified sample point must converge)."""
+    import json
+
+    from lyapcert.certificates import load_candidate
+    from lyapcert.control import LinearController, lqr
+
+    data = Path(__file__).parent / "data" / "twostage"
+    name = "pendulum_bigtorque_seed0"
+    entry = next(e for e in json.loads((data / "index.json").read_text()) if e["name"] == name)
+    s = lyapcert.get_system(entry["lyapcert_system"])
+    V = load_candidate(str(data / f"{name}_V.onnx"), s)
+    c1, c2 = entry["V_at_x_star"] + 0.001, entry["c2"]
+    opts = VerifyOptions(time_limit=3600, max_boxes=200_000)
+    open_loop = check_band(s, V, c1, c2, options=opts)
+    assert open_loop.decrease["status"] == "violated"
+    assert not open_loop.certified.verified
+    k = lqr(s)
+    half = LinearController(0.5 * k.K, s.equilibrium, s.equilibrium_input, [-6.0], [6.0])
+    weak = s.closed_loop(half)
+    res = verify_candidate(weak, V, options=opts)
+    if res.verified:
+        assert _converges(weak, V, res.level)
+
+
+def test_the_chain_in_discrete_time():
+    """The Euler map of vanderpol (dt = 0.05) with an off-centre V: verified through a chain (the
+    successors stay in the box outside {W < d}, V(x+) < V(x) there), and the set's points
+    converge under the map."""
+    d = lyapcert.get_system("vanderpol").discretize(0.05)
+    V = ExpressionCandidate("1.5*(x1-0.35)**2 - (x1-0.35)*x2 + x2**2 + 0.02", d)
+    alone = verify_candidate(d, V, options=VerifyOptions(**{**vars(OPTS), "chain": False}))
+    assert not alone.verified
+    res = verify_candidate(d, V, options=OPTS)
+    assert res.verified and res.chain is not None, res.message
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(50_000, 2, generator=gen, dtype=torch.float64)
+    x = x * torch.tensor([5.0, 7.0]) - torch.tensor([2.5, 3.5])
+    with torch.no_grad():
+        x = x[V.value(x) <= res.level]
+    assert x.shape[0] > 100
+    final = simulate(d, x, horizon=60.0, record_every=10**9).final
+    assert float(final.abs().max()) < 1e-6
