@@ -153,6 +153,14 @@ def box_sample(system: System, samples: int, seed: int = 0) -> np.ndarray:
     return lo + unit * (hi - lo)
 
 
+def sampled_volume(box_volume: float, count: int, samples: int) -> tuple[float, float]:
+    """``(volume, standard error)`` of a set holding ``count`` of ``samples`` points of a sample
+    of the box: ``box_volume * p`` and ``box_volume * sqrt(p (1 - p) / samples)`` (the plain
+    Monte-Carlo figure; for a scrambled Sobol sample, conservative)."""
+    p = count / samples
+    return box_volume * p, box_volume * math.sqrt(p * (1.0 - p) / samples)
+
+
 def _count_below(candidate, points: np.ndarray, level: float) -> int:
     """How many of ``points`` have ``V <= level`` (NaN counts as outside), in batches."""
     count = 0
@@ -183,15 +191,9 @@ def certified_volume(
     exact = ellipsoid_volume(system, candidate, level)
     if exact is not None:
         return VolumeEstimate(volume=exact, stderr=0.0, method=EXACT_ELLIPSOID, points=0)
-    box_volume = float(system.domain.volume)
     inside = _count_below(candidate, box_sample(system, samples, seed), level)
-    p = inside / samples
-    return VolumeEstimate(
-        volume=box_volume * p,
-        stderr=box_volume * math.sqrt(p * (1.0 - p) / samples),
-        method=SAMPLE,
-        points=samples,
-    )
+    volume, stderr = sampled_volume(float(system.domain.volume), inside, samples)
+    return VolumeEstimate(volume=volume, stderr=stderr, method=SAMPLE, points=samples)
 
 
 def true_roa_of(system: System, progress: bool = False) -> RoaEstimate:

@@ -207,24 +207,18 @@ def check_band(
 
 def _hole_volume(problem, candidate, c1: float, local, region, samples: int) -> dict:
     """The volume of ``{x in B : V(x) < c1}`` outside the proven regions (the local
-    certificate's, and the chain's when there is one), from a seeded uniform sample of the box:
-    ``{"volume", "stderr", "points"}`` (an estimate, not a proof)."""
-    gen = torch.Generator().manual_seed(0)
-    lo, hi = problem.lo.cpu(), problem.hi.cpu()
-    x = lo + (hi - lo) * torch.rand(samples, lo.shape[0], generator=gen, dtype=torch.float64)
-    xs = problem.x_star.cpu()
+    certificate's, and the chain's when there is one), counted on the metric's seeded Sobol
+    sample of the box: ``{"volume", "stderr", "points"}`` (an estimate, not a proof)."""
+    from lyapcert.metric import box_sample, sampled_volume
+
+    x = torch.as_tensor(box_sample(problem.system, samples), dtype=torch.float64)
     with torch.no_grad():
         v = candidate.value(x)
-        e = x - xs
+        e = x - problem.x_star.cpu()
         P = torch.as_tensor(local.P, dtype=torch.float64)
         covered = ((e @ P) * e).sum(1) <= local.level
         if region is not None:
             covered |= region.candidate.value(x) <= region.level
-    hole = (v < c1) & ~covered
-    p = float(hole.double().mean())
-    box_volume = float(torch.prod(hi - lo))
-    return {
-        "volume": box_volume * p,
-        "stderr": box_volume * math.sqrt(max(p * (1 - p), 0.0) / samples),
-        "points": samples,
-    }
+    count = int(((v < c1) & ~covered).sum())
+    volume, stderr = sampled_volume(float(problem.system.domain.volume), count, samples)
+    return {"volume": volume, "stderr": stderr, "points": samples}
