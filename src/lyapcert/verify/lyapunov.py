@@ -106,7 +106,7 @@ class _Problem:
     falsifier_points: torch.Tensor | None = None
     mapper: object = None  # runs the parts of a split decrease search (None: in this process)
     deadline: float | None = None  # time.perf_counter() value at which every search stops
-    auxiliary: object = None  # the chain's auxiliary certificate (None: the linearisation's)
+    auxiliary: object = None  # the chain's auxiliary certificate (None: the defaults, verify.chain)
 
     def budget(self) -> Budget:
         """The options' budget, its time limit cut to what is left before the deadline: the
