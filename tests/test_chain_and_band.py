@@ -145,9 +145,19 @@ def test_verify_band_on_the_command_line(tmp_path):
     assert d["band"]["box"]["status"] == "inside"
     assert d["band"]["hole"]["status"] == "closed"
     assert d["verdict"] == "verified" and d["level"] < 1.0
-    r = runner.invoke(app, ["verify", "cubic_1d", "-c", "x**2", "--band", "0.25", "0.81"])
+    out = tmp_path / "cert"
+    r = runner.invoke(
+        app, ["verify", "cubic_1d", "-c", "x**2", "--band", "0.25", "0.81", "--out", str(out)]
+    )
     assert r.exit_code == 0 and "decrease on the band: holds" in r.output
     assert "in the box: inside" in r.output and "hole {V < 0.25}: closed" in r.output
+    assert json.loads((out / "certificate.json").read_text())["band"]["decrease"]["status"] == (
+        "holds"
+    )
+    from lyapcert.viz.report import make_report
+
+    html = Path(make_report(out, out=tmp_path / "r.html", animations=False)).read_text()
+    assert "band claim" in html and "holds" in html
     bad = runner.invoke(app, ["verify", "cubic_1d", "-c", "x**2", "--band", "2", "1"])
     assert bad.exit_code == 2 and "C1 < C2" in bad.output
 
