@@ -403,9 +403,10 @@ class BoundGraph:
     module: torch.fx.GraphModule
     n_inputs: int
 
-    def evaluate(self, *inputs, constant_dtype: torch.dtype = torch.float64):
-        """Run the graph on bound values (``Interval`` / ``Dual``) or tensors."""
-        env: dict[torch.fx.Node, object] = {}
+    def evaluate(self, *inputs, constant_dtype: torch.dtype = torch.float64, record=None):
+        """Run the graph on bound values (``Interval`` / ``Dual``) or tensors. ``record``: a dict
+        that receives every node's value (the intermediate bounds a linear relaxation needs)."""
+        env: dict[torch.fx.Node, object] = {} if record is None else record
         args_iter = iter(inputs)
         ref = next((i for i in inputs if is_bound(i)), None)
         device = _base(ref).device if ref is not None else torch.device("cpu")
