@@ -706,6 +706,25 @@ def leaky_relu(l: torch.Tensor, u: torch.Tensor, slope: float) -> LinearBounds:
 # ------------------------------------------------------------------------------------- products
 
 
+def _split(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Veltkamp's split ``x = hi + lo`` into two halves of at most 26 bits each (exact)."""
+    c = 134217729.0 * x  # 2**27 + 1
+    hi = c - (c - x)
+    return hi, x - hi
+
+
+def _product_is_exact(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """Where the float product ``p * q`` is the exact real product: Dekker's error-free product
+    (exact for ``2**-450 <= |p|, |q| <= 2**450``: no overflow, no underflow) has error zero."""
+    ok = (p.abs() >= 2.0**-450) & (p.abs() <= 2.0**450) & (q.abs() >= 2.0**-450)
+    ok = ok & (q.abs() <= 2.0**450)
+    ph, pl = _split(p)
+    qh, ql = _split(q)
+    r = p * q
+    err = (((ph * qh - r) + ph * ql) + pl * qh) + pl * ql
+    return ok & (err == 0)
+
+
 def mccormick(
     xl: torch.Tensor, xu: torch.Tensor, yl: torch.Tensor, yu: torch.Tensor
 ) -> McCormickPlanes:
@@ -722,7 +741,10 @@ def mccormick(
         raise ValueError(f"relax.mccormick: boxes of shapes {tuple(xl.shape)}, {tuple(yl.shape)}")
 
     def prod(p, q) -> Interval:
-        return Interval.point(p) * Interval.point(q)
+        out = Interval.point(p) * Interval.point(q)
+        exact = _product_is_exact(p, q)
+        pq = p * q
+        return Interval(torch.where(exact, pq, out.lo), torch.where(exact, pq, out.hi))
 
     with torch.no_grad():
         lower = (
