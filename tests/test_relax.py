@@ -499,3 +499,17 @@ def test_bad_inputs_are_refused():
         relax.leaky_relu(t([1.0]), t([2.0]), -0.1)
     with pytest.raises(ValueError, match="lo_c <= hi_c"):
         relax.clamp(t([1.0]), t([2.0]), 1.0, 0.0)
+
+
+def test_batched_shapes_and_agreement_with_single_intervals():
+    """Rules work elementwise on any shape: a batch gives the lines of each interval alone."""
+    rng = _rng("relax/shapes", "fast")
+    lo, hi = boxes(rng, 24, emin=-1.0, emax=1.0)
+    for name in ("tanh", "sin", "x**3", "relu", "softplus(threshold=20)"):
+        rule = RULES[name].rule
+        batch = rule(_t(lo).reshape(4, 6), _t(hi).reshape(4, 6))
+        assert all(c.shape == (4, 6) for c in batch)
+        for i in (0, 7, 23):
+            single = rule(_t(lo[i : i + 1]), _t(hi[i : i + 1]))
+            got = [float(c.reshape(-1)[i]) for c in batch]
+            assert got == [float(c[0]) for c in single], name

@@ -316,8 +316,10 @@ def _candidates(fn: _Fn, l, u, c, kind: torch.Tensor):
     k, bk = _chord(fn, l, u)
     a_t, b_t = _tangent(fn, m)
     cc = torch.where(torch.isnan(c), m, torch.minimum(torch.maximum(c, l), u))
-    s = _s_lines(fn, l, u, cc)
-    ns = _s_lines(_neg_fn(fn), l, u, cc)  # lower of f = -(upper of -f)
+    nan6 = (torch.full_like(l, math.nan),) * 6
+    s = _s_lines(fn, l, u, cc) if bool((kind == 2).any()) else nan6
+    # lower of f = -(upper of -f)
+    ns = _s_lines(_neg_fn(fn), l, u, cc) if bool((kind == -2).any()) else nan6
     convex, s_up, s_down = kind == 1, kind == 2, kind == -2  # else concave (kind -1)
 
     def pick(v_convex, v_concave, v_s, v_ns):
