@@ -1,0 +1,760 @@
+"""Linear relaxations of single operations (the rules a CROWN-style backward pass uses).
+
+For a batch of input intervals ``[l, u]`` (float64 tensors of one shape, finite, ``l <= u``) each
+rule returns ``LinearBounds(a_lo, b_lo, a_hi, b_hi)`` (tensors of the same shape) such that for
+EVERY REAL ``x`` in ``[l, u]``::
+
+    a_lo * x + b_lo  <=  f(x)  <=  a_hi * x + b_hi
+
+in exact real arithmetic, for the stored float64 coefficients and the real function ``f`` (not its
+float evaluation). A coefficient is never NaN; ``b`` may be ``-inf`` (lower) or ``+inf`` (upper),
+with ``a = 0``, only where the range of ``f`` over ``[l, u]`` leaves float64 (``exp(800)``).
+
+How each line is made sound (the rule of this module):
+
+1. A *candidate* line is computed in plain float64, with no care for rounding: the usual CROWN
+   choice (chord, tangent at the midpoint; for S-shaped functions the tangent through the far
+   endpoint, its touching point found by bisection; for piecewise-linear functions the exact
+   lines). Its quality matters for tightness only.
+2. The gap ``G(x) = f(x) - (a x + b)`` (lower line; ``a x + b - f(x)`` for the upper one) is
+   bounded below over ``[l, u]`` in outward-rounded interval arithmetic (``Interval``: its values
+   of ``f`` and ``f'`` at float points contain the real ones), with the stored float ``a, b``:
+
+   - ``[l, u]`` is cut at the inflection points of ``f`` into pieces of known curvature. At an
+     inflection point that is not a float (``k pi`` for ``sin``) the cut is a *sliver*
+     ``[c_lo, c_hi]`` of a few ulps that provably contains it (``pi`` enclosed by two floats);
+   - a piece where ``G`` is convex: for any float ``t`` in the piece ``[p, q]``,
+     ``G(x) >= G(t) + G'(t) (x - t)`` (tangent inequality), so
+     ``min G >= inf( G([t]) + G'([t]) * ([p, q] - t) )``; taken at ``t`` in ``{p, q, touching
+     point}``, the best (largest) of the three bounds is used;
+   - a piece where ``G`` is concave: ``min G = min(G(p), G(q))`` (both enclosed);
+   - a sliver (unknown curvature): the mean-value form ``G(m) + G'([p, q]) * ([p, q] - m)``;
+   - piecewise-linear ``f`` (relu, leaky_relu, clamp): ``G`` is piecewise linear with kinks at
+     the (float) kinks of ``f``, so ``min G`` is its minimum over the endpoints and the kinks
+     inside, each enclosed.
+
+   The minimum of the pieces' bounds, ``m``, is a proven lower bound of ``G`` over ``[l, u]``.
+3. When ``m < 0`` the line is shifted by it: ``b_lo := down(b_lo + m)`` (upper:
+   ``b_hi := up(b_hi - m)``, ``down``/``up`` = the next float below/above, so the shift in float
+   covers the real one).
+4. A line with a non-finite coefficient (an overflow anywhere, a gap bound of ``-inf``) is replaced
+   by the constant line ``a = 0, b = inf / sup of f([l, u])`` (``Interval`` bounds), which is always
+   sound; so is a line that lies below that constant (lower; upper: above) on all of ``[l, u]``.
+
+Sine and cosine get the fancy line only for ``|x| <= 2**20``, widths below 6 and at most one
+inflection point inside; elsewhere the constant line. Integer powers ``x ** k`` take ``k >= 0``;
+softplus takes ``beta = 1`` only (torch's ``threshold`` is handled: the piecewise function is ``x``
+where ``x > threshold``, below the smooth softplus, so the upper line carries over and the lower one
+is also checked against ``x`` there).
+
+``mccormick(xl, xu, yl, yu)`` gives the four McCormick planes of ``x * y`` over a box; the
+coefficients ``a = yl`` etc. are exact and only the constant ``-xl * yl`` is rounded (outward), so
+``(x - xl)(y - yl) >= 0`` and its three companions make each plane sound for real ``x, y``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import NamedTuple
+
+import torch
+
+from lyapcert.bounds.interval import Interval, down, softplus_smooth, up
+
+__all__ = [
+    "LinearBounds",
+    "McCormickPlanes",
+    "Plane",
+    "clamp",
+    "cos",
+    "exp",
+    "leaky_relu",
+    "mccormick",
+    "power",
+    "relu",
+    "sigmoid",
+    "sin",
+    "softplus",
+    "tanh",
+]
+
+_INF = math.inf
+BISECTION_STEPS = 40
+"""Steps of the bisection for the touching point of an S-shaped function's tangent (candidate
+only: the soundness step makes any touching point sound)."""
+PERIODIC_MAX_ABS = 2.0**20
+"""Beyond this magnitude sine and cosine get the constant line."""
+PERIODIC_MAX_WIDTH = 6.0
+"""Intervals at least this wide (close to 2 pi) get the constant line for sine and cosine; so do
+those with two inflection points inside."""
+
+
+class LinearBounds(NamedTuple):
+    """``a_lo x + b_lo <= f(x) <= a_hi x + b_hi`` for every real ``x`` in the input interval."""
+
+    a_lo: torch.Tensor
+    b_lo: torch.Tensor
+    a_hi: torch.Tensor
+    b_hi: torch.Tensor
+
+
+class Plane(NamedTuple):
+    """The plane ``a x + b y + c``."""
+
+    a: torch.Tensor
+    b: torch.Tensor
+    c: torch.Tensor
+
+
+class McCormickPlanes(NamedTuple):
+    """``max(lower) <= x * y <= min(upper)`` for every real ``(x, y)`` in the box."""
+
+    lower: tuple[Plane, Plane]
+    upper: tuple[Plane, Plane]
+
+
+# ------------------------------------------------------------------------------------ the checks
+
+
+def _check(l: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    if not (isinstance(l, torch.Tensor) and isinstance(u, torch.Tensor)):
+        raise TypeError("relax: the interval endpoints must be tensors")
+    if l.shape != u.shape:
+        raise ValueError(f"relax: endpoints of different shapes {tuple(l.shape)}, {tuple(u.shape)}")
+    if l.dtype != torch.float64 or u.dtype != torch.float64:
+        raise ValueError(f"relax: expected float64 endpoints, got {l.dtype} and {u.dtype}")
+    if not bool(torch.all(torch.isfinite(l) & torch.isfinite(u) & (l <= u))):
+        raise ValueError("relax: expected finite endpoints with l <= u")
+    return l, u
+
+
+def _mid(l: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    return torch.minimum(torch.maximum(0.5 * l + 0.5 * u, l), u)
+
+
+FIv = Callable[[Interval], Interval]
+
+
+class _Fn:
+    """A smooth function: float evaluations for the candidate line, interval ones for the proof."""
+
+    def __init__(self, f: Callable, df: Callable, f_iv: FIv, df_iv: FIv):
+        self.f, self.df, self.f_iv, self.df_iv = f, df, f_iv, df_iv
+
+
+def _gap(fn_iv: FIv, a: torch.Tensor, b: torch.Tensor, x: Interval, lower: bool) -> Interval:
+    """An enclosure of ``G = f - (a x + b)`` (lower) or ``(a x + b) - f`` (upper) over ``x``
+    (exact for the float ``a, b``; the dependency of ``f`` and the line on ``x`` is not used, so
+    this is tight only for point intervals)."""
+    line = x * a + b
+    fx = fn_iv(x)
+    return fx - line if lower else line - fx
+
+
+def _dgap(dfn_iv: FIv, a: torch.Tensor, x: Interval, lower: bool) -> Interval:
+    d = dfn_iv(x)
+    return d - a if lower else -(d - a)
+
+
+def _convex_piece(fn: _Fn, a, b, p, q, ts, lower: bool) -> torch.Tensor:
+    """A lower bound of the convex ``G`` over ``[p, q]``: the best tangent inequality at ``ts``."""
+    piece = Interval(p, q)
+    best = torch.full_like(p, -_INF)
+    for t in (p, q, *ts):
+        t = torch.minimum(torch.maximum(t, p), q)
+        t = torch.where(torch.isnan(t), p, t)
+        tp = Interval.point(t)
+        bound = _gap(fn.f_iv, a, b, tp, lower) + _dgap(fn.df_iv, a, tp, lower) * (piece - t)
+        best = torch.maximum(best, bound.lo)  # a NaN bound (sanitised to -inf) is never chosen
+    return best
+
+
+def _concave_piece(fn: _Fn, a, b, p, q, lower: bool) -> torch.Tensor:
+    gp = _gap(fn.f_iv, a, b, Interval.point(p), lower).lo
+    gq = _gap(fn.f_iv, a, b, Interval.point(q), lower).lo
+    return torch.minimum(gp, gq)
+
+
+def _sliver_piece(fn: _Fn, a, b, p, q, lower: bool) -> torch.Tensor:
+    """Mean-value form: no curvature known."""
+    m = _mid(p, q)
+    piece = Interval(p, q)
+    g = _gap(fn.f_iv, a, b, Interval.point(m), lower) + _dgap(fn.df_iv, a, piece, lower) * (
+        piece - m
+    )
+    return g.lo
+
+
+class _Piece(NamedTuple):
+    p: torch.Tensor
+    q: torch.Tensor
+    curv: torch.Tensor  # +1: f convex on [p, q]; -1: f concave; 0: unknown (a sliver)
+
+
+def _gap_min(fn: _Fn, a, b, pieces: list[_Piece], ts, lower: bool) -> torch.Tensor:
+    """A proven lower bound of the gap over the union of the pieces."""
+    m = None
+    for pc in pieces:
+        g_convex = (pc.curv > 0) if lower else (pc.curv < 0)
+        g_concave = (pc.curv < 0) if lower else (pc.curv > 0)
+        vals = torch.where(
+            g_convex,
+            _convex_piece(fn, a, b, pc.p, pc.q, ts, lower),
+            torch.where(
+                g_concave,
+                _concave_piece(fn, a, b, pc.p, pc.q, lower),
+                _sliver_piece(fn, a, b, pc.p, pc.q, lower),
+            ),
+        )
+        m = vals if m is None else torch.minimum(m, vals)
+    return torch.where(torch.isnan(m), torch.full_like(m, -_INF), m)
+
+
+def _shift(b: torch.Tensor, m: torch.Tensor, lower: bool) -> torch.Tensor:
+    """Move ``b`` so that the gap bound ``m`` becomes non-negative (rounded outward)."""
+    if lower:
+        return torch.where(m >= 0, b, down(b + m))
+    return torch.where(m >= 0, b, up(b - m))
+
+
+def _finish(
+    a: torch.Tensor,
+    b: torch.Tensor,
+    const: torch.Tensor,
+    l: torch.Tensor,
+    u: torch.Tensor,
+    lower: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fall back to the constant line where the line is not finite or is dominated by it."""
+    bad = ~(torch.isfinite(a) & torch.isfinite(b))
+    with torch.no_grad():
+        at_l, at_u = a * l + b, a * u + b
+    if lower:
+        dominated = torch.maximum(at_l, at_u) <= const
+    else:
+        dominated = torch.minimum(at_l, at_u) >= const
+    use_const = bad | dominated | torch.isnan(at_l) | torch.isnan(at_u)
+    zero = torch.zeros_like(a)
+    return torch.where(use_const, zero, a), torch.where(use_const, const, b)
+
+
+def _sound(fn, a, b, pieces, ts, const, l, u, lower):
+    a = torch.where(torch.isfinite(a), a, torch.zeros_like(a))  # NaN / inf: constant below
+    b_fin = torch.where(torch.isfinite(b), b, torch.zeros_like(b))
+    m = _gap_min(fn, a, b_fin, pieces, ts, lower)
+    b2 = _shift(b_fin, m, lower)
+    b2 = torch.where(torch.isfinite(b), b2, torch.full_like(b, _INF))  # -> constant line
+    return _finish(a, b2, const, l, u, lower)
+
+
+# ------------------------------------------------------------------------ candidate lines (float)
+
+
+def _chord(fn: _Fn, l, u):
+    fl, fu = fn.f(l), fn.f(u)
+    w = u - l
+    k = (fu - fl) / w
+    m = _mid(l, u)
+    k = torch.where((w > 0) & torch.isfinite(k), k, fn.df(m))
+    b = torch.where(k.abs() * torch.maximum(l.abs(), u.abs()) < _INF, fl - k * l, fn.f(m) - k * m)
+    return k, b
+
+
+def _tangent(fn: _Fn, t):
+    a = fn.df(t)
+    return a, fn.f(t) - a * t
+
+
+def _s_lines(fn: _Fn, l, u, c):
+    """Candidate lines for ``f`` convex on ``[l, c]`` and concave on ``[c, u]`` (``l <= c <= u``).
+    Returns ``(a_lo, b_lo, d_lo, a_hi, b_hi, d_hi)``, ``d`` the touching points (NaN: none)."""
+    k, bk = _chord(fn, l, u)
+    fl, fu = fn.f(l), fn.f(u)
+    # upper: the chord if f'(u) >= its slope, else the tangent at d in [c, u] through (l, f(l))
+    lo, hi = c.clone(), u.clone()
+    for _ in range(BISECTION_STEPS):
+        d = _mid(lo, hi)
+        h = fn.f(d) + fn.df(d) * (l - d) - fl
+        pos = h > 0
+        hi = torch.where(pos, d, hi)
+        lo = torch.where(pos, lo, d)
+    a_t, b_t = _tangent(fn, hi)
+    use_chord = fn.df(u) >= k
+    a_hi = torch.where(use_chord, k, a_t)
+    b_hi = torch.where(use_chord, bk, b_t)
+    d_hi = torch.where(use_chord, u, hi)
+    # lower: the chord if f'(l) >= its slope, else the tangent at d in [l, c] through (u, f(u))
+    lo, hi = l.clone(), c.clone()
+    for _ in range(BISECTION_STEPS):
+        d = _mid(lo, hi)
+        h = fn.f(d) + fn.df(d) * (u - d) - fu
+        neg = h <= 0
+        lo = torch.where(neg, d, lo)
+        hi = torch.where(neg, hi, d)
+    a_t, b_t = _tangent(fn, lo)
+    use_chord = fn.df(l) >= k
+    a_lo = torch.where(use_chord, k, a_t)
+    b_lo = torch.where(use_chord, bk, b_t)
+    d_lo = torch.where(use_chord, l, lo)
+    return a_lo, b_lo, d_lo, a_hi, b_hi, d_hi
+
+
+def _neg_fn(fn: _Fn) -> _Fn:
+    return _Fn(
+        lambda x: -fn.f(x),
+        lambda x: -fn.df(x),
+        lambda x: -fn.f_iv(x),
+        lambda x: -fn.df_iv(x),
+    )
+
+
+def _candidates(fn: _Fn, l, u, c, kind: torch.Tensor):
+    """Candidate lines by the curvature ``kind``: +1 convex on [l, u], -1 concave, 2 convex then
+    concave at ``c``, -2 concave then convex at ``c``. Returns the lines and touching points."""
+    m = _mid(l, u)
+    k, bk = _chord(fn, l, u)
+    a_t, b_t = _tangent(fn, m)
+    cc = torch.where(torch.isnan(c), m, torch.minimum(torch.maximum(c, l), u))
+    nan6 = (torch.full_like(l, math.nan),) * 6
+    s = _s_lines(fn, l, u, cc) if bool((kind == 2).any()) else nan6
+    # lower of f = -(upper of -f)
+    ns = _s_lines(_neg_fn(fn), l, u, cc) if bool((kind == -2).any()) else nan6
+    convex, s_up, s_down = kind == 1, kind == 2, kind == -2  # else concave (kind -1)
+
+    def pick(v_convex, v_concave, v_s, v_ns):
+        out = torch.where(convex, v_convex, v_concave)
+        out = torch.where(s_up, v_s, out)
+        return torch.where(s_down, v_ns, out)
+
+    a_lo = pick(a_t, k, s[0], -ns[3])
+    b_lo = pick(b_t, bk, s[1], -ns[4])
+    d_lo = pick(m, l, s[2], ns[5])
+    a_hi = pick(k, a_t, s[3], -ns[0])
+    b_hi = pick(bk, b_t, s[4], -ns[1])
+    d_hi = pick(u, m, s[5], ns[2])
+    return a_lo, b_lo, d_lo, a_hi, b_hi, d_hi
+
+
+def _smooth(fn: _Fn, l, u, pieces: list[_Piece], kind, c) -> LinearBounds:
+    """The lines of a smooth function whose curvature on ``[l, u]`` is described by ``pieces``
+    (proof) and ``kind`` / ``c`` (candidate choice)."""
+    const = fn.f_iv(Interval(l, u))
+    with torch.no_grad():
+        a_lo, b_lo, d_lo, a_hi, b_hi, d_hi = _candidates(fn, l, u, c, kind)
+        a_lo, b_lo = _sound(fn, a_lo, b_lo, pieces, (d_lo,), const.lo, l, u, True)
+        a_hi, b_hi = _sound(fn, a_hi, b_hi, pieces, (d_hi,), const.hi, l, u, False)
+    return LinearBounds(a_lo, b_lo, a_hi, b_hi)
+
+
+def _pieces_at(l, u, c: float, left: int, right: int) -> list[_Piece]:
+    """Pieces ``[l, min(c, u)]`` and ``[max(c, l), u]`` with curvatures ``left``, ``right`` (a piece
+    on the wrong side of ``c`` degenerates to an endpoint, which any rule bounds exactly)."""
+    cc = torch.full_like(l, c)
+    p1 = _Piece(l, torch.minimum(torch.maximum(cc, l), u), torch.full_like(l, float(left)))
+    p2 = _Piece(torch.maximum(torch.minimum(cc, u), l), u, torch.full_like(l, float(right)))
+    return [p1, p2]
+
+
+def _kind_at(l, u, c: float, left: int, right: int) -> tuple[torch.Tensor, torch.Tensor]:
+    kind = torch.where(u <= c, float(left), torch.where(l >= c, float(right), 2.0 * left))
+    return kind.to(l.dtype), torch.full_like(l, c)
+
+
+# ---------------------------------------------------------------------------- smooth functions
+
+
+def _sech2(x: torch.Tensor) -> torch.Tensor:
+    t = torch.tanh(x)
+    return 1.0 - t * t
+
+
+def _tanh_fn() -> _Fn:
+    return _Fn(torch.tanh, _sech2, Interval.tanh, lambda x: 1.0 - x.tanh().square())
+
+
+def _sig_d(x: torch.Tensor) -> torch.Tensor:
+    s = torch.sigmoid(x)
+    return s * (1.0 - s)
+
+
+def _sig_d_iv(x: Interval) -> Interval:
+    s = x.sigmoid()
+    return s * (1.0 - s)
+
+
+def tanh(l: torch.Tensor, u: torch.Tensor) -> LinearBounds:
+    """``tanh``: convex on ``x <= 0``, concave on ``x >= 0``."""
+    l, u = _check(l, u)
+    kind, c = _kind_at(l, u, 0.0, 1, -1)
+    return _smooth(_tanh_fn(), l, u, _pieces_at(l, u, 0.0, 1, -1), kind, c)
+
+
+def sigmoid(l: torch.Tensor, u: torch.Tensor) -> LinearBounds:
+    """``sigmoid``: convex on ``x <= 0``, concave on ``x >= 0``."""
+    l, u = _check(l, u)
+    fn = _Fn(torch.sigmoid, _sig_d, Interval.sigmoid, _sig_d_iv)
+    kind, c = _kind_at(l, u, 0.0, 1, -1)
+    return _smooth(fn, l, u, _pieces_at(l, u, 0.0, 1, -1), kind, c)
+
+
+def exp(l: torch.Tensor, u: torch.Tensor) -> LinearBounds:
+    """``exp``: convex (lower: tangent at the midpoint; upper: chord)."""
+    l, u = _check(l, u)
+    fn = _Fn(torch.exp, torch.exp, Interval.exp, Interval.exp)
+    one = torch.ones_like(l)
+    return _smooth(fn, l, u, [_Piece(l, u, one)], one, torch.full_like(l, math.nan))
+
+
+def _softplus_iv(x: Interval) -> Interval:
+    return x.softplus(1.0, _INF)  # the smooth function (no identity branch)
+
+
+def softplus(
+    l: torch.Tensor, u: torch.Tensor, beta: float = 1.0, threshold: float | None = None
+) -> LinearBounds:
+    """``log(1 + exp(x))`` (convex), or with ``threshold`` torch's piecewise softplus: ``x`` where
+    ``x > threshold``. Only ``beta = 1`` is supported."""
+    if beta != 1.0:
+        raise ValueError(f"relax.softplus: only beta = 1 is supported, got beta={beta!r}")
+    l, u = _check(l, u)
+    fn = _Fn(softplus_smooth, torch.sigmoid, _softplus_iv, Interval.sigmoid)
+    one = torch.ones_like(l)
+    out = _smooth(fn, l, u, [_Piece(l, u, one)], one, torch.full_like(l, math.nan))
+    if threshold is None or threshold == _INF:
+        return out
+    threshold = float(threshold)
+    if math.isnan(threshold):
+        raise ValueError("relax.softplus: threshold is NaN")
+    # the thresholded function is x on {x > threshold} (below the smooth one): the upper line
+    # stays; the lower line must also lie below x there, i.e. on [max(l, threshold), u]
+    with torch.no_grad():
+        reach = u > threshold
+        p = torch.maximum(l, torch.full_like(l, threshold))
+        p = torch.where(reach, p, u)
+
+        def ident_gap(x):
+            xi = Interval.point(x)
+            return (xi - (xi * out.a_lo + out.b_lo)).lo
+
+        m2 = torch.minimum(ident_gap(p), ident_gap(u))
+        m2 = torch.where(reach, m2, torch.zeros_like(m2))
+        m2 = torch.where(torch.isnan(m2), torch.full_like(m2, -_INF), m2)
+        b_lo = _shift(out.b_lo, m2, True)
+        const_lo = Interval(l, u).softplus(1.0, threshold).lo
+        a_lo, b_lo = _finish(out.a_lo, b_lo, const_lo, l, u, True)
+    return LinearBounds(a_lo, b_lo, out.a_hi, out.b_hi)
+
+
+def power(l: torch.Tensor, u: torch.Tensor, k: int) -> LinearBounds:
+    """``x ** k`` for an integer ``k >= 0``: convex for even ``k``; for odd ``k >= 3`` concave on
+    ``x <= 0`` and convex on ``x >= 0``."""
+    if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+        raise ValueError(f"relax.power: expected an integer exponent k >= 0, got {k!r}")
+    l, u = _check(l, u)
+    if k == 0:
+        one = torch.ones_like(l)
+        zero = torch.zeros_like(l)
+        return LinearBounds(zero, one, zero.clone(), one.clone())
+    if k == 1:
+        one = torch.ones_like(l)
+        zero = torch.zeros_like(l)
+        return LinearBounds(one, zero, one.clone(), zero.clone())
+    fn = _Fn(
+        lambda x: torch.pow(x, k),
+        lambda x: k * torch.pow(x, k - 1),
+        lambda x: x.pow_int(k),
+        lambda x: x.pow_int(k - 1) * float(k),
+    )
+    if k % 2 == 0:
+        one = torch.ones_like(l)
+        return _smooth(fn, l, u, [_Piece(l, u, one)], one, torch.full_like(l, math.nan))
+    kind, c = _kind_at(l, u, 0.0, -1, 1)
+    return _smooth(fn, l, u, _pieces_at(l, u, 0.0, -1, 1), kind, c)
+
+
+# ------------------------------------------------------------------------------ sine and cosine
+
+
+_PI_LO = math.pi  # math.pi < pi < nextafter(math.pi, inf)
+_PI_HI = math.nextafter(math.pi, _INF)
+
+
+def _periodic(l, u, fn: _Fn, phase: float, convex_even: bool) -> LinearBounds:
+    """``f`` with inflection points at ``c_k = phase * pi + k pi`` (``phase`` in {0, 1/2}) and
+    ``f`` convex on ``(c_k, c_{k+1})`` iff ``k`` is even (``convex_even``) or odd."""
+    const = fn.f_iv(Interval(l, u))
+    ok = (torch.maximum(l.abs(), u.abs()) <= PERIODIC_MAX_ABS) & (u - l < PERIODIC_MAX_WIDTH)
+    ls = torch.where(ok, l, torch.zeros_like(l))
+    us = torch.where(ok, u, torch.zeros_like(u))
+    # the inflection point just above l (or in a sliver around l): k = ceil((l / pi) - phase)
+    k = torch.ceil(ls / math.pi - phase) - 1.0  # one below, then scan k, k + 1, k + 2
+    found = torch.zeros_like(ls, dtype=torch.bool)
+    twice = torch.zeros_like(ls, dtype=torch.bool)
+    kc = torch.full_like(ls, math.nan)
+    c_lo = torch.full_like(ls, math.nan)
+    c_hi = torch.full_like(ls, math.nan)
+    k_below = k - 1.0  # the index of the last inflection point surely below l
+    for j in range(4):
+        kk = k + float(j)
+        pi = Interval(torch.full_like(ls, _PI_LO), torch.full_like(ls, _PI_HI))
+        cint = pi * (kk + phase)  # kk + phase is exact (|kk| < 2**22, phase in {0, 0.5})
+        below = cint.hi < ls
+        k_below = torch.where(below, kk, k_below)
+        inside = ~below & (cint.lo <= us)
+        twice = twice | (inside & found)
+        inside = inside & ~found
+        kc = torch.where(inside, kk, kc)
+        c_lo = torch.where(inside, cint.lo, c_lo)
+        c_hi = torch.where(inside, cint.hi, c_hi)
+        found = found | inside
+
+    ok = ok & ~twice  # two inflection points inside: the constant line
+
+    # curvature right of c_j: convex iff j even (convex_even) / odd
+    def curv(j):
+        even = torch.remainder(j, 2.0) == 0
+        conv = even if convex_even else ~even
+        return torch.where(conv, 1.0, -1.0).to(ls.dtype)
+
+    # no inflection point inside: one curvature, that right of c_{k_below}
+    k_left = torch.where(found, kc - 1.0, k_below)
+    left = curv(k_left)
+    right = curv(kc)
+    cl = torch.where(found, torch.minimum(torch.maximum(c_lo, ls), us), us)
+    ch = torch.where(found, torch.minimum(torch.maximum(c_hi, ls), us), us)
+    pieces = [
+        _Piece(ls, cl, left),
+        _Piece(cl, ch, torch.zeros_like(ls)),
+        _Piece(ch, us, torch.where(found, right, left)),
+    ]
+    # candidate kind: a sliver at an end counts as "no inflection point inside"
+    s_kind = torch.where(left > 0, 2.0, -2.0).to(ls.dtype)
+    interior = found & (c_hi < us) & (c_lo > ls)
+    kind = torch.where(interior, s_kind, torch.where(found & (c_lo <= ls), right, left))
+    c = torch.where(interior, _mid(c_lo, c_hi), torch.full_like(ls, math.nan))
+    with torch.no_grad():
+        a_lo, b_lo, d_lo, a_hi, b_hi, d_hi = _candidates(fn, ls, us, c, kind)
+        a_lo, b_lo = _sound(fn, a_lo, b_lo, pieces, (d_lo,), const.lo, ls, us, True)
+        a_hi, b_hi = _sound(fn, a_hi, b_hi, pieces, (d_hi,), const.hi, ls, us, False)
+    zero = torch.zeros_like(l)
+    return LinearBounds(
+        torch.where(ok, a_lo, zero),
+        torch.where(ok, b_lo, const.lo),
+        torch.where(ok, a_hi, zero),
+        torch.where(ok, b_hi, const.hi),
+    )
+
+
+def sin(l: torch.Tensor, u: torch.Tensor) -> LinearBounds:
+    """``sin``: inflection points ``k pi``; concave on ``(0, pi)``, convex on ``(pi, 2 pi)``."""
+    l, u = _check(l, u)
+    fn = _Fn(torch.sin, torch.cos, Interval.sin, Interval.cos)
+    return _periodic(l, u, fn, 0.0, convex_even=False)
+
+
+def cos(l: torch.Tensor, u: torch.Tensor) -> LinearBounds:
+    """``cos``: inflection points ``pi / 2 + k pi``; convex on ``(pi / 2, 3 pi / 2)``."""
+    l, u = _check(l, u)
+    fn = _Fn(torch.cos, lambda x: -torch.sin(x), Interval.cos, lambda x: -x.sin())
+    return _periodic(l, u, fn, 0.5, convex_even=True)
+
+
+# ------------------------------------------------------------------- piecewise-linear functions
+
+
+def _pl_sound(f_iv: FIv, a, b, l, u, kinks, const, lower: bool, exact=None):
+    """Make a line sound for a piecewise-linear ``f`` (kinks at floats): the gap is piecewise
+    linear, so its minimum lies at an endpoint or a kink inside. Where ``exact`` is true the line
+    is valid in real arithmetic by construction (``0``, ``x``, ``slope x``, a constant bound of
+    ``f``) and is kept as it is."""
+    a = torch.where(torch.isfinite(a), a, torch.zeros_like(a))
+    b_ok = torch.isfinite(b)
+    b = torch.where(b_ok, b, torch.zeros_like(b))
+    m = None
+    for x in (l, u, *kinks):
+        x = torch.minimum(torch.maximum(x, l), u)
+        g = _gap(f_iv, a, b, Interval.point(x), lower).lo
+        m = g if m is None else torch.minimum(m, g)
+    m = torch.where(torch.isnan(m), torch.full_like(m, -_INF), m)
+    if exact is not None:
+        m = torch.where(exact, torch.zeros_like(m), m)
+    b2 = torch.where(b_ok, _shift(b, m, lower), torch.full_like(b, _INF))
+    return _finish(a, b2, const, l, u, lower)
+
+
+def clamp(
+    l: torch.Tensor, u: torch.Tensor, lo_c: float | None = None, hi_c: float | None = None
+) -> LinearBounds:
+    """``min(max(x, lo_c), hi_c)`` (a missing bound is no bound); ``lo_c <= hi_c``."""
+    l, u = _check(l, u)
+    lo_v = -_INF if lo_c is None else float(lo_c)
+    hi_v = _INF if hi_c is None else float(hi_c)
+    if math.isnan(lo_v) or math.isnan(hi_v) or lo_v > hi_v:
+        raise ValueError(f"relax.clamp: expected lo_c <= hi_c, got {lo_c!r}, {hi_c!r}")
+    f_iv = lambda x: x.clamp(lo_c, hi_c)  # noqa: E731
+    lo = torch.full_like(l, lo_v)
+    hi = torch.full_like(l, hi_v)
+    zero, one = torch.zeros_like(l), torch.ones_like(l)
+    with torch.no_grad():
+        below = u <= lo  # constant lo
+        # otherwise (l >= hi): constant hi
+        ident = (lo <= l) & (u <= hi)
+        conv = (l < lo) & (lo < u) & (u <= hi)  # relu-like
+        conc = (lo <= l) & (l < hi) & (hi < u)
+        both = (l < lo) & (hi < u)
+        # convex case
+        k_cv = (u - lo) / (u - l)
+        lo_id = (u - lo) >= (lo - l)
+        # concave case
+        k_cc = (hi - l) / (u - l)
+        hi_id = (hi - l) >= (u - hi)
+        # both kinks inside
+        k_b_lo = (hi - lo) / (u - lo)
+        use_b_lo = (u - lo) > (lo - l)
+        k_b_hi = (hi - lo) / (hi - l)
+        use_b_hi = (hi - l) > (u - hi)
+
+        def sel(v_below, v_above, v_ident, v_conv, v_conc, v_both):
+            out = torch.where(below, v_below, v_above)
+            out = torch.where(ident, v_ident, out)
+            out = torch.where(conv, v_conv, out)
+            out = torch.where(conc, v_conc, out)
+            return torch.where(both, v_both, out)
+
+        a_lo = sel(
+            zero,
+            zero,
+            one,
+            torch.where(lo_id, one, zero),
+            k_cc,
+            torch.where(use_b_lo, k_b_lo, zero),
+        )
+        b_lo = sel(
+            lo,
+            hi,
+            zero,
+            torch.where(lo_id, zero, lo),
+            hi - k_cc * u,
+            torch.where(use_b_lo, lo - k_b_lo * lo, lo),
+        )
+        a_hi = sel(
+            zero,
+            zero,
+            one,
+            k_cv,
+            torch.where(hi_id, one, zero),
+            torch.where(use_b_hi, k_b_hi, zero),
+        )
+        b_hi = sel(
+            lo,
+            hi,
+            zero,
+            u - k_cv * u,
+            torch.where(hi_id, zero, hi),
+            torch.where(use_b_hi, hi - k_b_hi * hi, hi),
+        )
+        # the lines 0, x, lo, hi are exact wherever chosen: clamp >= lo, <= hi everywhere; x below
+        # clamp when u <= hi (relu-like case), above it when l >= lo (concave case)
+        chord_lo = conc | (both & use_b_lo)
+        chord_hi = conv | (both & use_b_hi)
+        const = f_iv(Interval(l, u))
+        kinks = ([lo] if lo_c is not None else []) + ([hi] if hi_c is not None else [])
+        a_lo, b_lo = _pl_sound(f_iv, a_lo, b_lo, l, u, kinks, const.lo, True, ~chord_lo)
+        a_hi, b_hi = _pl_sound(f_iv, a_hi, b_hi, l, u, kinks, const.hi, False, ~chord_hi)
+    return LinearBounds(a_lo, b_lo, a_hi, b_hi)
+
+
+def relu(l: torch.Tensor, u: torch.Tensor) -> LinearBounds:
+    """``max(x, 0)``: lower ``0`` or ``x`` (the one closer on average), upper the chord."""
+    return clamp(l, u, 0.0, None)
+
+
+def leaky_relu(l: torch.Tensor, u: torch.Tensor, slope: float) -> LinearBounds:
+    """``x`` for ``x >= 0``, ``slope * x`` below, ``slope >= 0``: convex for ``slope <= 1`` (lower
+    ``s x`` with ``s`` in ``{slope, 1}``, upper the chord), concave above (mirrored)."""
+    slope = float(slope)
+    if not slope >= 0 or not math.isfinite(slope):
+        raise ValueError(f"relax.leaky_relu: expected a finite slope >= 0, got {slope!r}")
+    l, u = _check(l, u)
+    f_iv = lambda x: x.leaky_relu(slope)  # noqa: E731
+    with torch.no_grad():
+        s = torch.full_like(l, slope)
+        one = torch.ones_like(l)
+        zero = torch.zeros_like(l)
+        fl = torch.where(l < 0, s * l, l)
+        fu = torch.where(u < 0, s * u, u)
+        w = u - l
+        k = torch.where(w > 0, (fu - fl) / w, torch.where(l < 0, s, one))
+        bk = fu - k * u
+        # the exact line through 0: x (when u >= -l) or slope x
+        steep = u >= -l
+        a_lin = torch.where(steep, one, s)
+        # s x with s in [slope, 1] lies below max(x, slope x) (slope <= 1) and above
+        # min(x, slope x) (slope >= 1) for every real x: exact, not checked
+        yes = torch.ones_like(l, dtype=torch.bool)
+        if slope <= 1:
+            a_lo, b_lo, a_hi, b_hi = a_lin, zero, k, bk
+            ex_lo, ex_hi = yes, ~yes
+        else:
+            a_lo, b_lo, a_hi, b_hi = k, bk, a_lin, zero
+            ex_lo, ex_hi = ~yes, yes
+        const = f_iv(Interval(l, u))
+        a_lo, b_lo = _pl_sound(f_iv, a_lo, b_lo, l, u, [zero], const.lo, True, ex_lo)
+        a_hi, b_hi = _pl_sound(f_iv, a_hi, b_hi, l, u, [zero], const.hi, False, ex_hi)
+    return LinearBounds(a_lo, b_lo, a_hi, b_hi)
+
+
+# ------------------------------------------------------------------------------------- products
+
+
+def _split(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Veltkamp's split ``x = hi + lo`` into two halves of at most 26 bits each (exact)."""
+    c = 134217729.0 * x  # 2**27 + 1
+    hi = c - (c - x)
+    return hi, x - hi
+
+
+def _product_is_exact(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """Where the float product ``p * q`` is the exact real product: Dekker's error-free product
+    (exact for ``2**-450 <= |p|, |q| <= 2**450``: no overflow, no underflow) has error zero."""
+    ok = (p.abs() >= 2.0**-450) & (p.abs() <= 2.0**450) & (q.abs() >= 2.0**-450)
+    ok = ok & (q.abs() <= 2.0**450)
+    ph, pl = _split(p)
+    qh, ql = _split(q)
+    r = p * q
+    err = (((ph * qh - r) + ph * ql) + pl * qh) + pl * ql
+    return ok & (err == 0)
+
+
+def mccormick(
+    xl: torch.Tensor, xu: torch.Tensor, yl: torch.Tensor, yu: torch.Tensor
+) -> McCormickPlanes:
+    """The McCormick envelope of ``z = x y`` over ``[xl, xu] x [yl, yu]``::
+
+        z >= yl x + xl y - xl yl      z <= yu x + xl y - xl yu
+        z >= yu x + xu y - xu yu      z <= yl x + xu y - xu yl
+
+    (from ``(x - xl)(y - yl) >= 0`` etc.). The slopes are the exact endpoints; each constant is
+    the product rounded outward (``-inf`` / ``+inf`` where it overflows)."""
+    xl, xu = _check(xl, xu)
+    yl, yu = _check(yl, yu)
+    if xl.shape != yl.shape:
+        raise ValueError(f"relax.mccormick: boxes of shapes {tuple(xl.shape)}, {tuple(yl.shape)}")
+
+    def prod(p, q) -> Interval:
+        out = Interval.point(p) * Interval.point(q)
+        exact = _product_is_exact(p, q)
+        pq = p * q
+        return Interval(torch.where(exact, pq, out.lo), torch.where(exact, pq, out.hi))
+
+    with torch.no_grad():
+        lower = (
+            Plane(yl, xl, -prod(xl, yl).hi),
+            Plane(yu, xu, -prod(xu, yu).hi),
+        )
+        upper = (
+            Plane(yu, xl, -prod(xl, yu).lo),
+            Plane(yl, xu, -prod(xu, yl).lo),
+        )
+    return McCormickPlanes(lower, upper)
