@@ -127,7 +127,10 @@ def _backward(nodes, env, boxes: Interval, sign: float):
             a_sel, b_sel = _unary_lines(name if plain else "", zb, env[node], A)
             M = A * a_sel  # one rounding each: |A a - M| <= u |M|, charged on |z|max
             slack = SAFETY * 2.0**-52 * M.abs() * _abs_max(zb)
-            c = _lower_sum(c, [A * b_sel, -slack], b)
+            # a rule may give an infinite constant (the range leaves float64): a zero
+            # coefficient contributes nothing, not 0 * inf = NaN
+            term = torch.where(A == 0, torch.zeros_like(A), A * b_sel)
+            c = _lower_sum(c, [term, -slack], b)
             _accumulate(coef, z, M)
         elif name in ("add", "sub") and node.op == "call_function":
             a0, a1 = args
@@ -180,7 +183,8 @@ def _lower_sum(c: torch.Tensor, terms: list, b: int) -> torch.Tensor:
     m = flat.shape[1]
     total = flat.sum(dim=1)
     bound = SAFETY * gamma(m + 2) * flat.abs().sum(dim=1)
-    return down(down(total - bound) - TINY)
+    out = down(down(total - bound) - TINY)
+    return torch.where(torch.isnan(out), torch.full_like(out, -torch.inf), out)
 
 
 def _accumulate(coef: dict, node, A: torch.Tensor) -> None:
