@@ -83,3 +83,45 @@ def test_the_published_sigmoid_v_is_enclosed():
     with torch.no_grad():
         f = V.value(x.reshape(-1, 2)).reshape(32, -1)
     assert bool((lb.lo[:, None] <= f + 1e-12).all() and (f - 1e-12 <= lb.hi[:, None]).all())
+
+
+def test_linear_bounds_hold_for_the_real_function_against_arb():
+    """The claim is about the real function (exact arithmetic) and the stored float
+    coefficients: a tanh/sigmoid network evaluated in arb (200 bits) at sample points of each
+    box lies within ``A_lo x + c_lo`` and ``A_hi x + c_hi`` evaluated exactly in arb."""
+    flint = pytest.importorskip("flint")
+    flint.ctx.prec = 200
+    arb = flint.arb
+    net = _net(torch.nn.Tanh, widths=(2, 8, 8, 1), seed=7, final=torch.nn.Sigmoid)
+    layers = [m for m in net if isinstance(m, torch.nn.Linear)]
+    weights = [(m.weight.detach().tolist(), m.bias.detach().tolist()) for m in layers]
+
+    def f_arb(x):
+        h = [arb(v) for v in x]
+        for i, (W, b) in enumerate(weights):
+            h = [sum((arb(w) * v for w, v in zip(row, h)), arb(bi)) for row, bi in zip(W, b)]
+            if i < len(weights) - 1:
+                h = [v.tanh() for v in h]
+        z = h[0]
+        return 1 / (1 + (-z).exp())
+
+    graph = capture(net, 1)
+    boxes = _boxes(12, 2, seed=8, scale=1.5)
+    lb = linear_bounds(graph, boxes)
+    gen = torch.Generator().manual_seed(9)
+    for i in range(12):
+        lo, hi = boxes.lo[i], boxes.hi[i]
+        pts = [lo, hi] + [
+            lo + torch.rand(2, generator=gen, dtype=torch.float64) * (hi - lo) for _ in range(8)
+        ]
+        for p in pts:
+            x = [float(v) for v in p]
+            fx = f_arb(x)
+            low = sum(
+                (arb(float(a)) * arb(v) for a, v in zip(lb.A_lo[i], x)), arb(float(lb.c_lo[i]))
+            )
+            up = sum(
+                (arb(float(a)) * arb(v) for a, v in zip(lb.A_hi[i], x)), arb(float(lb.c_hi[i]))
+            )
+            assert low.upper() <= fx.lower() and fx.upper() <= up.lower()
+            assert arb(float(lb.lo[i])) <= fx.lower() and fx.upper() <= arb(float(lb.hi[i]))
