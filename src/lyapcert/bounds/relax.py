@@ -266,32 +266,33 @@ def _tangent(fn: _Fn, t):
     return a, fn.f(t) - a * t
 
 
+def _bisect_touch(fn: _Fn, lo, hi, anchor, f_anchor):
+    """Bisection for the point ``d`` in ``[lo, hi]`` whose tangent passes through
+    ``(anchor, f_anchor)``: ``h(d) = f(d) + f'(d) (anchor - d) - f_anchor``; ``hi`` moves to ``d``
+    where ``h > 0``, ``lo`` elsewhere. Returns the final ``(lo, hi)`` (a candidate only: the
+    line is made sound afterwards)."""
+    for _ in range(BISECTION_STEPS):
+        d = _mid(lo, hi)
+        above = fn.f(d) + fn.df(d) * (anchor - d) - f_anchor > 0
+        hi = torch.where(above, d, hi)
+        lo = torch.where(above, lo, d)
+    return lo, hi
+
+
 def _s_lines(fn: _Fn, l, u, c):
     """Candidate lines for ``f`` convex on ``[l, c]`` and concave on ``[c, u]`` (``l <= c <= u``).
     Returns ``(a_lo, b_lo, d_lo, a_hi, b_hi, d_hi)``, ``d`` the touching points (NaN: none)."""
     k, bk = _chord(fn, l, u)
     fl, fu = fn.f(l), fn.f(u)
     # upper: the chord if f'(u) >= its slope, else the tangent at d in [c, u] through (l, f(l))
-    lo, hi = c.clone(), u.clone()
-    for _ in range(BISECTION_STEPS):
-        d = _mid(lo, hi)
-        h = fn.f(d) + fn.df(d) * (l - d) - fl
-        pos = h > 0
-        hi = torch.where(pos, d, hi)
-        lo = torch.where(pos, lo, d)
+    _, hi = _bisect_touch(fn, c.clone(), u.clone(), l, fl)
     a_t, b_t = _tangent(fn, hi)
     use_chord = fn.df(u) >= k
     a_hi = torch.where(use_chord, k, a_t)
     b_hi = torch.where(use_chord, bk, b_t)
     d_hi = torch.where(use_chord, u, hi)
     # lower: the chord if f'(l) >= its slope, else the tangent at d in [l, c] through (u, f(u))
-    lo, hi = l.clone(), c.clone()
-    for _ in range(BISECTION_STEPS):
-        d = _mid(lo, hi)
-        h = fn.f(d) + fn.df(d) * (u - d) - fu
-        neg = h <= 0
-        lo = torch.where(neg, d, lo)
-        hi = torch.where(neg, hi, d)
+    lo, _ = _bisect_touch(fn, l.clone(), c.clone(), u, fu)
     a_t, b_t = _tangent(fn, lo)
     use_chord = fn.df(l) >= k
     a_lo = torch.where(use_chord, k, a_t)
