@@ -231,6 +231,37 @@ RULES: dict[str, Rule] = {
         )
         for k in (0, 1, 2, 3, 4, 5, 7)
     },
+    # the fast rules of the forward pass (bounds.affine)
+    "tanh_fast": Rule(relax.tanh_fast, _tanh, torch.tanh, {"emax": 3.0}, _crit_zero),
+    "sigmoid_fast": Rule(relax.sigmoid_fast, _sigmoid, torch.sigmoid, {"emax": 3.0}, _crit_zero),
+    "sin_fast": Rule(
+        relax.sin_fast,
+        lambda x: A(x).sin(),
+        torch.sin,
+        {"emax": 1.5, "extra": _near_half_pi_multiples},
+        _crit_half_pi,
+    ),
+    "cos_fast": Rule(
+        relax.cos_fast,
+        lambda x: A(x).cos(),
+        torch.cos,
+        {"emax": 1.5, "extra": _near_half_pi_multiples},
+        _crit_half_pi,
+    ),
+    "exp_fast": Rule(relax.exp_fast, _exp, torch.exp, {"emax": 2.9}),
+    "softplus_fast": Rule(
+        relax.softplus_fast, _softplus, torch.nn.functional.softplus, {"emax": 3.0}, _crit_zero
+    ),
+    **{
+        f"x**{k} fast": Rule(
+            lambda l, u, k=k: relax.power_fast(l, u, k),
+            lambda x, k=k: A(x) ** k,
+            lambda x, k=k: torch.pow(x, k),
+            {"tiny": (-320.0, -100.0), "extra": _around(0.0)},
+            _crit_zero,
+        )
+        for k in (2, 4, 6)
+    },
 }
 
 

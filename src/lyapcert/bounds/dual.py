@@ -29,6 +29,7 @@ class Dual:
     """``value + eps * tangent`` with ``eps**2 = 0``; ``value`` and ``tangent`` share a type."""
 
     __slots__ = ("tangent", "value")
+    is_dual = True
 
     def __init__(self, value, tangent):
         self.value = value
@@ -218,6 +219,8 @@ class Dual:
 
 def _unbounded_where(x, mask: torch.Tensor):
     """``x`` with its entries replaced by "unbounded" where ``mask`` holds."""
+    if getattr(x, "is_affine", False):
+        return _affine_unbounded(x, mask)
     if isinstance(x, Interval):
         return Interval(
             torch.where(mask, torch.full_like(x.lo, -torch.inf), x.lo),
@@ -228,6 +231,8 @@ def _unbounded_where(x, mask: torch.Tensor):
 
 def lift_like(value, like):
     """A constant as an exact bound value of the same structure as ``like`` (zero tangents)."""
+    if getattr(like, "is_affine", False):
+        return type(like).constant(value, like.space)
     if isinstance(like, Dual):
         inner = lift_like(value, like.value)
         return Dual(inner, lift_like(torch.zeros_like(_base_tensor(inner)), like.tangent))
@@ -250,9 +255,16 @@ def _base_interval(x) -> Interval:
 def _hull_const(x, mask: torch.Tensor, c: float):
     """``x`` joined with the constant ``c`` where ``mask`` holds (a nested ``Dual``: its value with
     ``c``, its tangents with 0, the derivatives of a constant)."""
+    if getattr(x, "is_affine", False):
+        return x.hull_const(mask, c)
     if isinstance(x, Interval):
         return Interval(
             torch.where(mask, torch.clamp(x.lo, max=c), x.lo),
             torch.where(mask, torch.clamp(x.hi, min=c), x.hi),
         )
     return Dual(_hull_const(x.value, mask, c), _hull_const(x.tangent, mask, 0.0))
+
+
+def _affine_unbounded(x, mask: torch.Tensor):
+    """An ``Affine`` value made unbounded where ``mask`` holds (its lines kept elsewhere)."""
+    return x.hull_const(mask, -torch.inf).hull_const(mask, torch.inf)

@@ -25,11 +25,13 @@ Bound = Interval | Dual
 
 
 def is_bound(x) -> bool:
-    return isinstance(x, (Interval, Dual))
+    return isinstance(x, (Interval, Dual)) or getattr(x, "is_affine", False)
 
 
 def _cls(x):
-    return Dual if isinstance(x, Dual) else Interval
+    if isinstance(x, Dual):
+        return Dual
+    return type(x) if getattr(x, "is_affine", False) else Interval
 
 
 # ------------------------------------------------------------------------------- rules

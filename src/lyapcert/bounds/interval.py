@@ -109,6 +109,8 @@ class Interval:
         return Interval(-self.hi, -self.lo)
 
     def __add__(self, other) -> Interval:
+        if getattr(other, "is_affine", False):
+            return NotImplemented
         if isinstance(other, Interval):
             return Interval(down0(self.lo + other.lo), up0(self.hi + other.hi))
         c = _const(other, self.lo)
@@ -117,6 +119,8 @@ class Interval:
     __radd__ = __add__
 
     def __sub__(self, other) -> Interval:
+        if getattr(other, "is_affine", False):
+            return NotImplemented
         if isinstance(other, Interval):
             return Interval(down0(self.lo - other.hi), up0(self.hi - other.lo))
         c = _const(other, self.lo)
@@ -126,6 +130,8 @@ class Interval:
         return (-self) + other
 
     def __mul__(self, other) -> Interval:
+        if getattr(other, "is_affine", False):
+            return NotImplemented
         if isinstance(other, Interval):
             a0, a1, b0, b1 = self.lo, self.hi, other.lo, other.hi
             za0, za1, zb0, zb1 = a0 == 0, a1 == 0, b0 == 0, b1 == 0
@@ -165,6 +171,8 @@ class Interval:
         return Interval(lo, hi)
 
     def __truediv__(self, other) -> Interval:
+        if getattr(other, "is_affine", False):
+            return NotImplemented
         if isinstance(other, Interval):
             ok = (other.lo > 0) | (other.hi < 0)
             qs = [a / b for a in (self.lo, self.hi) for b in (other.lo, other.hi)]

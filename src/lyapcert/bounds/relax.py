@@ -68,15 +68,22 @@ __all__ = [
     "Plane",
     "clamp",
     "cos",
+    "cos_fast",
     "exp",
+    "exp_fast",
     "leaky_relu",
     "mccormick",
     "power",
+    "power_fast",
     "relu",
     "sigmoid",
+    "sigmoid_fast",
     "sin",
+    "sin_fast",
     "softplus",
+    "softplus_fast",
     "tanh",
+    "tanh_fast",
 ]
 
 _INF = math.inf
@@ -704,6 +711,159 @@ def leaky_relu(l: torch.Tensor, u: torch.Tensor, slope: float) -> LinearBounds:
         a_lo, b_lo = _pl_sound(f_iv, a_lo, b_lo, l, u, [zero], const.lo, True, ex_lo)
         a_hi, b_hi = _pl_sound(f_iv, a_hi, b_hi, l, u, [zero], const.hi, False, ex_hi)
     return LinearBounds(a_lo, b_lo, a_hi, b_hi)
+
+
+# ------------------------------------------------------------------- fast rules (forward pass)
+#
+# The rules above spend a bisection and several interval evaluations per line; the forward pass
+# (``bounds.affine``) relaxes every neuron of every box, so it uses these cheaper lines, proven by
+# the curvature the function is known to have on the interval (no pieces, no bisection):
+#
+# * convex ``f`` on ``[l, u]``: the chord above (the gap ``a x + b - f`` is concave: its minimum is
+#   at ``l`` or ``u``, both enclosed) and the tangent at the midpoint ``t`` below (the gap
+#   ``f - a x - b`` is convex: ``G(x) >= G(t) + G'(t) (x - t)`` with ``G(t)``, ``G'(t)`` enclosed);
+#   concave: the same for ``-f``;
+# * an S-shaped ``f`` (convex below 0, concave above, ``f'`` largest at 0 and decreasing in
+#   ``|x|``: tanh, sigmoid) on an interval around 0: two parallel lines of slope ``a <= min f'``
+#   (the smaller endpoint derivative, enclosed): ``f - a x`` is non-decreasing, so
+#   ``f(l) - a l <= f(x) - a x <= f(u) - a u``.
+#
+# As above, the shift of ``b`` by a negative gap bound is rounded outward and a line that is not
+# finite (or is worse than the constant) becomes the constant line of ``f([l, u])``.
+
+
+def _fast_convex(fn: _Fn, l, u, const: Interval):
+    """Lines of a function convex on every ``[l, u]`` (tangent at the midpoint below, chord above)."""
+    with torch.no_grad():
+        t = _mid(l, u)
+        a_lo = fn.df(t)
+        b_lo = fn.f(t) - a_lo * t
+        a_lo = torch.where(torch.isfinite(a_lo), a_lo, torch.zeros_like(a_lo))
+        b_lo = torch.where(torch.isfinite(b_lo), b_lo, torch.zeros_like(b_lo))
+        tp = Interval.point(t)
+        g = _gap(fn.f_iv, a_lo, b_lo, tp, True) + _dgap(fn.df_iv, a_lo, tp, True) * (
+            Interval(l, u) - t
+        )
+        m = torch.where(torch.isnan(g.lo), torch.full_like(g.lo, -_INF), g.lo)
+        a_lo, b_lo = _finish(a_lo, _shift(b_lo, m, True), const.lo, l, u, True)
+        a_hi, b_hi = _chord(fn, l, u)
+        a_hi = torch.where(torch.isfinite(a_hi), a_hi, torch.zeros_like(a_hi))
+        b_fin = torch.where(torch.isfinite(b_hi), b_hi, torch.zeros_like(b_hi))
+        m = _concave_piece(fn, a_hi, b_fin, l, u, False)
+        m = torch.where(torch.isnan(m), torch.full_like(m, -_INF), m)
+        b_hi = torch.where(torch.isfinite(b_hi), _shift(b_fin, m, False), b_hi)
+        a_hi, b_hi = _finish(a_hi, b_hi, const.hi, l, u, False)
+    return a_lo, b_lo, a_hi, b_hi
+
+
+def _fast_s_shaped(fn: _Fn, l, u) -> LinearBounds:
+    """Lines of an S-shaped function (see above): convex rule below 0, concave rule above, two
+    parallel lines of the smaller endpoint slope across 0."""
+    with torch.no_grad():
+        const = fn.f_iv(Interval(l, u))
+        cvx = _fast_convex(fn, l, u, const)
+        neg = _neg_fn(fn)
+        ncv = _fast_convex(neg, l, u, -const)
+        ccv = (-ncv[2], -ncv[3], -ncv[0], -ncv[1])  # lines of f from those of -f
+        lp, up_ = Interval.point(l), Interval.point(u)
+        slope = torch.minimum(fn.df_iv(lp).lo, fn.df_iv(up_).lo).clamp(min=0.0)
+        slope = torch.where(torch.isnan(slope), torch.zeros_like(slope), slope)
+        b_lo = (fn.f_iv(lp) - lp * slope).lo
+        b_hi = (fn.f_iv(up_) - up_ * slope).hi
+        p_lo = _finish(slope, b_lo, const.lo, l, u, True)
+        p_hi = _finish(slope, b_hi, const.hi, l, u, False)
+        par = (p_lo[0], p_lo[1], p_hi[0], p_hi[1])
+        below = u <= 0
+        above = l >= 0
+        out = [torch.where(below, c, torch.where(above, k, p)) for c, k, p in zip(cvx, ccv, par)]
+    return LinearBounds(*out)
+
+
+def _fast_taylor(f, df, f_iv: FIv, df_iv: FIv, d2f_iv: FIv, l, u) -> LinearBounds:
+    """Two parallel lines of slope ``a ~ f'(t)`` (``t`` the midpoint) for a function with no
+    known curvature: ``G(x) = f(x) - a x - b = G(t) + G'(t) (x - t) + f''(xi) (x - t)^2 / 2``
+    with ``G(t)``, ``G'(t)`` and ``f''([l, u])`` enclosed bounds ``G`` on both sides."""
+    with torch.no_grad():
+        const = f_iv(Interval(l, u))
+        t = _mid(l, u)
+        a = df(t)
+        a = torch.where(torch.isfinite(a), a, torch.zeros_like(a))
+        b = f(t) - a * t
+        b = torch.where(torch.isfinite(b), b, torch.zeros_like(b))
+        tp = Interval.point(t)
+        off = Interval(l, u) - t
+        g = (
+            (f_iv(tp) - (tp * a + b))
+            + (df_iv(tp) - a) * off
+            + d2f_iv(Interval(l, u)) * (off.square() * 0.5)
+        )
+        m_lo = torch.where(torch.isnan(g.lo), torch.full_like(g.lo, -_INF), g.lo)
+        m_hi = torch.where(torch.isnan(g.hi), torch.full_like(g.hi, _INF), g.hi)
+        b_lo = torch.where(m_lo >= 0, b, down(b + m_lo))
+        b_hi = torch.where(m_hi <= 0, b, up(b + m_hi))
+        a_lo, b_lo = _finish(a, b_lo, const.lo, l, u, True)
+        a_hi, b_hi = _finish(a, b_hi, const.hi, l, u, False)
+    return LinearBounds(a_lo, b_lo, a_hi, b_hi)
+
+
+def sin_fast(l: torch.Tensor, u: torch.Tensor) -> LinearBounds:
+    """``sin`` by the second-order rule (parallel lines, slope ``cos`` of the midpoint)."""
+    l, u = _check(l, u)
+    return _fast_taylor(torch.sin, torch.cos, Interval.sin, Interval.cos, lambda x: -x.sin(), l, u)
+
+
+def cos_fast(l: torch.Tensor, u: torch.Tensor) -> LinearBounds:
+    """``cos`` by the second-order rule (parallel lines, slope ``-sin`` of the midpoint)."""
+    l, u = _check(l, u)
+    return _fast_taylor(
+        torch.cos,
+        lambda x: -torch.sin(x),
+        Interval.cos,
+        lambda x: -x.sin(),
+        lambda x: -x.cos(),
+        l,
+        u,
+    )
+
+
+def tanh_fast(l: torch.Tensor, u: torch.Tensor) -> LinearBounds:
+    """``tanh`` by the fast rules (S-shaped)."""
+    l, u = _check(l, u)
+    return _fast_s_shaped(_tanh_fn(), l, u)
+
+
+def sigmoid_fast(l: torch.Tensor, u: torch.Tensor) -> LinearBounds:
+    """``sigmoid`` by the fast rules (S-shaped)."""
+    l, u = _check(l, u)
+    return _fast_s_shaped(_Fn(torch.sigmoid, _sig_d, Interval.sigmoid, _sig_d_iv), l, u)
+
+
+def exp_fast(l: torch.Tensor, u: torch.Tensor) -> LinearBounds:
+    """``exp`` by the fast rules (convex)."""
+    l, u = _check(l, u)
+    fn = _Fn(torch.exp, torch.exp, Interval.exp, Interval.exp)
+    return LinearBounds(*_fast_convex(fn, l, u, Interval(l, u).exp()))
+
+
+def softplus_fast(l: torch.Tensor, u: torch.Tensor) -> LinearBounds:
+    """The smooth ``log(1 + exp(x))`` (no threshold) by the fast rules (convex)."""
+    l, u = _check(l, u)
+    fn = _Fn(softplus_smooth, torch.sigmoid, _softplus_iv, Interval.sigmoid)
+    return LinearBounds(*_fast_convex(fn, l, u, _softplus_iv(Interval(l, u))))
+
+
+def power_fast(l: torch.Tensor, u: torch.Tensor, k: int) -> LinearBounds:
+    """``x ** k`` for an even ``k >= 2`` by the fast rules (convex); other ``k``: ``power``."""
+    if isinstance(k, bool) or not isinstance(k, int) or k < 2 or k % 2:
+        return power(l, u, k)
+    l, u = _check(l, u)
+    fn = _Fn(
+        lambda x: torch.pow(x, k),
+        lambda x: k * torch.pow(x, k - 1),
+        lambda x: x.pow_int(k),
+        lambda x: x.pow_int(k - 1) * float(k),
+    )
+    return LinearBounds(*_fast_convex(fn, l, u, Interval(l, u).pow_int(k)))
 
 
 # ------------------------------------------------------------------------------------- products

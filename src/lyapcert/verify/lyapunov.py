@@ -23,6 +23,7 @@ import numpy as np
 import scipy.linalg
 import torch
 
+from lyapcert.bounds.affine import affine_bounds
 from lyapcert.bounds.dual import Dual, lift_like
 from lyapcert.bounds.forms import (
     Bounds,
@@ -34,7 +35,7 @@ from lyapcert.bounds.forms import (
 from lyapcert.bounds.graph import capture
 from lyapcert.bounds.interval import Interval
 from lyapcert.certificates.candidates import Candidate
-from lyapcert.errors import EquilibriumError, VerificationError
+from lyapcert.errors import EquilibriumError, UnsupportedOperationError, VerificationError
 from lyapcert.systems.system import System
 from lyapcert.verify.equilibrium import EquilibriumFailure, EquilibriumProof, prove_equilibrium
 from lyapcert.verify.local import LocalCertificate, LocalFailure, local_certificate
@@ -70,6 +71,7 @@ class VerifyOptions:
     parts: int = 1  # the decrease search split into this many sub-boxes (run by a mapper)
     record_proof: bool = True  # keep the searches' bisection trees (a saved certificate's proof)
     chain: bool = True  # close a hole the local certificate cannot by a chain (verify.chain)
+    linear: bool = False  # linear (forward CROWN) bounds of the decrease on undecided boxes
 
     def budget(self) -> Budget:
         return Budget(
@@ -404,6 +406,13 @@ def decrease_search(
             lb = _tighten_mean_value(problem.lie_q, boxes, lb, need)
         if second_order:
             lb = _tighten_second_order(problem.lie_q, boxes, lb, undecided=~(vb.hi < c0))
+        if opts.linear:
+            need = ~(lb.hi < 0) & ~(vb.hi < c0)
+            if discrete:
+                need = need & vb.inside
+            if region_q is not None:
+                need = need & ~(vb.region_hi < exclude.level)
+            lb = _tighten_linear(problem.lie_q, boxes, lb, need)
         vb.lie_hi = lb.hi
         if lb.sensitivity is not None:
             vb.sensitivity = lb.sensitivity
@@ -702,6 +711,29 @@ def _tighten_mean_value(q, boxes: Interval, bounds: Bounds, need: torch.Tensor) 
     lo[need] = torch.maximum(lo[need], mv.lo)
     hi[need] = torch.minimum(hi[need], mv.hi)
     sens[need] = mv.sensitivity
+    return Bounds(lo, hi, sens)
+
+
+def _tighten_linear(q, boxes: Interval, bounds: Bounds, need: torch.Tensor) -> Bounds:
+    """Intersect ``bounds`` with the linear (forward CROWN) bounds of ``q`` on the boxes marked
+    ``need``; there the split guide is ``|A| * width`` of the upper line (the dimension whose
+    halving lowers the bound most). A quantity with an operation the linear bounds do not
+    support keeps ``bounds``."""
+    if not bool(need.any()):
+        return bounds
+    try:
+        lo_l, hi_l, sens_l = affine_bounds(q, Interval(boxes.lo[need], boxes.hi[need]))
+    except UnsupportedOperationError:
+        return bounds
+    lo, hi = bounds.lo.clone(), bounds.hi.clone()
+    lo[need] = torch.maximum(lo[need], lo_l)
+    hi[need] = torch.minimum(hi[need], hi_l)
+    sens = bounds.sensitivity
+    if sens is None:
+        sens = torch.full(boxes.lo.shape, math.inf, dtype=lo.dtype, device=lo.device)
+    else:
+        sens = sens.clone()
+    sens[need] = sens_l
     return Bounds(lo, hi, sens)
 
 

@@ -1,0 +1,634 @@
+"""Linear bounds by forward propagation (the forward mode of CROWN): an ``Affine`` bound value.
+
+Over a batch of boxes ``X`` (``[b, n]``) write ``x = m + d`` with ``m`` the box centre (a float)
+and ``d`` the offset, a real vector in ``D = [lo - m, hi - m]`` (``D`` enclosed outward). Each
+``Affine`` value ``q`` of shape ``[b, ...]`` holds, for every element::
+
+    A_lo . d + c_lo  <=  q(x)  <=  A_hi . d + c_hi      for every real x in the box,
+
+(``A [n, b, ...]``: the coefficient of ``d_j`` first; ``c [b, ...]``) and an interval enclosure
+``iv`` of ``q`` that is the intersection of plain interval arithmetic with the two lines'
+concretisations. The input is the identity (``A = e_j``, ``c = m``: exact). Every operation maps
+lines to lines with one relaxation rule and passes the enclosures on, so any quantity the engine
+evaluates on ``Interval`` or ``Dual`` (``V``, ``dV/dt`` by forward mode, ``V(x+) - V(x)``) is
+evaluated on ``Affine`` with the same code: ``quantity(Affine.from_boxes(X))``.
+
+Rules (the lines of ``bounds.relax`` where one exists):
+
+* affine maps and constants: exact arithmetic on the lines (a positive weight takes the lower
+  line, a negative one the upper line);
+* a unary function ``s`` with relaxation ``a_l z + b_l <= s(z) <= a_h z + b_h`` on the interval of
+  ``z``: ``s(z) >= a_l * (line of z) + b_l``, the lower line of ``z`` where ``a_l >= 0``;
+* a product ``x y`` of two bound values (the Lie derivative's ``dV/dx_i * f_i``): the planes
+  ``y_m x + x_m y + k`` with ``y_m, x_m`` the interval midpoints (the average of the two
+  McCormick planes) and ``k`` the minimum (upper: maximum) over the four corners of
+  ``x y - y_m x - x_m y``, a bilinear function, enclosed in interval arithmetic;
+* anything else (``log``, ``sqrt``, ``atan``, ``1/x``, the Clarke ``step``): the constant lines
+  of the interval result, which are always sound.
+
+Floating point (the rule, as in ``bounds.crown``): a coefficient ``A`` computed in float differs
+from the exact one by at most ``e`` (``EPS |A|`` for one rounding, ``gamma(k) |a| |A|`` for a
+``k``-term product); the difference is charged to the constant as ``e . |d|max`` (times
+``SAFETY``), and every constant is a sum rounded with its own ``gamma`` bound, moved outward by
+one ulp and ``TINY``. An infinite or NaN term makes the line ``-inf`` (upper ``+inf``), that is:
+no information, never a wrong one. Concretisation is an outward-rounded sum.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+from lyapcert.bounds import relax
+from lyapcert.bounds.interval import EPS, TINY, Interval, down, gamma, up
+from lyapcert.errors import UnsupportedOperationError
+
+SAFETY = 2.0
+"""Factor on every computed error bound (the bound is itself computed in rounded arithmetic)."""
+
+_INF = math.inf
+
+
+# ------------------------------------------------------------------------------ rounded sums
+
+
+def _lower_stack(terms: torch.Tensor) -> torch.Tensor:
+    """A float at most the exact sum over dim 0 of ``terms`` (each term a float that is within
+    one rounding of a real product or a stored value): the rounded sum minus ``gamma`` times the
+    sum of magnitudes, one ulp and ``TINY`` down. Infinite or NaN terms give ``-inf``."""
+    m = terms.shape[0]
+    total = terms.sum(dim=0)
+    bound = (SAFETY * gamma(m + 2)) * terms.abs().sum(dim=0)
+    out = down(down(total - bound) - TINY)
+    return torch.where(torch.isfinite(out), out, torch.full_like(out, -_INF))
+
+
+def _lower(terms: Sequence[torch.Tensor]) -> torch.Tensor:
+    return _lower_stack(torch.stack(torch.broadcast_tensors(*terms)))
+
+
+def _upper(terms: Sequence[torch.Tensor]) -> torch.Tensor:
+    return -_lower([-t for t in terms])
+
+
+def _times(a: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """``a * c`` with ``0 * inf = 0`` (a zero coefficient on an unbounded line adds nothing)."""
+    return torch.where(a == 0, torch.zeros_like(a * c), a * c)
+
+
+# ------------------------------------------------------------------------------------ the space
+
+
+class Space:
+    """The boxes: centres ``m [b, n]``, the offset enclosure ``D`` and ``|d|max`` as ``[n, b]``."""
+
+    __slots__ = ("b", "dhi", "dlo", "dmax", "m", "n")
+
+    def __init__(self, boxes: Interval):
+        if boxes.lo.ndim != 2:
+            raise ValueError(
+                f"Affine: boxes of shape [batch, n] expected, got {tuple(boxes.shape)}"
+            )
+        if not bool(torch.isfinite(boxes.lo).all() & torch.isfinite(boxes.hi).all()):
+            raise ValueError("Affine: the boxes must be finite")
+        self.b, self.n = boxes.lo.shape
+        self.m = boxes.mid
+        self.dlo = down(boxes.lo - self.m).T.contiguous()
+        self.dhi = up(boxes.hi - self.m).T.contiguous()
+        self.dmax = torch.maximum(self.dlo.abs(), self.dhi.abs())
+
+    def view(self, t: torch.Tensor, ndim: int) -> torch.Tensor:
+        """``t [n, b]`` shaped to broadcast against ``A [n, b, ...]`` of ``ndim`` value dims."""
+        return t.reshape((self.n, self.b) + (1,) * (ndim - 1))
+
+    def charge(self, err: torch.Tensor) -> torch.Tensor:
+        """``SAFETY * sum_j err_j |d_j|max``: the cost of coefficients off by at most ``err``."""
+        d = self.view(self.dmax, err.ndim - 1)
+        return (SAFETY * (1.0 + 8 * EPS * self.n)) * (err * d).sum(dim=0)
+
+    def minimum(self, A: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """A float at most ``min over D of A . d + c``."""
+        ndim = c.ndim
+        lo, hi = self.view(self.dlo, ndim), self.view(self.dhi, ndim)
+        p = torch.minimum(A * lo, A * hi)
+        return _lower_stack(torch.cat([p, c.unsqueeze(0)], dim=0))
+
+    def maximum(self, A: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        return -self.minimum(-A, -c)
+
+
+# ------------------------------------------------------------------------------- the value type
+
+
+class Affine:
+    """Lower and upper linear functions of the box offset ``d`` and an enclosure, elementwise."""
+
+    __slots__ = ("A_hi", "A_lo", "c_hi", "c_lo", "iv", "space")
+    is_affine = True
+
+    def __init__(self, A_lo, c_lo, A_hi, c_hi, iv: Interval, space: Space):
+        self.A_lo, self.c_lo, self.A_hi, self.c_hi = A_lo, c_lo, A_hi, c_hi
+        self.iv = iv
+        self.space = space
+
+    # ----------------------------------------------------------------- construction
+
+    @classmethod
+    def from_boxes(cls, boxes: Interval) -> Affine:
+        """The identity ``x = m + d`` on each box."""
+        sp = Space(boxes)
+        eye = torch.eye(sp.n, dtype=boxes.lo.dtype, device=boxes.lo.device)
+        A = eye[:, None, :].expand(sp.n, sp.b, sp.n).contiguous()
+        return cls(A, sp.m.clone(), A.clone(), sp.m.clone(), boxes, sp)
+
+    @classmethod
+    def constant(cls, value, space: Space, like: torch.Tensor | None = None) -> Affine:
+        """An exact constant (a tensor or number broadcast like ``like``), or an ``Interval``."""
+        if isinstance(value, Interval):
+            lo, hi = value.lo, value.hi
+        else:
+            ref = like if like is not None else space.m
+            t = torch.as_tensor(value, dtype=ref.dtype, device=ref.device)
+            if like is not None:
+                t = t.expand(like.shape)
+            lo = hi = t
+        lo, hi = lo.contiguous(), hi.contiguous()
+        zero = torch.zeros((space.n, *tuple(lo.shape)), dtype=lo.dtype, device=lo.device)
+        return cls(zero, lo, zero, hi, Interval(lo, hi), space)
+
+    @classmethod
+    def from_interval(cls, iv: Interval, space: Space) -> Affine:
+        """The constant lines of an enclosure (the fallback of every operation)."""
+        return cls.constant(iv, space)
+
+    @classmethod
+    def _make(cls, space: Space, A_lo, c_lo, A_hi, c_hi, iv: Interval | None) -> Affine:
+        """A value from its lines: coefficients that are not finite make the line constant and
+        unbounded; the enclosure is intersected with the lines' concretisation, and a line whose
+        maximum lies below the enclosure's bound is replaced by that constant (it is dominated)."""
+        bad_lo = ~torch.isfinite(A_lo).all(dim=0) | torch.isnan(c_lo)
+        bad_hi = ~torch.isfinite(A_hi).all(dim=0) | torch.isnan(c_hi)
+        if bool(bad_lo.any()):
+            A_lo = torch.where(bad_lo, torch.zeros_like(A_lo), A_lo)
+            c_lo = torch.where(bad_lo, torch.full_like(c_lo, -_INF), c_lo)
+        if bool(bad_hi.any()):
+            A_hi = torch.where(bad_hi, torch.zeros_like(A_hi), A_hi)
+            c_hi = torch.where(bad_hi, torch.full_like(c_hi, _INF), c_hi)
+        lo = space.minimum(A_lo, c_lo)
+        hi = space.maximum(A_hi, c_hi)
+        if iv is not None:
+            lo = torch.maximum(lo, iv.lo)
+            hi = torch.minimum(hi, iv.hi)
+            # a lower line whose largest value is below the enclosure's lower end is worse than
+            # the constant line at every point
+            dominated = space.maximum(A_lo, c_lo) <= iv.lo
+            if bool(dominated.any()):
+                A_lo = torch.where(dominated, torch.zeros_like(A_lo), A_lo)
+                c_lo = torch.where(dominated, iv.lo, c_lo)
+            dominated = space.minimum(A_hi, c_hi) >= iv.hi
+            if bool(dominated.any()):
+                A_hi = torch.where(dominated, torch.zeros_like(A_hi), A_hi)
+                c_hi = torch.where(dominated, iv.hi, c_hi)
+        return cls(A_lo, c_lo, A_hi, c_hi, Interval(lo, hi), space)
+
+    def _like(self, iv: Interval) -> Affine:
+        return Affine.from_interval(iv, self.space)
+
+    # ----------------------------------------------------------------- views
+
+    @property
+    def shape(self) -> torch.Size:
+        return self.c_lo.shape
+
+    @property
+    def lo(self) -> torch.Tensor:
+        return self.iv.lo
+
+    @property
+    def hi(self) -> torch.Tensor:
+        return self.iv.hi
+
+    @property
+    def mid(self) -> torch.Tensor:
+        return self.iv.mid
+
+    def __repr__(self) -> str:
+        return f"Affine(shape={tuple(self.shape)}, lo={self.lo}, hi={self.hi})"
+
+    def to_interval(self) -> Interval:
+        return self.iv
+
+    def sensitivity(self, upper: bool = True) -> torch.Tensor:
+        """``|A_j| * width_j`` of the upper (or lower) line, ``[b, n]``, for a ``[b]`` value: how
+        much each coordinate's width adds to the bound (a guide for splitting)."""
+        A = self.A_hi if upper else self.A_lo
+        if A.ndim != 2:
+            raise ValueError("sensitivity: a value of shape [batch] expected")
+        return (A.abs() * (self.space.dhi - self.space.dlo)).T
+
+    # ----------------------------------------------------------------- arithmetic
+
+    def _coerce(self, other) -> Affine | None:
+        """``other`` as an ``Affine`` when it is a bound value (``None`` for exact constants)."""
+        if isinstance(other, Affine):
+            return other
+        if isinstance(other, Interval):
+            return Affine.constant(other, self.space)
+        return None
+
+    def _exact(self, other) -> torch.Tensor:
+        return torch.as_tensor(other, dtype=self.c_lo.dtype, device=self.c_lo.device)
+
+    def __neg__(self) -> Affine:
+        return Affine(-self.A_hi, -self.c_hi, -self.A_lo, -self.c_lo, -self.iv, self.space)
+
+    def __add__(self, other) -> Affine:
+        if getattr(other, "is_dual", False):
+            return NotImplemented
+        o = self._coerce(other)
+        sp = self.space
+        if o is None:
+            k = self._exact(other)
+            shape = torch.broadcast_shapes(self.shape, k.shape)
+            A_lo = self.A_lo.expand((sp.n, *shape))
+            A_hi = self.A_hi.expand((sp.n, *shape))
+            c_lo = _lower([self.c_lo, k])
+            c_hi = _upper([self.c_hi, k])
+            return Affine(A_lo, c_lo, A_hi, c_hi, self.iv + k, sp)
+        A_lo = self.A_lo + o.A_lo
+        A_hi = self.A_hi + o.A_hi
+        c_lo = _lower([self.c_lo, o.c_lo, -sp.charge(EPS * A_lo.abs())])
+        c_hi = _upper([self.c_hi, o.c_hi, sp.charge(EPS * A_hi.abs())])
+        return Affine._make(sp, A_lo, c_lo, A_hi, c_hi, self.iv + o.iv)
+
+    __radd__ = __add__
+
+    def __sub__(self, other) -> Affine:
+        if getattr(other, "is_dual", False):
+            return NotImplemented
+        o = self._coerce(other)
+        if o is None:
+            return self + (-self._exact(other))
+        return self + (-o)
+
+    def __rsub__(self, other) -> Affine:
+        return (-self) + other
+
+    def _scale(self, k: torch.Tensor) -> Affine:
+        """``k * self`` for an exact constant ``k`` (broadcast)."""
+        sp = self.space
+        pos = k >= 0
+        A_l = torch.where(pos, self.A_lo, self.A_hi)
+        A_h = torch.where(pos, self.A_hi, self.A_lo)
+        c_l = torch.where(pos, self.c_lo, self.c_hi)
+        c_h = torch.where(pos, self.c_hi, self.c_lo)
+        A_lo, A_hi = k * A_l, k * A_h
+        c_lo = _lower([_times(k, c_l), -sp.charge(EPS * A_lo.abs())])
+        c_hi = _upper([_times(k, c_h), sp.charge(EPS * A_hi.abs())])
+        return Affine._make(sp, A_lo, c_lo, A_hi, c_hi, self.iv * k)
+
+    def __mul__(self, other) -> Affine:
+        if getattr(other, "is_dual", False):
+            return NotImplemented
+        o = self._coerce(other)
+        if o is None:
+            return self._scale(self._exact(other))
+        return _product(self, o)
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, other) -> Affine:
+        if getattr(other, "is_dual", False):
+            return NotImplemented
+        o = self._coerce(other)
+        if o is not None:
+            return self * o.reciprocal()
+        k = self._exact(other)
+        if bool((k == 0).any()):
+            return self._like(self.iv / k)
+        sp = self.space
+        pos = k > 0
+        A_l = torch.where(pos, self.A_lo, self.A_hi)
+        A_h = torch.where(pos, self.A_hi, self.A_lo)
+        c_l = torch.where(pos, self.c_lo, self.c_hi)
+        c_h = torch.where(pos, self.c_hi, self.c_lo)
+        A_lo, A_hi = A_l / k, A_h / k
+        c_lo = _lower([c_l / k, -sp.charge(EPS * A_lo.abs())])
+        c_hi = _upper([c_h / k, sp.charge(EPS * A_hi.abs())])
+        return Affine._make(sp, A_lo, c_lo, A_hi, c_hi, self.iv / k)
+
+    def __rtruediv__(self, other) -> Affine:
+        return self.reciprocal() * other
+
+    def reciprocal(self) -> Affine:
+        return self._like(self.iv.reciprocal())
+
+    def square(self) -> Affine:
+        return self.pow_int(2)
+
+    def pow_int(self, n: int) -> Affine:
+        if n == 0:
+            return Affine.constant(torch.ones_like(self.c_lo), self.space)
+        if n == 1:
+            return self
+        if n < 0:
+            return self._like(self.iv.pow_int(n))
+        return self._unary(lambda l, u: relax.power_fast(l, u, n), self.iv.pow_int(n))
+
+    def __pow__(self, exponent) -> Affine:
+        if isinstance(exponent, (int, float)) and float(exponent).is_integer():
+            return self.pow_int(int(exponent))
+        return self._like(self.iv**exponent)
+
+    # ----------------------------------------------------------------- elementary functions
+
+    def _unary(self, rule, out: Interval) -> Affine:
+        """Compose the relaxation lines of ``rule(l, u)`` (on ``z``'s enclosure) with ``z``'s lines;
+        elements whose enclosure is not finite take the constant lines of ``out``."""
+        l, u = self.iv.lo, self.iv.hi
+        ok = torch.isfinite(l) & torch.isfinite(u) & (l <= u)
+        if not bool(ok.any()):
+            return self._like(out)
+        safe_l = torch.where(ok, l, torch.zeros_like(l))
+        safe_u = torch.where(ok, u, torch.zeros_like(u))
+        a_lo, b_lo, a_hi, b_hi = rule(safe_l, safe_u)
+        A_lo, c_lo = _compose(self, a_lo, b_lo, lower=True)
+        A_hi, c_hi = _compose(self, a_hi, b_hi, lower=False)
+        c_lo = torch.where(ok, c_lo, out.lo)
+        c_hi = torch.where(ok, c_hi, out.hi)
+        A_lo = torch.where(ok, A_lo, torch.zeros_like(A_lo))
+        A_hi = torch.where(ok, A_hi, torch.zeros_like(A_hi))
+        return Affine._make(self.space, A_lo, c_lo, A_hi, c_hi, out)
+
+    def exp(self) -> Affine:
+        return self._unary(relax.exp_fast, self.iv.exp())
+
+    def tanh(self) -> Affine:
+        return self._unary(relax.tanh_fast, self.iv.tanh())
+
+    def sigmoid(self) -> Affine:
+        return self._unary(relax.sigmoid_fast, self.iv.sigmoid())
+
+    def sin(self) -> Affine:
+        return self._unary(relax.sin_fast, self.iv.sin())
+
+    def cos(self) -> Affine:
+        return self._unary(relax.cos_fast, self.iv.cos())
+
+    def relu(self) -> Affine:
+        return self._unary(relax.relu, self.iv.relu())
+
+    def leaky_relu(self, slope: float) -> Affine:
+        return self._unary(lambda l, u: relax.leaky_relu(l, u, slope), self.iv.leaky_relu(slope))
+
+    def clamp(self, min=None, max=None) -> Affine:
+        return self._unary(lambda l, u: relax.clamp(l, u, min, max), self.iv.clamp(min, max))
+
+    def softplus(self, beta: float = 1.0, threshold: float = 20.0) -> Affine:
+        """torch's ``softplus(x, beta, threshold) = softplus_{1, threshold}(beta x) / beta``."""
+        if beta != 1.0:
+            return (self * beta).softplus(1.0, threshold) / beta
+        out = self.iv.softplus(1.0, threshold)
+        if threshold == _INF or bool((self.iv.hi <= threshold).all()):
+            return self._unary(relax.softplus_fast, out)  # the smooth branch only
+        return self._unary(lambda l, u: relax.softplus(l, u, 1.0, threshold), out)
+
+    def abs(self) -> Affine:
+        return self.relu() + (-self).relu()
+
+    def log(self) -> Affine:
+        return self._like(self.iv.log())
+
+    def sqrt(self) -> Affine:
+        return self._like(self.iv.sqrt())
+
+    def atan(self) -> Affine:
+        return self._like(self.iv.atan())
+
+    def step(self) -> Affine:
+        return self._like(self.iv.step())
+
+    def contains_zero(self) -> torch.Tensor:
+        return self.iv.contains_zero()
+
+    def masked_unbounded(self, mask: torch.Tensor) -> Affine:
+        return self._like(self.iv.masked_unbounded(mask))
+
+    def hull_const(self, mask: torch.Tensor, c: float) -> Affine:
+        """The value joined with the constant ``c`` where ``mask`` holds (constant lines there)."""
+        iv = Interval(
+            torch.where(mask, torch.clamp(self.iv.lo, max=c), self.iv.lo),
+            torch.where(mask, torch.clamp(self.iv.hi, min=c), self.iv.hi),
+        )
+        joined = self._like(iv)
+        return Affine(
+            torch.where(mask, joined.A_lo, self.A_lo),
+            torch.where(mask, joined.c_lo, self.c_lo),
+            torch.where(mask, joined.A_hi, self.A_hi),
+            torch.where(mask, joined.c_hi, self.c_hi),
+            iv,
+            self.space,
+        )
+
+    @staticmethod
+    def maximum(a, b) -> Affine:
+        return b + (a - b).relu()
+
+    @staticmethod
+    def minimum(a, b) -> Affine:
+        return a - (a - b).relu()
+
+    # ----------------------------------------------------------------- linear maps, structure
+
+    def sum(self, dim=None, keepdim: bool = False) -> Affine:
+        if dim is None:
+            raise UnsupportedOperationError(["sum over every dimension (the batch included)"])
+        dims = (dim,) if isinstance(dim, int) else tuple(dim)
+        nd = len(self.shape)
+        dims = tuple(d % nd for d in dims)
+        if 0 in dims:
+            raise UnsupportedOperationError(["sum over the batch dimension"])
+        k = math.prod(self.shape[d] for d in dims)
+        a_dims = tuple(d + 1 for d in dims)
+        sp = self.space
+        g = SAFETY * gamma(k + 2)
+        out = []
+        for A, c, lower in ((self.A_lo, self.c_lo, True), (self.A_hi, self.c_hi, False)):
+            As = A.sum(dim=a_dims, keepdim=keepdim)
+            err = g * A.abs().sum(dim=a_dims, keepdim=keepdim)
+            cs = c.sum(dim=dims, keepdim=keepdim)
+            cerr = g * c.abs().sum(dim=dims, keepdim=keepdim)
+            if lower:
+                out += [As, _lower([cs, -cerr, -sp.charge(err)])]
+            else:
+                out += [As, _upper([cs, cerr, sp.charge(err)])]
+        return Affine._make(sp, *out, self.iv.sum(dim, keepdim))
+
+    def linear(self, weight: torch.Tensor, bias: torch.Tensor | None = None) -> Affine:
+        """``x @ W.T + bias`` over the last dimension."""
+        sp = self.space
+        Wp = weight.clamp(min=0.0)
+        Wn = weight.clamp(max=0.0)
+        k = weight.shape[-1]
+        g = SAFETY * gamma(2 * k + 2)
+        out = []
+        for lower in (True, False):
+            A_a, A_b = (self.A_lo, self.A_hi) if lower else (self.A_hi, self.A_lo)
+            c_a, c_b = (self.c_lo, self.c_hi) if lower else (self.c_hi, self.c_lo)
+            A = A_a @ Wp.T + A_b @ Wn.T
+            err = g * (A_a.abs() @ Wp.T + A_b.abs() @ Wn.abs().T)
+            # an unbounded constant meets a non-zero weight: that output's line is unbounded
+            fin_a, fin_b = torch.isfinite(c_a), torch.isfinite(c_b)
+            ca0 = torch.where(fin_a, c_a, torch.zeros_like(c_a))
+            cb0 = torch.where(fin_b, c_b, torch.zeros_like(c_b))
+            c = ca0 @ Wp.T + cb0 @ Wn.T
+            cerr = g * (ca0.abs() @ Wp.T + cb0.abs() @ Wn.abs().T)
+            inf = ((~fin_a).to(Wp.dtype) @ (Wp != 0).to(Wp.dtype).T) + (
+                (~fin_b).to(Wp.dtype) @ (Wn != 0).to(Wp.dtype).T
+            )
+            terms = [c] if bias is None else [c, bias]
+            if lower:
+                c = _lower([*terms, -cerr, -sp.charge(err)])
+                c = torch.where(inf > 0, torch.full_like(c, -_INF), c)
+            else:
+                c = _upper([*terms, cerr, sp.charge(err)])
+                c = torch.where(inf > 0, torch.full_like(c, _INF), c)
+            out += [A, c]
+        return Affine._make(sp, out[0], out[1], out[2], out[3], self.iv.linear(weight, bias))
+
+    def _check_batch(self, out: Affine) -> Affine:
+        if out.c_lo.ndim == 0 or out.c_lo.shape[0] != self.space.b:
+            raise UnsupportedOperationError(
+                ["a shape operation that moves the batch dimension (linear bounds need it first)"]
+            )
+        return out
+
+    def __getitem__(self, index) -> Affine:
+        a_index = (slice(None),) + (index if isinstance(index, tuple) else (index,))
+        out = Affine(
+            self.A_lo[a_index],
+            self.c_lo[index],
+            self.A_hi[a_index],
+            self.c_hi[index],
+            self.iv[index],
+            self.space,
+        )
+        return self._check_batch(out)
+
+    def apply(self, fn, *args, **kwargs) -> Affine:
+        """A shape operation applied to the constants, the enclosure and each coefficient slice."""
+
+        def coef(A):
+            return torch.stack([fn(A[j], *args, **kwargs) for j in range(A.shape[0])])
+
+        out = Affine(
+            coef(self.A_lo),
+            fn(self.c_lo, *args, **kwargs),
+            coef(self.A_hi),
+            fn(self.c_hi, *args, **kwargs),
+            self.iv.apply(fn, *args, **kwargs),
+            self.space,
+        )
+        return self._check_batch(out)
+
+    @staticmethod
+    def stack(items: Sequence[Affine], dim: int = 0) -> Affine:
+        return Affine._join(torch.stack, items, dim)
+
+    @staticmethod
+    def cat(items: Sequence[Affine], dim: int = 0) -> Affine:
+        return Affine._join(torch.cat, items, dim)
+
+    @staticmethod
+    def _join(op, items: Sequence[Affine], dim: int) -> Affine:
+        items = list(items)
+        sp = items[0].space
+        a_dim = dim + 1 if dim >= 0 else dim
+        ivs = [i.iv for i in items]
+        iv = Interval.stack(ivs, dim) if op is torch.stack else Interval.cat(ivs, dim)
+        out = Affine(
+            op([i.A_lo for i in items], a_dim),
+            op([i.c_lo for i in items], dim),
+            op([i.A_hi for i in items], a_dim),
+            op([i.c_hi for i in items], dim),
+            iv,
+            sp,
+        )
+        return items[0]._check_batch(out)
+
+
+# ------------------------------------------------------------------------------ compositions
+
+
+def _compose(z: Affine, a: torch.Tensor, b: torch.Tensor, lower: bool):
+    """The line of ``a * z + b`` in ``d`` bounding it from below (``lower``) or above: ``z``'s
+    lower line where ``a >= 0`` (above: where ``a < 0``), the rounding charged to the constant."""
+    sp = z.space
+    use_lo = (a >= 0) if lower else (a < 0)
+    A_z = torch.where(use_lo, z.A_lo, z.A_hi)
+    c_z = torch.where(use_lo, z.c_lo, z.c_hi)
+    A = a * A_z
+    charge = sp.charge(EPS * A.abs())
+    if lower:
+        return A, _lower([_times(a, c_z), b, -charge])
+    return A, _upper([_times(a, c_z), b, charge])
+
+
+def _corner_extremes(xl, xu, yl, yu, a, b) -> tuple[torch.Tensor, torch.Tensor]:
+    """Floats ``k_lo <= x y - a x - b y <= k_hi`` over the box ``[xl, xu] x [yl, yu]`` (a bilinear
+    function: its extremes are at the corners, each enclosed in interval arithmetic)."""
+    ai, bi = Interval.point(a), Interval.point(b)
+    lo = hi = None
+    for x in (xl, xu):
+        for y in (yl, yu):
+            xi, yi = Interval.point(x), Interval.point(y)
+            g = xi * yi - ai * xi - bi * yi
+            lo = g.lo if lo is None else torch.minimum(lo, g.lo)
+            hi = g.hi if hi is None else torch.maximum(hi, g.hi)
+    return lo, hi
+
+
+def _product(x: Affine, y: Affine) -> Affine:
+    """``x * y`` of two bound values: the planes ``y_m x + x_m y + k`` (see the module text)."""
+    sp = x.space
+    X, Y = x.iv, y.iv
+    xl, xu, yl, yu = torch.broadcast_tensors(X.lo, X.hi, Y.lo, Y.hi)
+    iv = X * Y
+    ok = torch.isfinite(xl) & torch.isfinite(xu) & torch.isfinite(yl) & torch.isfinite(yu)
+    fill = torch.zeros_like(xl)
+    xl, xu = torch.where(ok, xl, fill), torch.where(ok, xu, fill)
+    yl, yu = torch.where(ok, yl, fill), torch.where(ok, yu, fill)
+    a = Interval(yl, yu).mid  # slope on x
+    b = Interval(xl, xu).mid  # slope on y
+    k_lo, k_hi = _corner_extremes(xl, xu, yl, yu, a, b)
+    out = []
+    for lower, k in ((True, k_lo), (False, k_hi)):
+        Ax, cx = _compose(x, a, torch.zeros_like(a), lower)
+        Ay, cy = _compose(y, b, torch.zeros_like(b), lower)
+        A = Ax + Ay
+        charge = sp.charge(EPS * A.abs())
+        if lower:
+            c = _lower([cx, cy, k, -charge])
+        else:
+            c = _upper([cx, cy, k, charge])
+        const = iv.lo if lower else iv.hi
+        c = torch.where(ok, c, const)
+        A = torch.where(ok, A, torch.zeros_like(A))
+        out += [A, c]
+    return Affine._make(sp, out[0], out[1], out[2], out[3], iv)
+
+
+def affine_bounds(quantity, boxes: Interval):
+    """``quantity`` (a bound function of ``x [b, n]`` returning ``[b]``) on ``Affine`` inputs:
+    ``(lo, hi, sensitivity)`` with ``sensitivity [b, n] = |A_hi| * width`` of the upper line."""
+    out = quantity(Affine.from_boxes(boxes))
+    if not isinstance(out, Affine):
+        raise UnsupportedOperationError(["the quantity did not return a linear bound value"])
+    if out.c_lo.ndim != 1:
+        out = out.apply(torch.reshape, (out.shape[0],))
+    return out.lo, out.hi, out.sensitivity(upper=True)
+
+
+__all__ = ["Affine", "Space", "affine_bounds"]
