@@ -29,6 +29,7 @@ class NetworkOptions:
     scale_inputs: box units: network inputs divided by the box half-widths (and, in neural-roa,
         the margin measured in them): "on", "off", or "auto" (on when some half-width exceeds
         WIDE_BOX, where raw inputs would saturate the tanh layers)
+    outputs: outputs of phi (default: one per state; 1 gives the published 1-output shape)
     """
 
     width: int = 32
@@ -40,6 +41,7 @@ class NetworkOptions:
     use_quadratic: bool = True
     seed: int = 0
     scale_inputs: str = "auto"
+    outputs: int | None = None
 
     def __post_init__(self) -> None:
         if self.activation not in ACTIVATIONS:
@@ -48,6 +50,8 @@ class NetworkOptions:
             )
         if min(self.width, self.depth, self.epochs, self.samples) < 1:
             raise ValueError("width, depth, epochs and samples must be positive")
+        if self.outputs is not None and self.outputs < 1:
+            raise ValueError(f"outputs: expected a positive number, got {self.outputs}")
         if self.scale_inputs not in ("auto", "on", "off"):
             raise ValueError(f"scale_inputs: expected auto, on or off, got {self.scale_inputs!r}")
         if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
@@ -80,6 +84,7 @@ def build_network(system: System, options: NetworkOptions, P=None) -> LyapunovNe
         options.depth,
         options.activation,
         P=P,
+        outputs=options.outputs,
         input_scale=scale,
     )
 
