@@ -217,7 +217,8 @@ def test_candidate_centred_elsewhere_is_verified_only_through_a_chain():
     x = torch.rand(20_000, 2, generator=gen, dtype=torch.float64)
     x = x * torch.tensor([5.0, 7.0]) - torch.tensor([2.5, 3.5])
     with torch.no_grad():
-        inside = x[cand.value(x) <= r.level]
+        c0 = r.chain[-1]["inner_level"]
+        inside = x[cand.value(x) <= c0]
         assert inside.shape[0] > 100
         assert bool((W.value(inside) <= aux).all())  # below c0 the set lies in {W <= d}
 

@@ -390,6 +390,14 @@ def verify_command(
     parts: Annotated[
         int, typer.Option(help="Split the decrease search into this many sub-boxes.")
     ] = 1,
+    linear: Annotated[
+        bool,
+        typer.Option(
+            "--linear/--no-linear",
+            help="Linear (CROWN) bounds where intervals leave a box open (default on; off: "
+            "interval and mean-value bounds only, as before issue 15).",
+        ),
+    ] = True,
     backend: Annotated[
         str, typer.Option(help="Where the parts run: local (here, one after another) or ray.")
     ] = "local",
@@ -452,6 +460,7 @@ def verify_command(
         decay_rate=decay_rate,
         progress=err.is_terminal and not as_json and parts == 1,
         parts=parts,
+        linear=linear,
     ).validate()
     mapper = mapper_for(backend, address)
     cand = load_candidate(candidate, s)

@@ -82,11 +82,14 @@ def _times(a: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
 
 
 class Space:
-    """The boxes: centres ``m [b, n]``, the offset enclosure ``D`` and ``|d|max`` as ``[n, b]``."""
+    """The boxes: centres ``m [b, n]``, the offset enclosure ``D`` and ``|d|max`` as ``[n, b]``;
+    ``tape``: when a list, every operation's result is appended to it with its relation to its
+    operands (``Affine.node``), for the backward pass (``bounds.crown``)."""
 
-    __slots__ = ("b", "dhi", "dlo", "dmax", "m", "n")
+    __slots__ = ("b", "dhi", "dlo", "dmax", "m", "n", "tape")
 
-    def __init__(self, boxes: Interval):
+    def __init__(self, boxes: Interval, tape: bool = False):
+        self.tape = [] if tape else None
         if boxes.lo.ndim != 2:
             raise ValueError(
                 f"Affine: boxes of shape [batch, n] expected, got {tuple(boxes.shape)}"
@@ -125,23 +128,35 @@ class Space:
 class Affine:
     """Lower and upper linear functions of the box offset ``d`` and an enclosure, elementwise."""
 
-    __slots__ = ("A_hi", "A_lo", "c_hi", "c_lo", "iv", "space")
+    __slots__ = ("A_hi", "A_lo", "c_hi", "c_lo", "iv", "node", "space")
     is_affine = True
 
     def __init__(self, A_lo, c_lo, A_hi, c_hi, iv: Interval, space: Space):
         self.A_lo, self.c_lo, self.A_hi, self.c_hi = A_lo, c_lo, A_hi, c_hi
         self.iv = iv
         self.space = space
+        self.node = None  # (kind, operands, data) when recorded; None: a leaf (value in iv)
+
+    def _rec(self, kind: str, operands: tuple, data=None) -> Affine:
+        """Record this result's relation to its operands on the space's tape (if any)."""
+        tape = self.space.tape
+        if tape is not None:
+            self.node = (kind, operands, data)
+            tape.append(self)
+        return self
 
     # ----------------------------------------------------------------- construction
 
     @classmethod
-    def from_boxes(cls, boxes: Interval) -> Affine:
-        """The identity ``x = m + d`` on each box."""
-        sp = Space(boxes)
+    def from_boxes(cls, boxes: Interval, tape: bool = False) -> Affine:
+        """The identity ``x = m + d`` on each box (``tape``: record the operations)."""
+        sp = Space(boxes, tape)
         eye = torch.eye(sp.n, dtype=boxes.lo.dtype, device=boxes.lo.device)
         A = eye[:, None, :].expand(sp.n, sp.b, sp.n).contiguous()
-        return cls(A, sp.m.clone(), A.clone(), sp.m.clone(), boxes, sp)
+        out = cls(A, sp.m.clone(), A.clone(), sp.m.clone(), boxes, sp)
+        if tape:
+            out.node = ("input", (), None)
+        return out
 
     @classmethod
     def constant(cls, value, space: Space, like: torch.Tensor | None = None) -> Affine:
@@ -166,8 +181,7 @@ class Affine:
     @classmethod
     def _make(cls, space: Space, A_lo, c_lo, A_hi, c_hi, iv: Interval | None) -> Affine:
         """A value from its lines: coefficients that are not finite make the line constant and
-        unbounded; the enclosure is intersected with the lines' concretisation, and a line whose
-        maximum lies below the enclosure's bound is replaced by that constant (it is dominated)."""
+        unbounded; the enclosure is intersected with the lines' concretisation."""
         bad_lo = ~torch.isfinite(A_lo).all(dim=0) | torch.isnan(c_lo)
         bad_hi = ~torch.isfinite(A_hi).all(dim=0) | torch.isnan(c_hi)
         if bool(bad_lo.any()):
@@ -181,16 +195,6 @@ class Affine:
         if iv is not None:
             lo = torch.maximum(lo, iv.lo)
             hi = torch.minimum(hi, iv.hi)
-            # a lower line whose largest value is below the enclosure's lower end is worse than
-            # the constant line at every point
-            dominated = space.maximum(A_lo, c_lo) <= iv.lo
-            if bool(dominated.any()):
-                A_lo = torch.where(dominated, torch.zeros_like(A_lo), A_lo)
-                c_lo = torch.where(dominated, iv.lo, c_lo)
-            dominated = space.minimum(A_hi, c_hi) >= iv.hi
-            if bool(dominated.any()):
-                A_hi = torch.where(dominated, torch.zeros_like(A_hi), A_hi)
-                c_hi = torch.where(dominated, iv.hi, c_hi)
         return cls(A_lo, c_lo, A_hi, c_hi, Interval(lo, hi), space)
 
     def _like(self, iv: Interval) -> Affine:
@@ -242,7 +246,8 @@ class Affine:
         return torch.as_tensor(other, dtype=self.c_lo.dtype, device=self.c_lo.device)
 
     def __neg__(self) -> Affine:
-        return Affine(-self.A_hi, -self.c_hi, -self.A_lo, -self.c_lo, -self.iv, self.space)
+        out = Affine(-self.A_hi, -self.c_hi, -self.A_lo, -self.c_lo, -self.iv, self.space)
+        return out._rec("neg", (self,))
 
     def __add__(self, other) -> Affine:
         if getattr(other, "is_dual", False):
@@ -256,12 +261,12 @@ class Affine:
             A_hi = self.A_hi.expand((sp.n, *shape))
             c_lo = _lower([self.c_lo, k])
             c_hi = _upper([self.c_hi, k])
-            return Affine(A_lo, c_lo, A_hi, c_hi, self.iv + k, sp)
+            return Affine(A_lo, c_lo, A_hi, c_hi, self.iv + k, sp)._rec("addc", (self,), k)
         A_lo = self.A_lo + o.A_lo
         A_hi = self.A_hi + o.A_hi
         c_lo = _lower([self.c_lo, o.c_lo, -sp.charge(EPS * A_lo.abs())])
         c_hi = _upper([self.c_hi, o.c_hi, sp.charge(EPS * A_hi.abs())])
-        return Affine._make(sp, A_lo, c_lo, A_hi, c_hi, self.iv + o.iv)
+        return Affine._make(sp, A_lo, c_lo, A_hi, c_hi, self.iv + o.iv)._rec("add", (self, o))
 
     __radd__ = __add__
 
@@ -287,7 +292,7 @@ class Affine:
         A_lo, A_hi = k * A_l, k * A_h
         c_lo = _lower([_times(k, c_l), -sp.charge(EPS * A_lo.abs())])
         c_hi = _upper([_times(k, c_h), sp.charge(EPS * A_hi.abs())])
-        return Affine._make(sp, A_lo, c_lo, A_hi, c_hi, self.iv * k)
+        return Affine._make(sp, A_lo, c_lo, A_hi, c_hi, self.iv * k)._rec("scale", (self,), k)
 
     def __mul__(self, other) -> Affine:
         if getattr(other, "is_dual", False):
@@ -317,7 +322,7 @@ class Affine:
         A_lo, A_hi = A_l / k, A_h / k
         c_lo = _lower([c_l / k, -sp.charge(EPS * A_lo.abs())])
         c_hi = _upper([c_h / k, sp.charge(EPS * A_hi.abs())])
-        return Affine._make(sp, A_lo, c_lo, A_hi, c_hi, self.iv / k)
+        return Affine._make(sp, A_lo, c_lo, A_hi, c_hi, self.iv / k)._rec("divc", (self,), k)
 
     def __rtruediv__(self, other) -> Affine:
         return self.reciprocal() * other
@@ -354,13 +359,13 @@ class Affine:
         safe_l = torch.where(ok, l, torch.zeros_like(l))
         safe_u = torch.where(ok, u, torch.zeros_like(u))
         a_lo, b_lo, a_hi, b_hi = rule(safe_l, safe_u)
+        zero = torch.zeros_like(a_lo)
+        a_lo, a_hi = torch.where(ok, a_lo, zero), torch.where(ok, a_hi, zero)
+        b_lo, b_hi = torch.where(ok, b_lo, out.lo), torch.where(ok, b_hi, out.hi)
         A_lo, c_lo = _compose(self, a_lo, b_lo, lower=True)
         A_hi, c_hi = _compose(self, a_hi, b_hi, lower=False)
-        c_lo = torch.where(ok, c_lo, out.lo)
-        c_hi = torch.where(ok, c_hi, out.hi)
-        A_lo = torch.where(ok, A_lo, torch.zeros_like(A_lo))
-        A_hi = torch.where(ok, A_hi, torch.zeros_like(A_hi))
-        return Affine._make(self.space, A_lo, c_lo, A_hi, c_hi, out)
+        result = Affine._make(self.space, A_lo, c_lo, A_hi, c_hi, out)
+        return result._rec("unary", (self,), (a_lo, b_lo, a_hi, b_hi))
 
     def exp(self) -> Affine:
         return self._unary(relax.exp_fast, self.iv.exp())
@@ -464,7 +469,8 @@ class Affine:
                 out += [As, _lower([cs, -cerr, -sp.charge(err)])]
             else:
                 out += [As, _upper([cs, cerr, sp.charge(err)])]
-        return Affine._make(sp, *out, self.iv.sum(dim, keepdim))
+        result = Affine._make(sp, *out, self.iv.sum(dim, keepdim))
+        return result._rec("linmap", (self,), lambda t: t.sum(dim=dims, keepdim=keepdim))
 
     def linear(self, weight: torch.Tensor, bias: torch.Tensor | None = None) -> Affine:
         """``x @ W.T + bias`` over the last dimension."""
@@ -496,7 +502,8 @@ class Affine:
                 c = _upper([*terms, cerr, sp.charge(err)])
                 c = torch.where(inf > 0, torch.full_like(c, _INF), c)
             out += [A, c]
-        return Affine._make(sp, out[0], out[1], out[2], out[3], self.iv.linear(weight, bias))
+        result = Affine._make(sp, out[0], out[1], out[2], out[3], self.iv.linear(weight, bias))
+        return result._rec("linear", (self,), (weight, bias))
 
     def _check_batch(self, out: Affine) -> Affine:
         if out.c_lo.ndim == 0 or out.c_lo.shape[0] != self.space.b:
@@ -515,7 +522,7 @@ class Affine:
             self.iv[index],
             self.space,
         )
-        return self._check_batch(out)
+        return self._check_batch(out)._rec("linmap", (self,), lambda t: t[index])
 
     def apply(self, fn, *args, **kwargs) -> Affine:
         """A shape operation applied to the constants, the enclosure and each coefficient slice."""
@@ -531,7 +538,7 @@ class Affine:
             self.iv.apply(fn, *args, **kwargs),
             self.space,
         )
-        return self._check_batch(out)
+        return self._check_batch(out)._rec("linmap", (self,), lambda t: fn(t, *args, **kwargs))
 
     @staticmethod
     def stack(items: Sequence[Affine], dim: int = 0) -> Affine:
@@ -556,7 +563,7 @@ class Affine:
             iv,
             sp,
         )
-        return items[0]._check_batch(out)
+        return items[0]._check_batch(out)._rec("join", tuple(items), lambda *ts: op(ts, dim))
 
 
 # ------------------------------------------------------------------------------ compositions
@@ -577,17 +584,12 @@ def _compose(z: Affine, a: torch.Tensor, b: torch.Tensor, lower: bool):
 
 
 def _corner_extremes(xl, xu, yl, yu, a, b) -> tuple[torch.Tensor, torch.Tensor]:
-    """Floats ``k_lo <= x y - a x - b y <= k_hi`` over the box ``[xl, xu] x [yl, yu]`` (a bilinear
-    function: its extremes are at the corners, each enclosed in interval arithmetic)."""
-    ai, bi = Interval.point(a), Interval.point(b)
-    lo = hi = None
-    for x in (xl, xu):
-        for y in (yl, yu):
-            xi, yi = Interval.point(x), Interval.point(y)
-            g = xi * yi - ai * xi - bi * yi
-            lo = g.lo if lo is None else torch.minimum(lo, g.lo)
-            hi = g.hi if hi is None else torch.maximum(hi, g.hi)
-    return lo, hi
+    """Floats ``k_lo <= x y - a x - b y <= k_hi`` over the box ``[xl, xu] x [yl, yu]``:
+    ``x y - a x - b y = (x - b)(y - a) - a b``, enclosed in interval arithmetic (the product of
+    the two shifted intervals attains the corner extremes)."""
+    shifted = (Interval(xl, xu) - b) * (Interval(yl, yu) - a)
+    g = shifted - Interval.point(a) * Interval.point(b)
+    return g.lo, g.hi
 
 
 def _product(x: Affine, y: Affine) -> Affine:
@@ -603,6 +605,8 @@ def _product(x: Affine, y: Affine) -> Affine:
     a = Interval(yl, yu).mid  # slope on x
     b = Interval(xl, xu).mid  # slope on y
     k_lo, k_hi = _corner_extremes(xl, xu, yl, yu, a, b)
+    k_lo = torch.where(ok, k_lo, iv.lo)  # where a bound is infinite: a = b = 0, k = x*y's bounds
+    k_hi = torch.where(ok, k_hi, iv.hi)
     out = []
     for lower, k in ((True, k_lo), (False, k_hi)):
         Ax, cx = _compose(x, a, torch.zeros_like(a), lower)
@@ -617,7 +621,8 @@ def _product(x: Affine, y: Affine) -> Affine:
         c = torch.where(ok, c, const)
         A = torch.where(ok, A, torch.zeros_like(A))
         out += [A, c]
-    return Affine._make(sp, out[0], out[1], out[2], out[3], iv)
+    result = Affine._make(sp, out[0], out[1], out[2], out[3], iv)
+    return result._rec("product", (x, y), (a, b, k_lo, k_hi))
 
 
 def affine_bounds(quantity, boxes: Interval):

@@ -756,27 +756,48 @@ def _fast_convex(fn: _Fn, l, u, const: Interval):
     return a_lo, b_lo, a_hi, b_hi
 
 
-def _fast_s_shaped(fn: _Fn, l, u) -> LinearBounds:
-    """Lines of an S-shaped function (see above): convex rule below 0, concave rule above, two
-    parallel lines of the smaller endpoint slope across 0."""
+def _fast_s_shaped(fn: _Fn, l, u, s0: float) -> LinearBounds:
+    """Lines of an S-shaped function (see above) with ``f(-x) = s0 - f(x)`` (tanh: 0, sigmoid:
+    1): the convex rule below 0; above 0 the convex rule on the mirrored interval ``[-u, -l]``,
+    mirrored back (``f(y) >= a_hi y + (s0 - b_hi)`` from ``f(-y) <= a_hi (-y) + b_hi``, the
+    constant rounded outward); two parallel lines of the smaller endpoint slope across 0."""
     with torch.no_grad():
-        const = fn.f_iv(Interval(l, u))
-        cvx = _fast_convex(fn, l, u, const)
-        neg = _neg_fn(fn)
-        ncv = _fast_convex(neg, l, u, -const)
-        ccv = (-ncv[2], -ncv[3], -ncv[0], -ncv[1])  # lines of f from those of -f
-        lp, up_ = Interval.point(l), Interval.point(u)
-        slope = torch.minimum(fn.df_iv(lp).lo, fn.df_iv(up_).lo).clamp(min=0.0)
-        slope = torch.where(torch.isnan(slope), torch.zeros_like(slope), slope)
-        b_lo = (fn.f_iv(lp) - lp * slope).lo
-        b_hi = (fn.f_iv(up_) - up_ * slope).hi
-        p_lo = _finish(slope, b_lo, const.lo, l, u, True)
-        p_hi = _finish(slope, b_hi, const.hi, l, u, False)
-        par = (p_lo[0], p_lo[1], p_hi[0], p_hi[1])
-        below = u <= 0
         above = l >= 0
-        out = [torch.where(below, c, torch.where(above, k, p)) for c, k, p in zip(cvx, ccv, par)]
-    return LinearBounds(*out)
+        straddle = (l < 0) & (u > 0)
+        ml = torch.where(above, -u, l)
+        mu = torch.where(above, -l, u)
+        ml = torch.where(straddle, torch.zeros_like(ml), ml)  # unused there; kept harmless
+        mu = torch.where(straddle, torch.zeros_like(mu), mu)
+        c_lo, d_lo, c_hi, d_hi = _fast_convex(fn, ml, mu, fn.f_iv(Interval(ml, mu)))
+        if s0 == 0.0:
+            r_lo, r_hi = -d_hi, -d_lo
+        else:
+            r_lo, r_hi = down(s0 - d_hi), up(s0 - d_lo)
+        a_lo = torch.where(above, c_hi, c_lo)
+        b_lo = torch.where(above, r_lo, d_lo)
+        a_hi = torch.where(above, c_lo, c_hi)
+        b_hi = torch.where(above, r_hi, d_hi)
+        if bool(straddle.any()):
+            lp, up_ = Interval.point(l), Interval.point(u)
+            slope = torch.minimum(fn.df_iv(lp).lo, fn.df_iv(up_).lo).clamp(min=0.0)
+            slope = torch.where(torch.isnan(slope), torch.zeros_like(slope), slope)
+            p_lo = (fn.f_iv(lp) - lp * slope).lo
+            p_hi = (fn.f_iv(up_) - up_ * slope).hi
+            p_lo = torch.where(torch.isfinite(p_lo), p_lo, torch.full_like(p_lo, -_INF))
+            p_hi = torch.where(torch.isfinite(p_hi), p_hi, torch.full_like(p_hi, _INF))
+            a_lo = torch.where(straddle, slope, a_lo)
+            a_hi = torch.where(straddle, slope, a_hi)
+            b_lo = torch.where(straddle, p_lo, b_lo)
+            b_hi = torch.where(straddle, p_hi, b_hi)
+        bad_lo = ~torch.isfinite(b_lo)
+        bad_hi = ~torch.isfinite(b_hi)
+        if bool(bad_lo.any() | bad_hi.any()):
+            const = fn.f_iv(Interval(l, u))
+            a_lo = torch.where(bad_lo, torch.zeros_like(a_lo), a_lo)
+            b_lo = torch.where(bad_lo, const.lo, b_lo)
+            a_hi = torch.where(bad_hi, torch.zeros_like(a_hi), a_hi)
+            b_hi = torch.where(bad_hi, const.hi, b_hi)
+    return LinearBounds(a_lo, b_lo, a_hi, b_hi)
 
 
 def _fast_taylor(f, df, f_iv: FIv, df_iv: FIv, d2f_iv: FIv, l, u) -> LinearBounds:
@@ -829,13 +850,13 @@ def cos_fast(l: torch.Tensor, u: torch.Tensor) -> LinearBounds:
 def tanh_fast(l: torch.Tensor, u: torch.Tensor) -> LinearBounds:
     """``tanh`` by the fast rules (S-shaped)."""
     l, u = _check(l, u)
-    return _fast_s_shaped(_tanh_fn(), l, u)
+    return _fast_s_shaped(_tanh_fn(), l, u, 0.0)
 
 
 def sigmoid_fast(l: torch.Tensor, u: torch.Tensor) -> LinearBounds:
     """``sigmoid`` by the fast rules (S-shaped)."""
     l, u = _check(l, u)
-    return _fast_s_shaped(_Fn(torch.sigmoid, _sig_d, Interval.sigmoid, _sig_d_iv), l, u)
+    return _fast_s_shaped(_Fn(torch.sigmoid, _sig_d, Interval.sigmoid, _sig_d_iv), l, u, 1.0)
 
 
 def exp_fast(l: torch.Tensor, u: torch.Tensor) -> LinearBounds:

@@ -23,7 +23,8 @@ import numpy as np
 import scipy.linalg
 import torch
 
-from lyapcert.bounds.affine import affine_bounds
+from lyapcert.bounds.affine import Affine
+from lyapcert.bounds.crown import crown_bounds
 from lyapcert.bounds.dual import Dual, lift_like
 from lyapcert.bounds.forms import (
     Bounds,
@@ -53,8 +54,11 @@ class VerifyOptions:
     mean-value form next to interval bounds; ``second_order`` adds the second-order Taylor form
     of the decrease quantity on the boxes those two leave undecided (near ``x*``, where the
     decrease is quadratically small, it proves boxes many times wider; ``None``: on from 3 states,
-    where a split costs 2^n boxes; in 2-D more splits are cheaper than the Hessian); ``device``
-    runs the boxes on CPU or CUDA.
+    where a split costs 2^n boxes; in 2-D more splits are cheaper than the Hessian); ``linear``
+    adds linear (CROWN) bounds (``bounds.crown``: a forward pass of linear bounds for the
+    intermediate enclosures, a backward pass for the decrease) on the boxes intervals leave
+    undecided, replacing the mean-value form of the decrease there, and linear bounds of ``x+``
+    and of ``V`` near ``x*``; ``device`` runs the boxes on CPU or CUDA.
     """
 
     time_limit: float = 120.0
@@ -71,7 +75,7 @@ class VerifyOptions:
     parts: int = 1  # the decrease search split into this many sub-boxes (run by a mapper)
     record_proof: bool = True  # keep the searches' bisection trees (a saved certificate's proof)
     chain: bool = True  # close a hole the local certificate cannot by a chain (verify.chain)
-    linear: bool = False  # linear (forward CROWN) bounds of the decrease on undecided boxes
+    linear: bool = True  # linear (CROWN) bounds of the decrease where intervals leave it open
 
     def budget(self) -> Budget:
         return Budget(
@@ -228,6 +232,18 @@ def inner_level(problem: _Problem, local) -> tuple[float, SearchStats]:
         vb = _bounds(problem.value_q, boxes, problem.options.mean_value)
         q = interval_bounds(vq, boxes)
         vb.q_hi = q.hi
+        open_ = ~(q.hi < local.level)
+        if problem.options.linear and bool(open_.any()):
+            # V's linear lower bound where the box is not inside Q (near x*, where V is
+            # quadratically small and intervals cannot prove it positive)
+            try:
+                lb = crown_bounds(
+                    problem.value_q, Interval(boxes.lo[open_], boxes.hi[open_]), upper=False
+                )
+            except UnsupportedOperationError:
+                return vb
+            vb.lo = vb.lo.clone()
+            vb.lo[open_] = torch.maximum(vb.lo[open_], lb.lo)
         return vb
 
     def clear(boxes, vb):
@@ -376,7 +392,17 @@ def decrease_search(
 
     def successor_inside(boxes) -> torch.Tensor:
         nxt = problem.succ_q(boxes)
-        return ((nxt.lo >= lo_b) & (nxt.hi <= hi_b)).all(dim=1)
+        inside = ((nxt.lo >= lo_b) & (nxt.hi <= hi_b)).all(dim=1)
+        if opts.linear and not bool(inside.all()):
+            # the forward linear bounds of x+ where intervals leave the box's faces open
+            out = ~inside
+            try:
+                nxt = problem.succ_q(Affine.from_boxes(Interval(boxes.lo[out], boxes.hi[out])))
+            except UnsupportedOperationError:
+                return inside
+            inside = inside.clone()
+            inside[out] = ((nxt.lo >= lo_b) & (nxt.hi <= hi_b)).all(dim=1)
+        return inside
 
     def successor_outside(points) -> torch.Tensor:
         nxt = problem.succ_q(Interval(points, points))
@@ -393,7 +419,7 @@ def decrease_search(
         lb = interval_bounds(problem.lie_q, boxes)
         if discrete:
             vb.inside = successor_inside(boxes)
-        if opts.mean_value:
+        if opts.mean_value and not opts.linear:
             # the mean-value form (several times the cost) only where intervals leave the box
             # undecided (every other box is cleared, never split, so its split guide is never
             # needed): the intersection of both enclosures is an enclosure
@@ -721,10 +747,13 @@ def _tighten_linear(q, boxes: Interval, bounds: Bounds, need: torch.Tensor) -> B
     support keeps ``bounds``."""
     if not bool(need.any()):
         return bounds
+    sub = Interval(boxes.lo[need], boxes.hi[need])
     try:
-        lo_l, hi_l, sens_l = affine_bounds(q, Interval(boxes.lo[need], boxes.hi[need]))
+        lb = crown_bounds(q, sub, lower=False, upper=True)
     except UnsupportedOperationError:
         return bounds
+    lo_l, hi_l = lb.lo, lb.hi
+    sens_l = torch.full_like(sub.lo, math.inf)  # split the widest side (measured: better)
     lo, hi = bounds.lo.clone(), bounds.hi.clone()
     lo[need] = torch.maximum(lo[need], lo_l)
     hi[need] = torch.minimum(hi[need], hi_l)

@@ -7,7 +7,8 @@ its root boxes and one code per node in breadth-first order (all roots first, th
 level by level, left child before right): ``code >= 0`` bisects that coordinate at
 ``0.5*lo + 0.5*hi`` (float64, as the search did), ``code < 0`` is a leaf decided by the bound form
 ``-1 - code``: 0 interval, 1 mean value (intersected with the interval bound), 2 second-order
-Taylor form of the decrease quantity (intersected with both). Decoding from the roots reproduces
+Taylor form of the decrease quantity (intersected with both), 3 linear (CROWN) bounds
+(``bounds.crown``; intersected with the mean-value form; for ``x+`` the forward linear bounds). Decoding from the roots reproduces
 every box bit for bit; the leaves cover the roots by construction.
 
 The re-check (``check_stored_proof``) recomputes everything the proof assumes except the boxes:
@@ -35,12 +36,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from lyapcert.bounds.affine import Affine
+from lyapcert.bounds.crown import crown_bounds
 from lyapcert.bounds.forms import best_bounds, interval_bounds, taylor2_bounds
 from lyapcert.bounds.interval import Interval
+from lyapcert.errors import UnsupportedOperationError
 from lyapcert.verify.result import Condition, Result, Verdict, provenance
 from lyapcert.verify.search import SearchStats, SearchTree
 
-FORMS = ("interval", "mean value", "second order")
+FORMS = ("interval", "mean value", "second order", "linear")
 PROOF_VERSION = 1
 BATCH = 4096
 
@@ -79,11 +83,20 @@ class _Checker:
 
     def __init__(self, problem, kind: str, level: float, c0: float, local=None):
         self.problem, self.kind, self.level, self.c0, self.local = problem, kind, level, c0, local
-        self.max_form = 2 if kind == "decrease" else 1
+        self.max_form = 3
 
     def _value(self, boxes: Interval, form: int):
         q = self.problem.value_q
-        return interval_bounds(q, boxes) if form == 0 else best_bounds(q, boxes)
+        if form == 0:
+            return interval_bounds(q, boxes)
+        b = best_bounds(q, boxes)
+        if form == 3:
+            try:
+                lb = crown_bounds(q, boxes)
+            except UnsupportedOperationError:  # no linear bounds for this V: the form adds nothing
+                return b
+            b.lo, b.hi = torch.maximum(b.lo, lb.lo), torch.minimum(b.hi, lb.hi)
+        return b
 
     def decided(self, lo: torch.Tensor, hi: torch.Tensor, form: int) -> torch.Tensor:
         """``[k]`` booleans: the condition holds on each box ``[lo, hi]`` with bound form ``form``
@@ -115,9 +128,14 @@ class _Checker:
             if form == 2:
                 t2 = taylor2_bounds(lie_q, boxes)
                 lie.hi = torch.minimum(lie.hi, t2.hi)
+            if form == 3:
+                try:
+                    lie.hi = torch.minimum(lie.hi, crown_bounds(lie_q, boxes, lower=False).hi)
+                except UnsupportedOperationError:
+                    form = 1
         ok = lie.hi < 0
         if self.problem.succ_q is not None:
-            nxt = self.problem.succ_q(boxes)
+            nxt = self.problem.succ_q(Affine.from_boxes(boxes) if form == 3 else boxes)
             ok = ok & ((nxt.lo >= self.problem.lo) & (nxt.hi <= self.problem.hi)).all(dim=1)
         return ok | (v.hi < self.c0) | (v.lo > self.level)
 

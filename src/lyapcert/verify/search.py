@@ -250,24 +250,40 @@ def minimize(
                 bids = bids[keep]
             sens = sens[keep] if sens is not None else None
             width = width[keep]
-        dim = _split_dimension(width / scale, sens, width > min_width)
-        mid = 0.5 * blo.gather(1, dim[:, None]) + 0.5 * bhi.gather(1, dim[:, None])
-        left_hi = bhi.clone()
-        left_hi.scatter_(1, dim[:, None], mid)
-        right_lo = blo.clone()
-        right_lo.scatter_(1, dim[:, None], mid)
-        lo = torch.cat([lo, blo, right_lo])
-        hi = torch.cat([hi, left_hi, bhi])
-        keys = torch.cat([keys, key, key])
-        depth = torch.cat([depth, bdepth + 1, bdepth + 1])
-        if record:
+        # Bisect the live boxes; while the queue stays under an eighth of a batch, bisect
+        # the children again (widest side), up to 3 more times: a small frontier costs one
+        # evaluation per level of the tree whatever its size, so early levels are skipped.
+        rounds = 0
+        while True:
+            dim = _split_dimension(width / scale, sens, width > min_width)
+            mid = 0.5 * blo.gather(1, dim[:, None]) + 0.5 * bhi.gather(1, dim[:, None])
+            left_hi = bhi.clone()
+            left_hi.scatter_(1, dim[:, None], mid)
+            right_lo = blo.clone()
+            right_lo.scatter_(1, dim[:, None], mid)
             m = blo.shape[0]
-            left = torch.arange(next_id, next_id + 2 * m, 2, dtype=torch.long, device=device)
-            sp_parent.append(bids.cpu())
-            sp_dim.append(dim.cpu())
-            sp_left.append(left.cpu())
-            ids = torch.cat([ids, left, left + 1])
-            next_id += 2 * m
+            if record:
+                left = torch.arange(next_id, next_id + 2 * m, 2, dtype=torch.long, device=device)
+                sp_parent.append(bids.cpu())
+                sp_dim.append(dim.cpu())
+                sp_left.append(left.cpu())
+                bids = torch.cat([left, left + 1])
+                next_id += 2 * m
+            blo, bhi = torch.cat([blo, right_lo]), torch.cat([left_hi, bhi])
+            key, bdepth = torch.cat([key, key]), torch.cat([bdepth, bdepth]) + 1
+            width = bhi - blo
+            rounds += 1
+            sens = None
+            if rounds > 3 or 8 * (lo.shape[0] + blo.shape[0]) > budget.batch_size:
+                break
+            if not bool((width > min_width).all()):
+                break
+        lo = torch.cat([lo, blo])
+        hi = torch.cat([hi, bhi])
+        keys = torch.cat([keys, key])
+        depth = torch.cat([depth, bdepth])
+        if record:
+            ids = torch.cat([ids, bids])
         if depth.numel():
             stats.max_depth = max(stats.max_depth, int(depth.max()))
         if progress:
