@@ -33,6 +33,12 @@ HERE = Path(__file__).resolve().parent
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--linear",
+        choices=["on", "off"],
+        default="on",
+        help="linear (CROWN) bounds in the verifier (off: intervals and mean-value only)",
+    )
     parser.add_argument("--external", default=str(HERE.parents[1] / "shared" / "external"))
     parser.add_argument("--time-limit", type=float, default=300.0, help="seconds per part")
     parser.add_argument("--c1-offset", type=float, default=0.001, help="c1 = V(x*) + this")
@@ -58,7 +64,11 @@ def main() -> None:
             c1, c2 = entry["V_at_x_star"] + args.c1_offset, entry["c2"]
             started = time.perf_counter()
             report = check_band(
-                closed, V, c1, c2, options=VerifyOptions(time_limit=args.time_limit)
+                closed,
+                V,
+                c1,
+                c2,
+                options=VerifyOptions(time_limit=args.time_limit, linear=args.linear == "on"),
             )
             total = time.perf_counter() - started
             r = report.certified

@@ -40,6 +40,12 @@ PUBLISHED = PUBLISHED_VOLUME
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--linear",
+        choices=["on", "off"],
+        default="on",
+        help="linear (CROWN) bounds in the verifier (off: intervals and mean-value only)",
+    )
     parser.add_argument("--systems", nargs="*", default=SYSTEMS)
     parser.add_argument("--methods", nargs="*", default=["quadratic", "neural-roa"])
     parser.add_argument("--controller", default="lqr")
@@ -72,7 +78,9 @@ def main() -> None:
                     system,
                     method,
                     controller=args.controller,
-                    verify_options=VerifyOptions(time_limit=args.time_limit),
+                    verify_options=VerifyOptions(
+                        time_limit=args.time_limit, linear=args.linear == "on"
+                    ),
                     roa=True,
                 )
             except lyapcert.LyapcertError as exc:

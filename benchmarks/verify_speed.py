@@ -125,6 +125,12 @@ def measure(system, label: str, candidate, opts: VerifyOptions) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--linear",
+        choices=["on", "off"],
+        default="on",
+        help="linear (CROWN) bounds in the verifier (off: intervals and mean-value only)",
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default="benchmarks/results")
     parser.add_argument(
@@ -135,7 +141,9 @@ def main() -> None:
     )
     args = parser.parse_args()
     second = {"auto": None, "on": True, "off": False}[args.second_order]
-    opts = VerifyOptions(device=args.device, time_limit=300, second_order=second)
+    opts = VerifyOptions(
+        device=args.device, time_limit=300, second_order=second, linear=args.linear == "on"
+    )
     rows = []
     print(
         f"{'certificate':<28} {'verdict':<9} {'level':>10} {'% true ROA':>11} {'boxes':>9} "
@@ -174,6 +182,7 @@ def main() -> None:
     except Exception as exc:  # z3 missing
         print(f"Z3 comparison skipped: {exc}")
     suffix = "" if args.second_order == "auto" else f"-second-order-{args.second_order}"
+    suffix += "" if args.linear == "on" else "-linear-off"
     path = Path(args.out) / f"verify_speed-{args.device.replace(':', '')}{suffix}.json"
     write_results(
         path,
