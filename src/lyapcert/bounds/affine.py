@@ -394,7 +394,11 @@ class Affine:
     def softplus(self, beta: float = 1.0, threshold: float = 20.0) -> Affine:
         """torch's ``softplus(x, beta, threshold) = softplus_{1, threshold}(beta x) / beta``."""
         if beta != 1.0:
-            return (self * beta).softplus(1.0, threshold) / beta
+            # torch switches branch on the rounded beta * x: only when the switch cannot be
+            # reached is the value the smooth function of the real beta * x
+            if threshold == _INF or bool((self.iv.hi * beta < threshold - 1.0).all()):
+                return (self * beta).softplus(1.0, _INF) / beta
+            return self._like(self.iv.softplus(beta, threshold))
         out = self.iv.softplus(1.0, threshold)
         if threshold == _INF or bool((self.iv.hi <= threshold).all()):
             return self._unary(relax.softplus_fast, out)  # the smooth branch only

@@ -40,6 +40,10 @@ from lyapcert.errors import UnsupportedOperationError
 SAFETY = 2.0
 """Factor on every computed error bound (the bound is itself computed in rounded arithmetic)."""
 
+LINEAR_FAILURES = (UnsupportedOperationError, RuntimeError, ValueError, TypeError, IndexError)
+"""Errors after which a caller keeps its other bounds: the linear form is an extra tightening, so
+an operation it cannot follow costs tightness, never a verdict."""
+
 
 @dataclass
 class LinearBounds:
@@ -259,4 +263,11 @@ def linear_bounds(graph: BoundGraph, boxes: Interval) -> LinearBounds:
     return crown_bounds(q, boxes)
 
 
-__all__ = ["LinearBounds", "backward", "concretise", "crown_bounds", "linear_bounds"]
+__all__ = [
+    "LINEAR_FAILURES",
+    "LinearBounds",
+    "backward",
+    "concretise",
+    "crown_bounds",
+    "linear_bounds",
+]

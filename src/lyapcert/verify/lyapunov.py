@@ -24,7 +24,7 @@ import scipy.linalg
 import torch
 
 from lyapcert.bounds.affine import Affine
-from lyapcert.bounds.crown import crown_bounds
+from lyapcert.bounds.crown import LINEAR_FAILURES, crown_bounds
 from lyapcert.bounds.dual import Dual, lift_like
 from lyapcert.bounds.forms import (
     Bounds,
@@ -36,7 +36,7 @@ from lyapcert.bounds.forms import (
 from lyapcert.bounds.graph import capture
 from lyapcert.bounds.interval import Interval
 from lyapcert.certificates.candidates import Candidate
-from lyapcert.errors import EquilibriumError, UnsupportedOperationError, VerificationError
+from lyapcert.errors import EquilibriumError, VerificationError
 from lyapcert.systems.system import System
 from lyapcert.verify.equilibrium import EquilibriumFailure, EquilibriumProof, prove_equilibrium
 from lyapcert.verify.local import LocalCertificate, LocalFailure, local_certificate
@@ -240,7 +240,7 @@ def inner_level(problem: _Problem, local) -> tuple[float, SearchStats]:
                 lb = crown_bounds(
                     problem.value_q, Interval(boxes.lo[open_], boxes.hi[open_]), upper=False
                 )
-            except UnsupportedOperationError:
+            except LINEAR_FAILURES:
                 return vb
             vb.lo = vb.lo.clone()
             vb.lo[open_] = torch.maximum(vb.lo[open_], lb.lo)
@@ -398,7 +398,7 @@ def decrease_search(
             out = ~inside
             try:
                 nxt = problem.succ_q(Affine.from_boxes(Interval(boxes.lo[out], boxes.hi[out])))
-            except UnsupportedOperationError:
+            except LINEAR_FAILURES:
                 return inside
             inside = inside.clone()
             inside[out] = ((nxt.lo >= lo_b) & (nxt.hi <= hi_b)).all(dim=1)
@@ -750,7 +750,7 @@ def _tighten_linear(q, boxes: Interval, bounds: Bounds, need: torch.Tensor) -> B
     sub = Interval(boxes.lo[need], boxes.hi[need])
     try:
         lb = crown_bounds(q, sub, lower=False, upper=True)
-    except UnsupportedOperationError:
+    except LINEAR_FAILURES:
         return bounds
     lo_l, hi_l = lb.lo, lb.hi
     sens_l = torch.full_like(sub.lo, math.inf)  # split the widest side (measured: better)

@@ -37,10 +37,9 @@ import numpy as np
 import torch
 
 from lyapcert.bounds.affine import Affine
-from lyapcert.bounds.crown import crown_bounds
+from lyapcert.bounds.crown import LINEAR_FAILURES, crown_bounds
 from lyapcert.bounds.forms import best_bounds, interval_bounds, taylor2_bounds
 from lyapcert.bounds.interval import Interval
-from lyapcert.errors import UnsupportedOperationError
 from lyapcert.verify.result import Condition, Result, Verdict, provenance
 from lyapcert.verify.search import SearchStats, SearchTree
 
@@ -93,7 +92,7 @@ class _Checker:
         if form == 3:
             try:
                 lb = crown_bounds(q, boxes)
-            except UnsupportedOperationError:  # no linear bounds for this V: the form adds nothing
+            except LINEAR_FAILURES:  # no linear bounds for this V: the form adds nothing
                 return b
             b.lo, b.hi = torch.maximum(b.lo, lb.lo), torch.minimum(b.hi, lb.hi)
         return b
@@ -131,7 +130,7 @@ class _Checker:
             if form == 3:
                 try:
                     lie.hi = torch.minimum(lie.hi, crown_bounds(lie_q, boxes, lower=False).hi)
-                except UnsupportedOperationError:
+                except LINEAR_FAILURES:
                     form = 1
         ok = lie.hi < 0
         if self.problem.succ_q is not None:
