@@ -66,11 +66,25 @@ def _lower_stack(terms: torch.Tensor) -> torch.Tensor:
 
 
 def _lower(terms: Sequence[torch.Tensor]) -> torch.Tensor:
-    return _lower_stack(torch.stack(torch.broadcast_tensors(*terms)))
+    """``_lower_stack`` of a few broadcastable terms, summed one after another."""
+    total = terms[0]
+    mag = terms[0].abs()
+    for t in terms[1:]:
+        total = total + t
+        mag = mag + t.abs()
+    bound = (SAFETY * gamma(len(terms) + 2)) * mag
+    out = down(down(total - bound) - TINY)
+    return torch.where(torch.isfinite(out), out, torch.full_like(out, -_INF))
 
 
 def _upper(terms: Sequence[torch.Tensor]) -> torch.Tensor:
     return -_lower([-t for t in terms])
+
+
+def _down_minus(c: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """A float at most ``c - s`` (``s >= 0``); NaN (``inf - inf``) gives ``-inf``."""
+    out = down(c - s)
+    return torch.where(torch.isnan(out), torch.full_like(out, -_INF), out)
 
 
 def _times(a: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
@@ -111,12 +125,15 @@ class Space:
         d = self.view(self.dmax, err.ndim - 1)
         return (SAFETY * (1.0 + 8 * EPS * self.n)) * (err * d).sum(dim=0)
 
+    def spread(self, A: torch.Tensor) -> torch.Tensor:
+        """A float at least ``sum_j |A_j| |d_j|max`` (``max over D of |A . d|``): the rounded sum
+        times ``1 + SAFETY gamma(n + 2)``, moved up by ``TINY`` (underflow)."""
+        d = self.view(self.dmax, A.ndim - 1)
+        return up((A.abs() * d).sum(dim=0) * (1.0 + SAFETY * gamma(self.n + 2)) + TINY)
+
     def minimum(self, A: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        """A float at most ``min over D of A . d + c``."""
-        ndim = c.ndim
-        lo, hi = self.view(self.dlo, ndim), self.view(self.dhi, ndim)
-        p = torch.minimum(A * lo, A * hi)
-        return _lower_stack(torch.cat([p, c.unsqueeze(0)], dim=0))
+        """A float at most ``min over D of A . d + c`` (``D`` taken as ``|d| <= |d|max``)."""
+        return _down_minus(c, self.spread(A))
 
     def maximum(self, A: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         return -self.minimum(-A, -c)
@@ -179,9 +196,14 @@ class Affine:
         return cls.constant(iv, space)
 
     @classmethod
-    def _make(cls, space: Space, A_lo, c_lo, A_hi, c_hi, iv: Interval | None) -> Affine:
-        """A value from its lines: coefficients that are not finite make the line constant and
-        unbounded; the enclosure is intersected with the lines' concretisation."""
+    def _make(
+        cls, space: Space, A_lo, c_lo, A_hi, c_hi, iv: Interval | None, rounded: bool = True
+    ) -> Affine:
+        """A value from its lines. ``rounded``: each coefficient is one rounding off the exact
+        one (``|A - fl(A)| <= EPS |fl(A)|``), which is charged here to the constant as
+        ``SAFETY EPS sum |A| |d|max`` (callers with other errors charge them and pass
+        ``False``). Coefficients that are not finite make the line constant and unbounded; the
+        enclosure is intersected with the lines' concretisation."""
         bad_lo = ~torch.isfinite(A_lo).all(dim=0) | torch.isnan(c_lo)
         bad_hi = ~torch.isfinite(A_hi).all(dim=0) | torch.isnan(c_hi)
         if bool(bad_lo.any()):
@@ -190,8 +212,12 @@ class Affine:
         if bool(bad_hi.any()):
             A_hi = torch.where(bad_hi, torch.zeros_like(A_hi), A_hi)
             c_hi = torch.where(bad_hi, torch.full_like(c_hi, _INF), c_hi)
-        lo = space.minimum(A_lo, c_lo)
-        hi = space.maximum(A_hi, c_hi)
+        s_lo, s_hi = space.spread(A_lo), space.spread(A_hi)
+        if rounded:
+            c_lo = _down_minus(c_lo, s_lo * (SAFETY * EPS))
+            c_hi = -_down_minus(-c_hi, s_hi * (SAFETY * EPS))
+        lo = _down_minus(c_lo, s_lo)
+        hi = -_down_minus(-c_hi, s_hi)
         if iv is not None:
             lo = torch.maximum(lo, iv.lo)
             hi = torch.minimum(hi, iv.hi)
@@ -264,8 +290,8 @@ class Affine:
             return Affine(A_lo, c_lo, A_hi, c_hi, self.iv + k, sp)._rec("addc", (self,), k)
         A_lo = self.A_lo + o.A_lo
         A_hi = self.A_hi + o.A_hi
-        c_lo = _lower([self.c_lo, o.c_lo, -sp.charge(EPS * A_lo.abs())])
-        c_hi = _upper([self.c_hi, o.c_hi, sp.charge(EPS * A_hi.abs())])
+        c_lo = _lower([self.c_lo, o.c_lo])
+        c_hi = _upper([self.c_hi, o.c_hi])
         return Affine._make(sp, A_lo, c_lo, A_hi, c_hi, self.iv + o.iv)._rec("add", (self, o))
 
     __radd__ = __add__
@@ -290,8 +316,8 @@ class Affine:
         c_l = torch.where(pos, self.c_lo, self.c_hi)
         c_h = torch.where(pos, self.c_hi, self.c_lo)
         A_lo, A_hi = k * A_l, k * A_h
-        c_lo = _lower([_times(k, c_l), -sp.charge(EPS * A_lo.abs())])
-        c_hi = _upper([_times(k, c_h), sp.charge(EPS * A_hi.abs())])
+        c_lo = _lower([_times(k, c_l)])
+        c_hi = _upper([_times(k, c_h)])
         return Affine._make(sp, A_lo, c_lo, A_hi, c_hi, self.iv * k)._rec("scale", (self,), k)
 
     def __mul__(self, other) -> Affine:
@@ -320,8 +346,8 @@ class Affine:
         c_l = torch.where(pos, self.c_lo, self.c_hi)
         c_h = torch.where(pos, self.c_hi, self.c_lo)
         A_lo, A_hi = A_l / k, A_h / k
-        c_lo = _lower([c_l / k, -sp.charge(EPS * A_lo.abs())])
-        c_hi = _upper([c_h / k, sp.charge(EPS * A_hi.abs())])
+        c_lo = _lower([c_l / k])
+        c_hi = _upper([c_h / k])
         return Affine._make(sp, A_lo, c_lo, A_hi, c_hi, self.iv / k)._rec("divc", (self,), k)
 
     def __rtruediv__(self, other) -> Affine:
@@ -473,7 +499,7 @@ class Affine:
                 out += [As, _lower([cs, -cerr, -sp.charge(err)])]
             else:
                 out += [As, _upper([cs, cerr, sp.charge(err)])]
-        result = Affine._make(sp, *out, self.iv.sum(dim, keepdim))
+        result = Affine._make(sp, *out, self.iv.sum(dim, keepdim), rounded=False)
         return result._rec("linmap", (self,), lambda t: t.sum(dim=dims, keepdim=keepdim))
 
     def linear(self, weight: torch.Tensor, bias: torch.Tensor | None = None) -> Affine:
@@ -506,7 +532,8 @@ class Affine:
                 c = _upper([*terms, cerr, sp.charge(err)])
                 c = torch.where(inf > 0, torch.full_like(c, _INF), c)
             out += [A, c]
-        result = Affine._make(sp, out[0], out[1], out[2], out[3], self.iv.linear(weight, bias))
+        iv = self.iv.linear(weight, bias)
+        result = Affine._make(sp, out[0], out[1], out[2], out[3], iv, rounded=False)
         return result._rec("linear", (self,), (weight, bias))
 
     def _check_batch(self, out: Affine) -> Affine:
@@ -575,16 +602,15 @@ class Affine:
 
 def _compose(z: Affine, a: torch.Tensor, b: torch.Tensor, lower: bool):
     """The line of ``a * z + b`` in ``d`` bounding it from below (``lower``) or above: ``z``'s
-    lower line where ``a >= 0`` (above: where ``a < 0``), the rounding charged to the constant."""
-    sp = z.space
+    lower line where ``a >= 0`` (above: where ``a < 0``). The coefficient ``fl(a A_z)`` is one
+    rounding off: the caller charges it (``Affine._make`` does)."""
     use_lo = (a >= 0) if lower else (a < 0)
     A_z = torch.where(use_lo, z.A_lo, z.A_hi)
     c_z = torch.where(use_lo, z.c_lo, z.c_hi)
     A = a * A_z
-    charge = sp.charge(EPS * A.abs())
     if lower:
-        return A, _lower([_times(a, c_z), b, -charge])
-    return A, _upper([_times(a, c_z), b, charge])
+        return A, _lower([_times(a, c_z), b])
+    return A, _upper([_times(a, c_z), b])
 
 
 def _corner_extremes(xl, xu, yl, yu, a, b) -> tuple[torch.Tensor, torch.Tensor]:
@@ -615,8 +641,8 @@ def _product(x: Affine, y: Affine) -> Affine:
     for lower, k in ((True, k_lo), (False, k_hi)):
         Ax, cx = _compose(x, a, torch.zeros_like(a), lower)
         Ay, cy = _compose(y, b, torch.zeros_like(b), lower)
-        A = Ax + Ay
-        charge = sp.charge(EPS * A.abs())
+        A = Ax + Ay  # its own rounding is charged by _make; those of Ax and Ay here
+        charge = sp.charge(EPS * Ax.abs()) + sp.charge(EPS * Ay.abs())
         if lower:
             c = _lower([cx, cy, k, -charge])
         else:

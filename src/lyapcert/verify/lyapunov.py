@@ -419,7 +419,10 @@ def decrease_search(
         lb = interval_bounds(problem.lie_q, boxes)
         if discrete:
             vb.inside = successor_inside(boxes)
-        if opts.mean_value and not opts.linear:
+        # with linear bounds in 2-D (no second-order form) the mean-value form is skipped: on the
+        # published pendulum band it decided no box the linear bound left open, at 40 % of the
+        # time; from 3 states its split guide steers the second-order form (kept)
+        if opts.mean_value and (not opts.linear or second_order):
             # the mean-value form (several times the cost) only where intervals leave the box
             # undecided (every other box is cleared, never split, so its split guide is never
             # needed): the intersection of both enclosures is an enclosure
@@ -438,7 +441,7 @@ def decrease_search(
                 need = need & vb.inside
             if region_q is not None:
                 need = need & ~(vb.region_hi < exclude.level)
-            lb = _tighten_linear(problem.lie_q, boxes, lb, need)
+            lb = _tighten_linear(problem.lie_q, boxes, lb, need, keep_guide=second_order)
         vb.lie_hi = lb.hi
         if lb.sensitivity is not None:
             vb.sensitivity = lb.sensitivity
@@ -740,11 +743,14 @@ def _tighten_mean_value(q, boxes: Interval, bounds: Bounds, need: torch.Tensor) 
     return Bounds(lo, hi, sens)
 
 
-def _tighten_linear(q, boxes: Interval, bounds: Bounds, need: torch.Tensor) -> Bounds:
-    """Intersect ``bounds`` with the linear (forward CROWN) bounds of ``q`` on the boxes marked
-    ``need``; there the split guide is ``|A| * width`` of the upper line (the dimension whose
-    halving lowers the bound most). A quantity with an operation the linear bounds do not
-    support keeps ``bounds``."""
+def _tighten_linear(
+    q, boxes: Interval, bounds: Bounds, need: torch.Tensor, keep_guide: bool = False
+) -> Bounds:
+    """Intersect ``bounds`` with the linear (CROWN) upper bound of ``q`` on the boxes marked
+    ``need``. Their split guide becomes "the widest side" (measured on the pendulum band: 26,533
+    boxes, against 85,901 when splitting along ``|lam| * width`` of the linear bound), unless
+    ``keep_guide`` (the mean-value / second-order guide, from 3 states). Any failure of the
+    linear passes keeps ``bounds``."""
     if not bool(need.any()):
         return bounds
     sub = Interval(boxes.lo[need], boxes.hi[need])
@@ -760,9 +766,9 @@ def _tighten_linear(q, boxes: Interval, bounds: Bounds, need: torch.Tensor) -> B
     sens = bounds.sensitivity
     if sens is None:
         sens = torch.full(boxes.lo.shape, math.inf, dtype=lo.dtype, device=lo.device)
-    else:
+    elif not keep_guide:
         sens = sens.clone()
-    sens[need] = sens_l
+        sens[need] = sens_l
     return Bounds(lo, hi, sens)
 
 
