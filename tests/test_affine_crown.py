@@ -54,25 +54,9 @@ def _exact_line(coef: list[float], c: float, x: tuple[float, ...], centre=None):
 
 def _check_value(rep: Report, out: Affine, exact, points, where: str, lines: dict) -> None:
     """``exact(point) -> arb or None`` within the enclosure and every line of ``lines`` (per
-    box ``i``: ``(kind, A_lo, c_lo, A_hi, c_hi)``), at each point of each box."""
-    lo, hi = out.lo.tolist(), out.hi.tolist()
-    m = out.space.m.tolist()
-    for i, pts in enumerate(points):
-        rep.cases += 1
-        for x in pts:
-            here = f"{where} at {x!r} (box {i})"
-            v = exact(x)
-            if v is None:
-                continue
-            rep.check(lambda v=v: v, (), lo[i], hi[i], here + " enclosure")
-            for kind, (a_lo, c_lo, a_hi, c_hi, centred) in lines.items():
-                centre = m[i] if centred else None
-                low = _exact_line(a_lo[i], c_lo[i], x, centre)
-                high = _exact_line(a_hi[i], c_hi[i], x, centre)
-                if not (low <= v):
-                    rep.failures.append(f"{here}: {kind} lower line {low} above exact {v}")
-                if not (v <= high):
-                    rep.failures.append(f"{here}: {kind} upper line {high} below exact {v}")
+    box ``i``: ``(A_lo, c_lo, A_hi, c_hi, centred)``), at each point of each box."""
+    tagged = [[(x, i) for x in pts] for i, pts in enumerate(points)]
+    _check_tagged(rep, out, lambda p: exact(p[0]), tagged, where, lines)
 
 
 def _lines_of(out: Affine, boxes: Interval) -> dict:
@@ -152,7 +136,7 @@ def check_composition(name: str, n: int, tier: str) -> Report:
 
 
 def _check_tagged(rep, out, exact, tagged, where, lines):
-    """``_check_value`` for points tagged with their box index (the oracle needs it)."""
+    """Points ``(x, box index)``; ``exact`` takes such a pair (the oracle may need the box)."""
     lo, hi = out.lo.tolist(), out.hi.tolist()
     m = out.space.m.tolist()
     for i, pts in enumerate(tagged):

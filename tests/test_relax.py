@@ -179,20 +179,16 @@ RULES: dict[str, Rule] = {
         {"emax": 1.0, "extra": _around(-1.5)},
         _crit_points(-1.5, math.nextafter(-1.5, INF)),
     ),
-    "sin": Rule(
-        relax.sin,
-        lambda x: A(x).sin(),
-        torch.sin,
-        {"emax": 1.5, "extra": _near_half_pi_multiples},
-        _crit_half_pi,
-    ),
-    "cos": Rule(
-        relax.cos,
-        lambda x: A(x).cos(),
-        torch.cos,
-        {"emax": 1.5, "extra": _near_half_pi_multiples},
-        _crit_half_pi,
-    ),
+    **{
+        name: Rule(
+            getattr(relax, name),
+            lambda x, f=f: getattr(A(x), f)(),
+            getattr(torch, f),
+            {"emax": 1.5, "extra": _near_half_pi_multiples},
+            _crit_half_pi,
+        )
+        for name, f in (("sin", "sin"), ("cos", "cos"), ("sin_fast", "sin"), ("cos_fast", "cos"))
+    },
     "relu": Rule(relax.relu, lambda x: A(max(x, 0.0)), torch.relu, {}, _crit_zero),
     **{
         f"leaky_relu({s})": Rule(
@@ -234,20 +230,6 @@ RULES: dict[str, Rule] = {
     # the fast rules of the forward pass (bounds.affine)
     "tanh_fast": Rule(relax.tanh_fast, _tanh, torch.tanh, {"emax": 3.0}, _crit_zero),
     "sigmoid_fast": Rule(relax.sigmoid_fast, _sigmoid, torch.sigmoid, {"emax": 3.0}, _crit_zero),
-    "sin_fast": Rule(
-        relax.sin_fast,
-        lambda x: A(x).sin(),
-        torch.sin,
-        {"emax": 1.5, "extra": _near_half_pi_multiples},
-        _crit_half_pi,
-    ),
-    "cos_fast": Rule(
-        relax.cos_fast,
-        lambda x: A(x).cos(),
-        torch.cos,
-        {"emax": 1.5, "extra": _near_half_pi_multiples},
-        _crit_half_pi,
-    ),
     "exp_fast": Rule(relax.exp_fast, _exp, torch.exp, {"emax": 2.9}),
     "softplus_fast": Rule(
         relax.softplus_fast, _softplus, torch.nn.functional.softplus, {"emax": 3.0}, _crit_zero
