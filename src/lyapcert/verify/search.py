@@ -92,6 +92,7 @@ class Budget:
     time_limit: float = 60.0
     batch_size: int = 2048
     min_width: float = 1e-10  # relative to the domain width: boxes this small are not split
+    presplit: int = 3  # extra bisection levels of a small frontier per evaluation (see minimize)
 
 
 _ULP_GAP = 8 * 2.0**-52
@@ -274,7 +275,7 @@ def minimize(
             width = bhi - blo
             rounds += 1
             sens = None
-            if rounds > 3 or 8 * (lo.shape[0] + blo.shape[0]) > budget.batch_size:
+            if rounds > budget.presplit or 8 * (lo.shape[0] + blo.shape[0]) > budget.batch_size:
                 break
             if not bool((width > min_width).all()):
                 break
