@@ -57,8 +57,9 @@ class VerifyOptions:
     where a split costs 2^n boxes; in 2-D more splits are cheaper than the Hessian); ``linear``
     adds linear (CROWN) bounds (``bounds.crown``: a forward pass of linear bounds for the
     intermediate enclosures, a backward pass for the decrease) on the boxes intervals leave
-    undecided, replacing the mean-value form of the decrease there, and linear bounds of ``x+``
-    and of ``V`` near ``x*``; ``device`` runs the boxes on CPU or CUDA.
+    undecided (in 2-D in place of the mean-value form of the decrease, from 3 states after the
+    second-order form), and linear bounds of ``x+`` and of ``V`` near ``x*``; ``device`` runs
+    the boxes on CPU or CUDA.
     """
 
     time_limit: float = 120.0
