@@ -8,8 +8,9 @@ level by level, left child before right): ``code >= 0`` bisects that coordinate 
 ``0.5*lo + 0.5*hi`` (float64, as the search did), ``code < 0`` is a leaf decided by the bound form
 ``-1 - code``: 0 interval, 1 mean value (intersected with the interval bound), 2 second-order
 Taylor form of the decrease quantity (intersected with both), 3 linear (CROWN) bounds
-(``bounds.crown``; intersected with the mean-value form; for ``x+`` the forward linear bounds). Decoding from the roots reproduces
-every box bit for bit; the leaves cover the roots by construction.
+(``bounds.crown``; intersected with the mean-value form; for ``x+`` the forward linear
+bounds). Decoding from the roots reproduces every box bit for bit; the leaves cover the roots by
+construction.
 
 The re-check (``check_stored_proof``) recomputes everything the proof assumes except the boxes:
 the local certificate around ``x*`` (the same code path as the search), ``c0`` from the quadratic

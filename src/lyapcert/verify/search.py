@@ -252,8 +252,9 @@ def minimize(
             sens = sens[keep] if sens is not None else None
             width = width[keep]
         # Bisect the live boxes; while the queue stays under an eighth of a batch, bisect
-        # the children again (widest side), up to 3 more times: a small frontier costs one
-        # evaluation per level of the tree whatever its size, so early levels are skipped.
+        # the children again (widest side), up to budget.presplit more times: a small frontier
+        # costs one evaluation per level of the tree whatever its size, so early levels are
+        # skipped (every split is recorded: the proof tree stays binary).
         rounds = 0
         while True:
             dim = _split_dimension(width / scale, sens, width > min_width)
