@@ -54,19 +54,10 @@ _INF = math.inf
 # ------------------------------------------------------------------------------ rounded sums
 
 
-def _lower_stack(terms: torch.Tensor) -> torch.Tensor:
-    """A float at most the exact sum over dim 0 of ``terms`` (each term a float that is within
-    one rounding of a real product or a stored value): the rounded sum minus ``gamma`` times the
-    sum of magnitudes, one ulp and ``TINY`` down. Infinite or NaN terms give ``-inf``."""
-    m = terms.shape[0]
-    total = terms.sum(dim=0)
-    bound = (SAFETY * gamma(m + 2)) * terms.abs().sum(dim=0)
-    out = down(down(total - bound) - TINY)
-    return torch.where(torch.isfinite(out), out, torch.full_like(out, -_INF))
-
-
 def _lower(terms: Sequence[torch.Tensor]) -> torch.Tensor:
-    """``_lower_stack`` of a few broadcastable terms, summed one after another."""
+    """A float at most the exact sum of the broadcastable ``terms`` (each a float within one
+    rounding of a real product or a stored value): the rounded sum minus ``gamma`` times the sum
+    of magnitudes, one ulp and ``TINY`` down. Infinite or NaN terms give ``-inf``."""
     total = terms[0]
     mag = terms[0].abs()
     for t in terms[1:]:
@@ -246,17 +237,6 @@ class Affine:
 
     def __repr__(self) -> str:
         return f"Affine(shape={tuple(self.shape)}, lo={self.lo}, hi={self.hi})"
-
-    def to_interval(self) -> Interval:
-        return self.iv
-
-    def sensitivity(self, upper: bool = True) -> torch.Tensor:
-        """``|A_j| * width_j`` of the upper (or lower) line, ``[b, n]``, for a ``[b]`` value: how
-        much each coordinate's width adds to the bound (a guide for splitting)."""
-        A = self.A_hi if upper else self.A_lo
-        if A.ndim != 2:
-            raise ValueError("sensitivity: a value of shape [batch] expected")
-        return (A.abs() * (self.space.dhi - self.space.dlo)).T
 
     # ----------------------------------------------------------------- arithmetic
 
@@ -655,15 +635,4 @@ def _product(x: Affine, y: Affine) -> Affine:
     return result._rec("product", (x, y), (a, b, k_lo, k_hi))
 
 
-def affine_bounds(quantity, boxes: Interval):
-    """``quantity`` (a bound function of ``x [b, n]`` returning ``[b]``) on ``Affine`` inputs:
-    ``(lo, hi, sensitivity)`` with ``sensitivity [b, n] = |A_hi| * width`` of the upper line."""
-    out = quantity(Affine.from_boxes(boxes))
-    if not isinstance(out, Affine):
-        raise UnsupportedOperationError(["the quantity did not return a linear bound value"])
-    if out.c_lo.ndim != 1:
-        out = out.apply(torch.reshape, (out.shape[0],))
-    return out.lo, out.hi, out.sensitivity(upper=True)
-
-
-__all__ = ["Affine", "Space", "affine_bounds"]
+__all__ = ["Affine", "Space"]
