@@ -60,7 +60,7 @@ from typing import NamedTuple
 
 import torch
 
-from lyapcert.bounds.interval import Interval, down, softplus_smooth, up
+from lyapcert.bounds.interval import Interval, down, down_lib, softplus_smooth, up, up_lib
 
 __all__ = [
     "LinearBounds",
@@ -144,10 +144,19 @@ FIv = Callable[[Interval], Interval]
 
 
 class _Fn:
-    """A smooth function: float evaluations for the candidate line, interval ones for the proof."""
+    """A smooth function: float evaluations for the candidate line, interval ones for the proof.
+    ``point(x)``: ``(f(x), [f(x)], f'(x), [f'(x)])`` at float points (a function may compute all
+    four from one library call)."""
 
-    def __init__(self, f: Callable, df: Callable, f_iv: FIv, df_iv: FIv):
+    def __init__(self, f: Callable, df: Callable, f_iv: FIv, df_iv: FIv, point=None):
         self.f, self.df, self.f_iv, self.df_iv = f, df, f_iv, df_iv
+        self._point = point
+
+    def point(self, x: torch.Tensor):
+        if self._point is not None:
+            return self._point(x)
+        xp = Interval.point(x)
+        return self.f(x), self.f_iv(xp), self.df(x), self.df_iv(xp)
 
 
 def _gap(fn_iv: FIv, a: torch.Tensor, b: torch.Tensor, x: Interval, lower: bool) -> Interval:
@@ -377,8 +386,16 @@ def _sech2(x: torch.Tensor) -> torch.Tensor:
     return 1.0 - t * t
 
 
+def _tanh_point(x: torch.Tensor):
+    """One ``tanh`` call: the value, its enclosure (as ``Interval.tanh`` of a point) and the
+    derivative ``1 - tanh^2`` in float and in intervals."""
+    F = torch.tanh(x)
+    Fiv = Interval(torch.clamp(down_lib(F), -1.0, 1.0), torch.clamp(up_lib(F), -1.0, 1.0))
+    return F, Fiv, 1.0 - F * F, 1.0 - Fiv.square()
+
+
 def _tanh_fn() -> _Fn:
-    return _Fn(torch.tanh, _sech2, Interval.tanh, lambda x: 1.0 - x.tanh().square())
+    return _Fn(torch.tanh, _sech2, Interval.tanh, lambda x: 1.0 - x.tanh().square(), _tanh_point)
 
 
 def _sig_d(x: torch.Tensor) -> torch.Tensor:
@@ -389,6 +406,14 @@ def _sig_d(x: torch.Tensor) -> torch.Tensor:
 def _sig_d_iv(x: Interval) -> Interval:
     s = x.sigmoid()
     return s * (1.0 - s)
+
+
+def _sigmoid_point(x: torch.Tensor):
+    """One ``sigmoid`` call: the value, its enclosure (as ``Interval.sigmoid`` of a point) and
+    the derivative ``s (1 - s)`` in float and in intervals."""
+    F = torch.sigmoid(x)
+    Fiv = Interval(torch.clamp(down_lib(F), 0.0, 1.0), torch.clamp(up_lib(F), 0.0, 1.0))
+    return F, Fiv, F * (1.0 - F), Fiv * (1.0 - Fiv)
 
 
 def tanh(l: torch.Tensor, u: torch.Tensor) -> LinearBounds:
@@ -732,24 +757,41 @@ def leaky_relu(l: torch.Tensor, u: torch.Tensor, slope: float) -> LinearBounds:
 # finite (or is worse than the constant) becomes the constant line of ``f([l, u])``.
 
 
-def _fast_convex(fn: _Fn, l, u, const: Interval):
-    """Lines of a function convex on every ``[l, u]`` (tangent at the midpoint below, chord above)."""
+def _fast_convex(fn: _Fn, l, u, const: Interval, ends=None):
+    """Lines of a function convex on every ``[l, u]`` (tangent at the midpoint below, chord above).
+    ``ends``: ``fn.point`` at ``l`` and at ``u`` when the caller has them."""
     with torch.no_grad():
         t = _mid(l, u)
-        a_lo = fn.df(t)
-        b_lo = fn.f(t) - a_lo * t
-        a_lo = torch.where(torch.isfinite(a_lo), a_lo, torch.zeros_like(a_lo))
+        Ft, Ft_iv, dFt, dFt_iv = fn.point(t)
+        a_lo = torch.where(torch.isfinite(dFt), dFt, torch.zeros_like(dFt))
+        b_lo = Ft - a_lo * t
         b_lo = torch.where(torch.isfinite(b_lo), b_lo, torch.zeros_like(b_lo))
         tp = Interval.point(t)
-        g = _gap(fn.f_iv, a_lo, b_lo, tp, True) + _dgap(fn.df_iv, a_lo, tp, True) * (
-            Interval(l, u) - t
-        )
+        # G = f - line is convex: G(x) >= G(t) + G'(t) (x - t)
+        g = (Ft_iv - (tp * a_lo + b_lo)) + (dFt_iv - a_lo) * (Interval(l, u) - t)
         m = torch.where(torch.isnan(g.lo), torch.full_like(g.lo, -_INF), g.lo)
         a_lo, b_lo = _finish(a_lo, _shift(b_lo, m, True), const.lo, l, u, True)
-        a_hi, b_hi = _chord(fn, l, u)
-        a_hi = torch.where(torch.isfinite(a_hi), a_hi, torch.zeros_like(a_hi))
+        (Fl, Fl_iv, _, _), (Fu, Fu_iv, _, _) = (
+            ends
+            if ends is not None
+            else (
+                fn.point(l),
+                fn.point(u),
+            )
+        )
+        # the chord (through the midpoint's tangent slope where the width is 0)
+        w = u - l
+        k = (Fu - Fl) / w
+        k = torch.where((w > 0) & torch.isfinite(k), k, dFt)
+        a_hi = torch.where(torch.isfinite(k), k, torch.zeros_like(k))
+        b_hi = torch.where(
+            a_hi.abs() * torch.maximum(l.abs(), u.abs()) < _INF, Fl - a_hi * l, Ft - a_hi * t
+        )
         b_fin = torch.where(torch.isfinite(b_hi), b_hi, torch.zeros_like(b_hi))
-        m = _concave_piece(fn, a_hi, b_fin, l, u, False)
+        # line - f is concave: its minimum is at l or u
+        gl = (Interval.point(l) * a_hi + b_fin) - Fl_iv
+        gu = (Interval.point(u) * a_hi + b_fin) - Fu_iv
+        m = torch.minimum(gl.lo, gu.lo)
         m = torch.where(torch.isnan(m), torch.full_like(m, -_INF), m)
         b_hi = torch.where(torch.isfinite(b_hi), _shift(b_fin, m, False), b_hi)
         a_hi, b_hi = _finish(a_hi, b_hi, const.hi, l, u, False)
@@ -757,18 +799,19 @@ def _fast_convex(fn: _Fn, l, u, const: Interval):
 
 
 def _fast_s_shaped(fn: _Fn, l, u, s0: float) -> LinearBounds:
-    """Lines of an S-shaped function (see above) with ``f(-x) = s0 - f(x)`` (tanh: 0, sigmoid:
-    1): the convex rule below 0; above 0 the convex rule on the mirrored interval ``[-u, -l]``,
-    mirrored back (``f(y) >= a_hi y + (s0 - b_hi)`` from ``f(-y) <= a_hi (-y) + b_hi``, the
-    constant rounded outward); two parallel lines of the smaller endpoint slope across 0."""
+    """Lines of an increasing S-shaped function (see above) with ``f(-x) = s0 - f(x)`` (tanh: 0,
+    sigmoid: 1): the convex rule below 0; above 0 the convex rule on the mirrored interval
+    ``[-u, -l]``, mirrored back (``f(y) >= a_hi y + (s0 - b_hi)`` from ``f(-y) <= a_hi (-y) +
+    b_hi``, the constant rounded outward); two parallel lines of the smaller endpoint slope across
+    0. One ``fn.point`` evaluation at each end serves every rule."""
     with torch.no_grad():
         above = l >= 0
         straddle = (l < 0) & (u > 0)
-        ml = torch.where(above, -u, l)
+        ml = torch.where(above, -u, l)  # across 0: l and u themselves (their lines unused)
         mu = torch.where(above, -l, u)
-        ml = torch.where(straddle, torch.zeros_like(ml), ml)  # unused there; kept harmless
-        mu = torch.where(straddle, torch.zeros_like(mu), mu)
-        c_lo, d_lo, c_hi, d_hi = _fast_convex(fn, ml, mu, fn.f_iv(Interval(ml, mu)))
+        end_l, end_u = fn.point(ml), fn.point(mu)
+        const = Interval(end_l[1].lo, end_u[1].hi)  # f increasing
+        c_lo, d_lo, c_hi, d_hi = _fast_convex(fn, ml, mu, const, ends=(end_l, end_u))
         if s0 == 0.0:
             r_lo, r_hi = -d_hi, -d_lo
         else:
@@ -778,11 +821,12 @@ def _fast_s_shaped(fn: _Fn, l, u, s0: float) -> LinearBounds:
         a_hi = torch.where(above, c_lo, c_hi)
         b_hi = torch.where(above, r_hi, d_hi)
         if bool(straddle.any()):
+            # here (ml, mu) = (l, u): f - slope x is non-decreasing for slope <= min f'
             lp, up_ = Interval.point(l), Interval.point(u)
-            slope = torch.minimum(fn.df_iv(lp).lo, fn.df_iv(up_).lo).clamp(min=0.0)
+            slope = torch.minimum(end_l[3].lo, end_u[3].lo).clamp(min=0.0)
             slope = torch.where(torch.isnan(slope), torch.zeros_like(slope), slope)
-            p_lo = (fn.f_iv(lp) - lp * slope).lo
-            p_hi = (fn.f_iv(up_) - up_ * slope).hi
+            p_lo = (end_l[1] - lp * slope).lo
+            p_hi = (end_u[1] - up_ * slope).hi
             p_lo = torch.where(torch.isfinite(p_lo), p_lo, torch.full_like(p_lo, -_INF))
             p_hi = torch.where(torch.isfinite(p_hi), p_hi, torch.full_like(p_hi, _INF))
             a_lo = torch.where(straddle, slope, a_lo)
@@ -792,11 +836,11 @@ def _fast_s_shaped(fn: _Fn, l, u, s0: float) -> LinearBounds:
         bad_lo = ~torch.isfinite(b_lo)
         bad_hi = ~torch.isfinite(b_hi)
         if bool(bad_lo.any() | bad_hi.any()):
-            const = fn.f_iv(Interval(l, u))
+            full = fn.f_iv(Interval(l, u))
             a_lo = torch.where(bad_lo, torch.zeros_like(a_lo), a_lo)
-            b_lo = torch.where(bad_lo, const.lo, b_lo)
+            b_lo = torch.where(bad_lo, full.lo, b_lo)
             a_hi = torch.where(bad_hi, torch.zeros_like(a_hi), a_hi)
-            b_hi = torch.where(bad_hi, const.hi, b_hi)
+            b_hi = torch.where(bad_hi, full.hi, b_hi)
     return LinearBounds(a_lo, b_lo, a_hi, b_hi)
 
 
@@ -856,7 +900,8 @@ def tanh_fast(l: torch.Tensor, u: torch.Tensor) -> LinearBounds:
 def sigmoid_fast(l: torch.Tensor, u: torch.Tensor) -> LinearBounds:
     """``sigmoid`` by the fast rules (S-shaped)."""
     l, u = _check(l, u)
-    return _fast_s_shaped(_Fn(torch.sigmoid, _sig_d, Interval.sigmoid, _sig_d_iv), l, u, 1.0)
+    fn = _Fn(torch.sigmoid, _sig_d, Interval.sigmoid, _sig_d_iv, _sigmoid_point)
+    return _fast_s_shaped(fn, l, u, 1.0)
 
 
 def exp_fast(l: torch.Tensor, u: torch.Tensor) -> LinearBounds:
