@@ -928,8 +928,17 @@ def power_fast(l: torch.Tensor, u: torch.Tensor, k: int) -> LinearBounds:
         lambda x: k * torch.pow(x, k - 1),
         lambda x: x.pow_int(k),
         lambda x: x.pow_int(k - 1) * float(k),
+        _square_point if k == 2 else None,
     )
     return LinearBounds(*_fast_convex(fn, l, u, Interval(l, u).pow_int(k)))
+
+
+def _square_point(x: torch.Tensor):
+    """``x^2`` at float points: value, enclosure, derivative ``2 x`` (exact in float) and its
+    enclosure."""
+    xp = Interval.point(x)
+    two_x = 2.0 * x
+    return x * x, xp.square(), two_x, Interval.point(two_x)
 
 
 # ------------------------------------------------------------------------------------- products
