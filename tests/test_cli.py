@@ -125,3 +125,14 @@ def test_bad_input_exits_2_and_writes_nothing(runner, tmp_path, args):
     result = runner.invoke(app, [*args, "--out", str(out)] if args[0] == "roa" else args)
     assert result.exit_code == 2
     assert not out.exists()
+
+
+def test_verify_linear_switch_reaches_the_verifier(runner):
+    """`--no-linear` turns the linear (CROWN) bounds off; the default is on. Both verify the
+    same quadratic on vanderpol (the switch changes bounds, not what is proven)."""
+    args = ["verify", "vanderpol", "--candidate", "1.5*x1**2 - x1*x2 + x2**2", "--no-volume"]
+    on = _json(runner.invoke(app, [*args, "--json"]))
+    off = _json(runner.invoke(app, [*args, "--no-linear", "--json"]))
+    assert on["provenance"]["settings"]["linear"] is True
+    assert off["provenance"]["settings"]["linear"] is False
+    assert on["verdict"] == off["verdict"] == "verified"
