@@ -1,4 +1,5 @@
-"""What the benchmark scripts share: the results file with the machine's metadata."""
+"""What the benchmark scripts share: the results file with the machine's metadata, and the
+``--linear on|off`` switch of the verifier's linear bounds."""
 
 from __future__ import annotations
 
@@ -32,3 +33,13 @@ def write_results(
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps({"meta": meta, "rows": rows, **(extra or {})}, indent=2, default=str))
     tmp.replace(path)
+
+
+def add_linear_option(parser) -> None:
+    """``--linear on|off`` (default on): ``VerifyOptions.linear`` for the script's verifications."""
+    parser.add_argument(
+        "--linear",
+        choices=["on", "off"],
+        default="on",
+        help="linear (CROWN) bounds in the verifier (off: intervals and mean-value only)",
+    )

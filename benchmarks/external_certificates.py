@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import torch
-from _common import write_results
+from _common import add_linear_option, write_results
 
 import lyapcert
 from lyapcert.certificates import load_candidate
@@ -33,12 +33,7 @@ HERE = Path(__file__).resolve().parent
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--linear",
-        choices=["on", "off"],
-        default="on",
-        help="linear (CROWN) bounds in the verifier (off: intervals and mean-value only)",
-    )
+    add_linear_option(parser)
     parser.add_argument("--external", default=str(HERE.parents[1] / "shared" / "external"))
     parser.add_argument("--time-limit", type=float, default=300.0, help="seconds per part")
     parser.add_argument("--c1-offset", type=float, default=0.001, help="c1 = V(x*) + this")

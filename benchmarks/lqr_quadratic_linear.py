@@ -14,6 +14,7 @@ import argparse
 import time
 
 import numpy as np
+from _common import add_linear_option
 
 from lyapcert.certificates import QuadraticCandidate
 from lyapcert.methods.quadratic import lyapunov_matrix
@@ -24,7 +25,7 @@ from lyapcert.verify import VerifyOptions, verify_candidate
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("system")
-    parser.add_argument("--linear", choices=["on", "off"], default="on")
+    add_linear_option(parser)
     parser.add_argument("--time-limit", type=float, default=300.0)
     args = parser.parse_args()
     s = get_system(args.system).closed_loop("lqr")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from _common import write_results
+from _common import add_linear_option, write_results
 
 import lyapcert
 from lyapcert.bench.anchors import PUBLISHED_VOLUME
@@ -40,12 +40,7 @@ PUBLISHED = PUBLISHED_VOLUME
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--linear",
-        choices=["on", "off"],
-        default="on",
-        help="linear (CROWN) bounds in the verifier (off: intervals and mean-value only)",
-    )
+    add_linear_option(parser)
     parser.add_argument("--systems", nargs="*", default=SYSTEMS)
     parser.add_argument("--methods", nargs="*", default=["quadratic", "neural-roa"])
     parser.add_argument("--controller", default="lqr")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import write_results
+from _common import add_linear_option, write_results
 
 from lyapcert.certificates import NetworkCandidate, QuadraticCandidate
 from lyapcert.certificates.store import Certificate
@@ -125,12 +125,7 @@ def measure(system, label: str, candidate, opts: VerifyOptions) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--linear",
-        choices=["on", "off"],
-        default="on",
-        help="linear (CROWN) bounds in the verifier (off: intervals and mean-value only)",
-    )
+    add_linear_option(parser)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default="benchmarks/results")
     parser.add_argument(
