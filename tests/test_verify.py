@@ -88,6 +88,9 @@ def test_given_level_is_checked():
     v = cand.value(p)
     (g,) = torch.autograd.grad(v.sum(), p)
     assert float((g * s.f(p.detach())).sum()) >= 0 and float(v.detach()) <= 3.0
+    # a replay that proves dV/dt > 0 there decides the non-strict condition too (no search)
+    assert bad.counterexample["replay"]["interval"][0] > 0
+    assert bad.condition is Condition.NONE and "dV/dt in [" in bad.message
 
 
 def test_saddle_is_never_verified():
@@ -329,10 +332,11 @@ def test_cuda_verification_matches_cpu():
     assert gpu.level == pytest.approx(cpu.level, rel=2e-3)
 
 
-@pytest.mark.parametrize("family", ["quadratic", "network", "scaled-network"])
-def test_inner_level_from_the_quadratic_floor_holds_against_an_exact_oracle(family):
+@pytest.mark.parametrize("family", ["quadratic", "network", "scaled-network", "file-network"])
+def test_inner_level_from_the_quadratic_floor_holds_against_an_exact_oracle(family, tmp_path):
     """``V > c0`` on the boundary of the local region Q (and so, for a floor, outside it): checked
-    at sampled points of that boundary in exact rational arithmetic (python-flint)."""
+    at sampled points of that boundary in exact rational arithmetic (python-flint). A network read
+    from a TorchScript file has the floor its graph proves (``bounds.quadform``)."""
     import flint
 
     from lyapcert.certificates.network import LyapunovNetwork
@@ -345,9 +349,15 @@ def test_inner_level_from_the_quadratic_floor_holds_against_an_exact_oracle(fami
         cand = QuadraticCandidate(P, s)
     else:
         torch.manual_seed(0)
-        scale = [2.5, 3.0] if family == "scaled-network" else None
+        scale = [2.5, 3.0] if family in ("scaled-network", "file-network") else None
         net = LyapunovNetwork(2, s.equilibrium, width=8, P=P * 0.3, eps=0.5, input_scale=scale)
         cand = NetworkCandidate(net)
+        if family == "file-network":
+            from lyapcert.certificates import load_candidate
+
+            torch.jit.script(net).save(str(tmp_path / "V.pt"))
+            cand = load_candidate(str(tmp_path / "V.pt"), s)
+            assert cand.family == "torchscript"
     pb = build_problem(s, cand, FAST)
     loc = local_certificate(pb.field, pb.x_star, pb.lo, pb.hi, pb.u_fn, discrete=False)
     assert isinstance(loc, LocalCertificate)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import builtins
 import operator
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.fx
@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from lyapcert.bounds.dual import Dual, lift_like
 from lyapcert.bounds.interval import Interval, softplus_smooth
+from lyapcert.bounds.quadform import find_quadratic_forms
 from lyapcert.errors import UnsupportedOperationError
 
 Bound = Interval | Dual
@@ -55,6 +56,8 @@ def _sub(a, b, *, alpha=1):
 
 
 def _mul(a, b):
+    if a is b and is_bound(a):  # one value times itself: a square, never negative
+        return a.square()
     return a * b if is_bound(a) else b * a
 
 
@@ -404,6 +407,7 @@ class BoundGraph:
 
     module: torch.fx.GraphModule
     n_inputs: int
+    quadratic_forms: dict = field(default_factory=dict)  # node -> bounds.quadform.QuadraticForm
 
     def evaluate(self, *inputs, constant_dtype: torch.dtype = torch.float64, record=None):
         """Run the graph on bound values (``Interval`` / ``Dual``) or tensors. ``record``: a dict
@@ -444,6 +448,9 @@ class BoundGraph:
                 else:
                     rule = METHOD_RULES[node.target]
                 env[node] = rule(*args, **kwargs)
+                form = self.quadratic_forms.get(node)
+                if form is not None:
+                    env[node] = form.tighten(env[node], env[form.e], env[form.p])
             elif node.op == "output":
                 result = load(node.args[0])
             else:  # pragma: no cover - call_module is inlined away
@@ -545,4 +552,4 @@ def capture(fn: Callable, n_inputs: int) -> BoundGraph:
             missing.append(f"module {node.target}")
     if missing:
         raise UnsupportedOperationError(sorted(set(missing)))
-    return BoundGraph(module, n_inputs)
+    return BoundGraph(module, n_inputs, find_quadratic_forms(module.graph))

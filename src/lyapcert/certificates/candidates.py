@@ -204,11 +204,13 @@ class NetworkCandidate(Candidate):
     def quadratic_floor(self):
         """For ``LyapunovNetwork`` (exactly that class): ``V >= e' (sym(P) + eps S^-2) e`` (``S``
         the input scales, or ``I``), since
-        ``|phi(x) - phi(x*)|^2 >= 0``; the matrix rounded outward."""
+        ``|phi(x) - phi(x*)|^2 >= 0``; the matrix rounded outward. Any other module (a file):
+        the floor its captured graph proves by its form (``bounds.quadform.graph_quadratic_floor``:
+        a sum of quadratic forms around one centre and of terms nonnegative by their form)."""
         from lyapcert.certificates.network import LyapunovNetwork
 
         if type(self.module) is not LyapunovNetwork:
-            return None
+            return self._graph_floor()
         P = self.module.P.detach().cpu().numpy().astype(np.float64)
         total = P + P.T  # one rounding; halving is exact
         lo = np.nextafter(total, -np.inf) / 2
@@ -224,6 +226,17 @@ class NetworkCandidate(Candidate):
         hi[eye] = np.nextafter(hi[eye] + eps_hi, np.inf)
         centre = self.module.x_star.detach().cpu().numpy().astype(np.float64).reshape(-1)
         return centre, lo, hi
+
+    def _graph_floor(self):
+        from lyapcert.bounds.graph import capture
+        from lyapcert.bounds.quadform import graph_quadratic_floor
+        from lyapcert.errors import UnsupportedOperationError
+
+        try:
+            graph = capture(self.value_function(), 1)
+        except UnsupportedOperationError:
+            return None
+        return graph_quadratic_floor(graph.module, graph.quadratic_forms)
 
     def to_dict(self) -> dict:
         from lyapcert.certificates.network import weights_digest

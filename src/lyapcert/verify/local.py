@@ -37,6 +37,11 @@ import torch
 from lyapcert.bounds.dual import Dual
 from lyapcert.bounds.graph import BoundGraph
 from lyapcert.bounds.interval import Interval
+from lyapcert.bounds.psd import (  # noqa: F401 (re-exported: the local certificate's algebra)
+    interval_cholesky_pd,
+    lower_eigenvalue_bound,
+    upper_eigenvalue_bound,
+)
 from lyapcert.verify.equilibrium import jacobian_over_box, sublevel_radius_shrink
 
 
@@ -78,58 +83,6 @@ class LocalFailure:
     """Why no local certificate exists (for example a linearisation that is not Hurwitz)."""
 
     reason: str
-
-
-# ------------------------------------------------------------------------ small interval algebra
-
-
-def _iv(lo, hi) -> Interval:
-    return Interval(
-        torch.as_tensor(lo, dtype=torch.float64), torch.as_tensor(hi, dtype=torch.float64)
-    )
-
-
-def interval_cholesky_pd(lo: np.ndarray, hi: np.ndarray) -> bool:
-    """True only if every symmetric matrix with entries in ``[lo, hi]`` is positive definite
-    (interval Cholesky succeeds with positive pivots; lower triangle is used)."""
-    n = lo.shape[0]
-    L: list[list[Interval | None]] = [[None] * n for _ in range(n)]
-    for j in range(n):
-        s = _iv(lo[j, j], hi[j, j])
-        for k in range(j):
-            s = s - L[j][k].square()
-        if not bool(s.lo > 0):
-            return False
-        d = s.sqrt()
-        L[j][j] = d
-        for i in range(j + 1, n):
-            t = _iv(lo[i, j], hi[i, j])
-            for k in range(j):
-                t = t - L[i][k] * L[j][k]
-            L[i][j] = t / d
-            if not (torch.isfinite(L[i][j].lo) and torch.isfinite(L[i][j].hi)):
-                return False
-    return True
-
-
-def lower_eigenvalue_bound(lo: np.ndarray, hi: np.ndarray) -> float:
-    """A proven ``t`` with ``lambda_min(M) >= t`` for every symmetric ``M`` in ``[lo, hi]``
-    (``-inf`` if none is found)."""
-    mid = (lo + hi) / 2
-    guess = float(np.linalg.eigvalsh((mid + mid.T) / 2).min())
-    scale = max(1.0, float(np.abs(mid).max()))
-    for k in range(40):
-        t = guess - abs(guess) * 1e-9 * 4**k - scale * 1e-14 * 4**k
-        eye = np.eye(len(lo)) * t
-        # lo - t and hi - t rounded outward
-        if interval_cholesky_pd(np.nextafter(lo - eye, -np.inf), np.nextafter(hi - eye, np.inf)):
-            return t
-    return -math.inf
-
-
-def upper_eigenvalue_bound(lo: np.ndarray, hi: np.ndarray) -> float:
-    """A proven ``t >= lambda_max(M)`` for every symmetric ``M`` in ``[lo, hi]``."""
-    return -lower_eigenvalue_bound(-hi, -lo)
 
 
 # ------------------------------------------------------------------------ Jacobians and Hessians

@@ -35,6 +35,7 @@ from lyapcert.bounds.forms import (
 )
 from lyapcert.bounds.graph import capture
 from lyapcert.bounds.interval import Interval
+from lyapcert.bounds.psd import proven_multiple
 from lyapcert.certificates.candidates import Candidate
 from lyapcert.errors import EquilibriumError, VerificationError
 from lyapcert.systems.system import System
@@ -283,22 +284,6 @@ def _floor_at(candidate: Candidate, x_star) -> tuple[np.ndarray, np.ndarray] | N
     return lo, hi
 
 
-def _proven_multiple(lo: np.ndarray, hi: np.ndarray, M: np.ndarray, guess: float) -> float | None:
-    """A ``t`` just under ``guess`` with ``F - t M`` proven positive definite (interval Cholesky)
-    for every symmetric ``F`` in ``[lo, hi]`` (``M`` exact; each entry of ``t M`` is rounded once,
-    so ``nextafter`` on both sides encloses it), or ``None``."""
-    from lyapcert.verify.local import interval_cholesky_pd
-
-    for k in range(12):
-        t = guess * (1 - 1e-9 * 4**k)
-        tm = t * M
-        a_lo = np.nextafter(lo - np.nextafter(tm, np.inf), -np.inf)
-        a_hi = np.nextafter(hi - np.nextafter(tm, -np.inf), np.inf)
-        if interval_cholesky_pd(a_lo, a_hi):
-            return t
-    return None
-
-
 def floor_inner_level(candidate: Candidate, local: LocalCertificate, x_star) -> float:
     """``t c_q`` (rounded down) for a ``t > 0`` with ``F - t P_q`` proven positive definite (interval
     Cholesky) for every ``F`` of the candidate's quadratic floor: then on ``B \\ int Q``, where
@@ -315,7 +300,7 @@ def floor_inner_level(candidate: Candidate, local: LocalCertificate, x_star) -> 
         return 0.0
     if not (math.isfinite(guess) and guess > 0):
         return 0.0
-    t = _proven_multiple(lo, hi, Pq, guess)
+    t = proven_multiple(lo, hi, Pq, guess)
     if t is None:
         return 0.0
     return math.nextafter(t * float(local.level), -math.inf) * (1 - 1e-12)
@@ -345,7 +330,7 @@ def floor_box(candidate: Candidate, x_star, level: float, lo: torch.Tensor, hi: 
             return None
         unit = np.zeros((n, n))
         unit[i, i] = 1.0
-        s_i = _proven_multiple(f_lo, f_hi, unit, 1.0 / inv_diag[i])
+        s_i = proven_multiple(f_lo, f_hi, unit, 1.0 / inv_diag[i])
         if s_i is None:
             return None
         # sqrt(level / s_i), rounded up (each step at most one ulp; the factor covers them)
@@ -1140,7 +1125,31 @@ def _chain_or(problem, level, started, base, v_at_eq, stats, local_text, hole: R
 def _nonstrict_or(
     problem, verdict, level, c0, counterexample, started, common, partial, best
 ) -> Result:
-    """After strict decrease failed: is the decrease at least non-strict (V' <= 0)?"""
+    """After strict decrease failed: is the decrease at least non-strict (V' <= 0)? Not searched
+    when the replay already proves ``dV/dt > 0`` at a point with ``V <= level`` (continuous
+    time): the non-strict condition fails there too."""
+    iv = ((counterexample or {}).get("replay") or {}).get("interval")
+    if (
+        level is not None
+        and problem.succ_q is None
+        and iv is not None
+        and iv[0] > 0
+        and counterexample["V"] <= level
+    ):
+        return _done(
+            problem,
+            verdict,
+            Condition.NONE,
+            level,
+            counterexample=counterexample,
+            started=started,
+            message="the decrease condition is violated (counterexample replayed with interval "
+            f"arithmetic at the point: dV/dt in [{iv[0]:.6g}, {iv[1]:.6g}], V = "
+            f"{counterexample['V']:.6g} <= {level:.6g})",
+            proof=partial,
+            proven_level=best,
+            **common,
+        )
     decrease, boundary = level_search(problem, c0, strict=False, target=level)
     common = dict(common)
     common["stats"] = common["stats"].merge(decrease.stats).merge(boundary.stats)
