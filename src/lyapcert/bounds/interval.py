@@ -97,6 +97,13 @@ class Interval:
     def __init__(self, lo: torch.Tensor, hi: torch.Tensor):
         self.lo, self.hi = _sanitize(lo, hi)
 
+    @classmethod
+    def _exact(cls, lo: torch.Tensor, hi: torch.Tensor) -> Interval:
+        """An interval from endpoints that cannot be NaN (no sanitising pass)."""
+        out = cls.__new__(cls)
+        out.lo, out.hi = lo, hi
+        return out
+
     # ----------------------------------------------------------------- construction
 
     @classmethod
@@ -129,7 +136,7 @@ class Interval:
     # ----------------------------------------------------------------- arithmetic
 
     def __neg__(self) -> Interval:
-        return Interval(-self.hi, -self.lo)
+        return Interval._exact(-self.hi, -self.lo)  # endpoints are never NaN
 
     def __add__(self, other) -> Interval:
         if getattr(other, "is_affine", False):
@@ -235,7 +242,7 @@ class Interval:
         # 0 from the point 0 stays (the target: +inf where far > 0, else 0)
         low = torch.clamp(down(near * near), min=0.0)
         high = torch.nextafter(far * far, _toward(far * _scalar(_INF, far)))
-        return Interval(low, high)
+        return Interval._exact(low, high)  # squares of non-NaN endpoints: never NaN
 
     def pow_int(self, n: int) -> Interval:
         """``x ** n`` for an integer ``n``."""
