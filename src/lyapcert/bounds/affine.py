@@ -65,7 +65,7 @@ def _lower(terms: Sequence[torch.Tensor]) -> torch.Tensor:
         mag = mag + t.abs()
     bound = (SAFETY * gamma(len(terms) + 2)) * mag
     out = down(down(total - bound) - TINY)
-    return torch.where(torch.isfinite(out), out, torch.full_like(out, -_INF))
+    return torch.nan_to_num(out, nan=-_INF, posinf=-_INF, neginf=-_INF)
 
 
 def _upper(terms: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -75,7 +75,18 @@ def _upper(terms: Sequence[torch.Tensor]) -> torch.Tensor:
 def _down_minus(c: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
     """A float at most ``c - s`` (``s >= 0``); NaN (``inf - inf``) gives ``-inf``."""
     out = down(c - s)
-    return torch.where(torch.isnan(out), torch.full_like(out, -_INF), out)
+    return torch.nan_to_num(out, nan=-_INF, posinf=_INF, neginf=-_INF)
+
+
+def _all_finite(t: torch.Tensor) -> bool:
+    """True only if every element is finite (their sum is: an infinity or NaN would make it
+    infinite or NaN; a finite sum that overflows answers False, which is only slower)."""
+    return bool(torch.isfinite(t.sum()))
+
+
+def _any_nan(t: torch.Tensor) -> bool:
+    """True if some element may be NaN (the sum is NaN; also for ``inf + -inf``)."""
+    return bool(torch.isnan(t.sum()))
 
 
 def _times(a: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
@@ -195,14 +206,18 @@ class Affine:
         ``SAFETY EPS sum |A| |d|max`` (callers with other errors charge them and pass
         ``False``). Coefficients that are not finite make the line constant and unbounded; the
         enclosure is intersected with the lines' concretisation."""
-        bad_lo = ~torch.isfinite(A_lo).all(dim=0) | torch.isnan(c_lo)
-        bad_hi = ~torch.isfinite(A_hi).all(dim=0) | torch.isnan(c_hi)
-        if bool(bad_lo.any()):
-            A_lo = torch.where(bad_lo, torch.zeros_like(A_lo), A_lo)
-            c_lo = torch.where(bad_lo, torch.full_like(c_lo, -_INF), c_lo)
-        if bool(bad_hi.any()):
-            A_hi = torch.where(bad_hi, torch.zeros_like(A_hi), A_hi)
-            c_hi = torch.where(bad_hi, torch.full_like(c_hi, _INF), c_hi)
+        # a finite sum of all coefficients means every one is finite, a sum of the constants
+        # that is not NaN means none is NaN: then nothing is bad (the usual case, two sums)
+        if not _all_finite(A_lo) or _any_nan(c_lo):
+            bad_lo = ~torch.isfinite(A_lo).all(dim=0) | torch.isnan(c_lo)
+            if bool(bad_lo.any()):
+                A_lo = torch.where(bad_lo, torch.zeros_like(A_lo), A_lo)
+                c_lo = torch.where(bad_lo, torch.full_like(c_lo, -_INF), c_lo)
+        if not _all_finite(A_hi) or _any_nan(c_hi):
+            bad_hi = ~torch.isfinite(A_hi).all(dim=0) | torch.isnan(c_hi)
+            if bool(bad_hi.any()):
+                A_hi = torch.where(bad_hi, torch.zeros_like(A_hi), A_hi)
+                c_hi = torch.where(bad_hi, torch.full_like(c_hi, _INF), c_hi)
         s_lo, s_hi = space.spread(A_lo), space.spread(A_hi)
         if rounded:
             c_lo = _down_minus(c_lo, s_lo * (SAFETY * EPS))
@@ -359,15 +374,18 @@ class Affine:
         """Compose the relaxation lines of ``rule(l, u)`` (on ``z``'s enclosure) with ``z``'s lines;
         elements whose enclosure is not finite take the constant lines of ``out``."""
         l, u = self.iv.lo, self.iv.hi
-        ok = torch.isfinite(l) & torch.isfinite(u) & (l <= u)
-        if not bool(ok.any()):
-            return self._like(out)
-        safe_l = torch.where(ok, l, torch.zeros_like(l))
-        safe_u = torch.where(ok, u, torch.zeros_like(u))
-        a_lo, b_lo, a_hi, b_hi = rule(safe_l, safe_u)
-        zero = torch.zeros_like(a_lo)
-        a_lo, a_hi = torch.where(ok, a_lo, zero), torch.where(ok, a_hi, zero)
-        b_lo, b_hi = torch.where(ok, b_lo, out.lo), torch.where(ok, b_hi, out.hi)
+        if relax.finite_ordered(l, u):  # the usual case: every element has its rule
+            a_lo, b_lo, a_hi, b_hi = rule(l, u)
+        else:
+            ok = torch.isfinite(l) & torch.isfinite(u) & (l <= u)
+            if not bool(ok.any()):
+                return self._like(out)
+            safe_l = torch.where(ok, l, torch.zeros_like(l))
+            safe_u = torch.where(ok, u, torch.zeros_like(u))
+            a_lo, b_lo, a_hi, b_hi = rule(safe_l, safe_u)
+            zero = torch.zeros_like(a_lo)
+            a_lo, a_hi = torch.where(ok, a_lo, zero), torch.where(ok, a_hi, zero)
+            b_lo, b_hi = torch.where(ok, b_lo, out.lo), torch.where(ok, b_hi, out.hi)
         A_lo, c_lo = _compose(self, a_lo, b_lo, lower=True)
         A_hi, c_hi = _compose(self, a_hi, b_hi, lower=False)
         result = Affine._make(self.space, A_lo, c_lo, A_hi, c_hi, out)
@@ -489,28 +507,34 @@ class Affine:
         Wn = weight.clamp(max=0.0)
         k = weight.shape[-1]
         g = SAFETY * gamma(2 * k + 2)
+        Wn_abs_T = Wn.abs().T
+        absA = {True: self.A_lo.abs(), False: self.A_hi.abs()}  # |A_lo|, |A_hi| once each
         out = []
         for lower in (True, False):
             A_a, A_b = (self.A_lo, self.A_hi) if lower else (self.A_hi, self.A_lo)
             c_a, c_b = (self.c_lo, self.c_hi) if lower else (self.c_hi, self.c_lo)
             A = A_a @ Wp.T + A_b @ Wn.T
-            err = g * (A_a.abs() @ Wp.T + A_b.abs() @ Wn.abs().T)
+            err = g * (absA[lower] @ Wp.T + absA[not lower] @ Wn_abs_T)
             # an unbounded constant meets a non-zero weight: that output's line is unbounded
-            fin_a, fin_b = torch.isfinite(c_a), torch.isfinite(c_b)
-            ca0 = torch.where(fin_a, c_a, torch.zeros_like(c_a))
-            cb0 = torch.where(fin_b, c_b, torch.zeros_like(c_b))
+            finite = _all_finite(c_a) and _all_finite(c_b)
+            if finite:
+                ca0, cb0 = c_a, c_b
+            else:
+                fin_a, fin_b = torch.isfinite(c_a), torch.isfinite(c_b)
+                ca0 = torch.where(fin_a, c_a, torch.zeros_like(c_a))
+                cb0 = torch.where(fin_b, c_b, torch.zeros_like(c_b))
             c = ca0 @ Wp.T + cb0 @ Wn.T
-            cerr = g * (ca0.abs() @ Wp.T + cb0.abs() @ Wn.abs().T)
-            inf = ((~fin_a).to(Wp.dtype) @ (Wp != 0).to(Wp.dtype).T) + (
-                (~fin_b).to(Wp.dtype) @ (Wn != 0).to(Wp.dtype).T
-            )
+            cerr = g * (ca0.abs() @ Wp.T + cb0.abs() @ Wn_abs_T)
             terms = [c] if bias is None else [c, bias]
             if lower:
                 c = _lower([*terms, -cerr, -sp.charge(err)])
-                c = torch.where(inf > 0, torch.full_like(c, -_INF), c)
             else:
                 c = _upper([*terms, cerr, sp.charge(err)])
-                c = torch.where(inf > 0, torch.full_like(c, _INF), c)
+            if not finite:
+                inf = ((~fin_a).to(Wp.dtype) @ (Wp != 0).to(Wp.dtype).T) + (
+                    (~fin_b).to(Wp.dtype) @ (Wn != 0).to(Wp.dtype).T
+                )
+                c = torch.where(inf > 0, torch.full_like(c, -_INF if lower else _INF), c)
             out += [A, c]
         iv = self.iv.linear(weight, bias)
         result = Affine._make(sp, out[0], out[1], out[2], out[3], iv, rounded=False)

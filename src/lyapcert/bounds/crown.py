@@ -69,7 +69,7 @@ def _lower_sum(terms: list[torch.Tensor], b: int, like: torch.Tensor) -> torch.T
     total = flat.sum(dim=1)
     bound = SAFETY * gamma(m + 2) * flat.abs().sum(dim=1)
     out = down(down(total - bound) - TINY)
-    return torch.where(torch.isfinite(out), out, torch.full_like(out, -math.inf))
+    return torch.nan_to_num(out, nan=-math.inf, posinf=-math.inf, neginf=-math.inf)
 
 
 def _abs_max(iv: Interval) -> torch.Tensor:
@@ -227,7 +227,7 @@ def concretise(lam: torch.Tensor, c: torch.Tensor, boxes: Interval) -> torch.Ten
     """``min over the box of lam . x + c``, rounded down."""
     total = (boxes * lam).sum(dim=1)
     out = down(total.lo + c - TINY)
-    return torch.where(torch.isnan(out), torch.full_like(out, -math.inf), out)
+    return torch.nan_to_num(out, nan=-math.inf, posinf=math.inf, neginf=-math.inf)
 
 
 def crown_bounds(quantity, boxes: Interval, lower: bool = True, upper: bool = True):

@@ -27,22 +27,45 @@ ulps (SLEEF u10 on CPU, CUDA's double-precision functions). Checked against arb 
 _INF = math.inf
 
 
+_SCALARS: dict = {}
+
+
+def _scalar(value: float, like: torch.Tensor) -> torch.Tensor:
+    """A cached 0-dim tensor ``value`` of ``like``'s dtype and device (a broadcast operand: no
+    full-size tensor is filled for it)."""
+    key = (value, like.dtype, like.device)
+    t = _SCALARS.get(key)
+    if t is None:
+        t = _SCALARS[key] = torch.tensor(value, dtype=like.dtype, device=like.device)
+    return t
+
+
 def down(x: torch.Tensor) -> torch.Tensor:
     """The next float64 below ``x`` (exact zeros included)."""
-    return torch.nextafter(x, torch.full_like(x, -_INF))
+    return torch.nextafter(x, _scalar(-_INF, x))
 
 
 def up(x: torch.Tensor) -> torch.Tensor:
-    return torch.nextafter(x, torch.full_like(x, _INF))
+    return torch.nextafter(x, _scalar(_INF, x))
+
+
+def _toward(t: torch.Tensor) -> torch.Tensor:
+    """``t`` with NaN replaced by 0 (infinities kept): a ``nextafter`` target that is ``-inf`` /
+    ``+inf`` where a result moves and 0 where it stays (``nextafter(0, 0) = 0``)."""
+    return torch.nan_to_num(t, nan=0.0, posinf=_INF, neginf=-_INF)
 
 
 def down0(x: torch.Tensor) -> torch.Tensor:
-    """``down`` except exact zeros, for results whose zeros are exact (sums, products by 0)."""
-    return torch.where(x == 0, x, down(x))
+    """``down`` except exact zeros, for results whose zeros are exact (sums, products by 0).
+
+    One ``nextafter`` toward ``-|x| inf``: ``-inf`` for ``x != 0``; for ``x = 0`` the product
+    ``0 * inf`` is NaN, made 0, and ``nextafter(0, 0) = 0`` (a NaN ``x`` stays NaN). Equal to
+    ``where(x == 0, x, down(x))`` up to the sign of a zero (``-0.0`` comes back as ``0.0``)."""
+    return torch.nextafter(x, _toward(x.abs() * _scalar(-_INF, x)))
 
 
 def up0(x: torch.Tensor) -> torch.Tensor:
-    return torch.where(x == 0, x, up(x))
+    return torch.nextafter(x, _toward(x.abs() * _scalar(_INF, x)))
 
 
 def down_lib(x: torch.Tensor, ulps: int = TRANSCENDENTAL_ULPS) -> torch.Tensor:
@@ -73,6 +96,13 @@ class Interval:
 
     def __init__(self, lo: torch.Tensor, hi: torch.Tensor):
         self.lo, self.hi = _sanitize(lo, hi)
+
+    @classmethod
+    def _exact(cls, lo: torch.Tensor, hi: torch.Tensor) -> Interval:
+        """An interval from endpoints that cannot be NaN (no sanitising pass)."""
+        out = cls.__new__(cls)
+        out.lo, out.hi = lo, hi
+        return out
 
     # ----------------------------------------------------------------- construction
 
@@ -106,7 +136,7 @@ class Interval:
     # ----------------------------------------------------------------- arithmetic
 
     def __neg__(self) -> Interval:
-        return Interval(-self.hi, -self.lo)
+        return Interval._exact(-self.hi, -self.lo)  # endpoints are never NaN
 
     def __add__(self, other) -> Interval:
         if getattr(other, "is_affine", False):
@@ -127,14 +157,14 @@ class Interval:
         return Interval(down0(self.lo - c), up0(self.hi - c))
 
     def __rsub__(self, other) -> Interval:
-        return (-self) + other
+        c = _const(other, self.lo)
+        return Interval(down0(c - self.hi), up0(c - self.lo))
 
     def __mul__(self, other) -> Interval:
         if getattr(other, "is_affine", False):
             return NotImplemented
         if isinstance(other, Interval):
             a0, a1, b0, b1 = self.lo, self.hi, other.lo, other.hi
-            za0, za1, zb0, zb1 = a0 == 0, a1 == 0, b0 == 0, b1 == 0
             p = (a0 * b0, a0 * b1, a1 * b0, a1 * b1)
             lo = torch.minimum(torch.minimum(p[0], p[1]), torch.minimum(p[2], p[3]))
             hi = torch.maximum(torch.maximum(p[0], p[1]), torch.maximum(p[2], p[3]))
@@ -143,23 +173,30 @@ class Interval:
             # from non-zero factors underflowed and must move: an extreme 0 stays only when no
             # product underflowed. (Equal to rounding each product, then taking min / max.)
             # inf * 0 is NaN: an infinite endpoint means "unbounded" (sanitised below).
+            zl, zh = lo == 0, hi == 0
+            if not bool((zl | zh).any()):  # no extreme is 0 (the usual case): all move
+                return Interval(down(lo), up(hi))
+            za0, za1, zb0, zb1 = a0 == 0, a1 == 0, b0 == 0, b1 == 0
             underflow = (
                 ((p[0] == 0) & ~(za0 | zb0))
                 | ((p[1] == 0) & ~(za0 | zb1))
                 | ((p[2] == 0) & ~(za1 | zb0))
                 | ((p[3] == 0) & ~(za1 | zb1))
             )
-            lo = torch.where((lo == 0) & ~underflow, lo, down(lo))
-            hi = torch.where((hi == 0) & ~underflow, hi, up(hi))
+            lo = torch.where(zl & ~underflow, lo, down(lo))
+            hi = torch.where(zh & ~underflow, hi, up(hi))
             return Interval(lo, hi)
         c = _const(other, self.lo)
         a, b = self.lo * c, self.hi * c
-        # a product is exactly 0 when a factor is 0; keep such zeros unmoved
-        a_lo = torch.where((self.lo == 0) | (c == 0), a, down(a))
-        a_hi = torch.where((self.lo == 0) | (c == 0), a, up(a))
-        b_lo = torch.where((self.hi == 0) | (c == 0), b, down(b))
-        b_hi = torch.where((self.hi == 0) | (c == 0), b, up(b))
-        return Interval(torch.minimum(a_lo, b_lo), torch.maximum(a_hi, b_hi))
+        # a product is exactly 0 when a factor is 0; keep such zeros unmoved: the nextafter
+        # target is -inf (+inf) where both factors are non-zero, else 0 (|v| inf is NaN at v = 0)
+        C = c.abs() * _scalar(_INF, c)
+        ta = _toward(self.lo.abs() * C)
+        tb = _toward(self.hi.abs() * C)
+        return Interval(
+            torch.minimum(torch.nextafter(a, -ta), torch.nextafter(b, -tb)),
+            torch.maximum(torch.nextafter(a, ta), torch.nextafter(b, tb)),
+        )
 
     __rmul__ = __mul__
 
@@ -197,14 +234,15 @@ class Interval:
         return self.reciprocal() * other
 
     def square(self) -> Interval:
-        lo2, hi2 = self.lo * self.lo, self.hi * self.hi
-        straddle = (self.lo < 0) & (self.hi > 0)
-        low = torch.where(straddle, torch.zeros_like(lo2), torch.minimum(lo2, hi2))
-        high = torch.maximum(lo2, hi2)
-        both_zero = (self.lo == 0) & (self.hi == 0)
-        # a square that underflows to 0 is not exactly 0: widen it (the lower end stays >= 0)
-        low = torch.where(straddle, low, torch.clamp(down(low), min=0.0))
-        return Interval(low, torch.where(both_zero, high, up(high)))
+        # the smallest |x| in the interval (0 when it holds 0) and the largest; the rounded squares
+        # of these are the extremes of the rounded squares (rounding is monotone)
+        near = torch.clamp(torch.maximum(self.lo, -self.hi), min=0.0)
+        far = torch.maximum(-self.lo, self.hi)
+        # a square that underflows to 0 is not exactly 0: widen it (the lower end stays >= 0); a
+        # 0 from the point 0 stays (the target: +inf where far > 0, else 0)
+        low = torch.clamp(down(near * near), min=0.0)
+        high = torch.nextafter(far * far, _toward(far * _scalar(_INF, far)))
+        return Interval._exact(low, high)  # squares of non-NaN endpoints: never NaN
 
     def pow_int(self, n: int) -> Interval:
         """``x ** n`` for an integer ``n``."""

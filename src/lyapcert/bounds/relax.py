@@ -131,9 +131,22 @@ def _check(l: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
         raise ValueError(f"relax: endpoints of different shapes {tuple(l.shape)}, {tuple(u.shape)}")
     if l.dtype != torch.float64 or u.dtype != torch.float64:
         raise ValueError(f"relax: expected float64 endpoints, got {l.dtype} and {u.dtype}")
-    if not bool(torch.all(torch.isfinite(l) & torch.isfinite(u) & (l <= u))):
+    if not finite_ordered(l, u):
         raise ValueError("relax: expected finite endpoints with l <= u")
     return l, u
+
+
+_MAX = torch.finfo(torch.float64).max
+
+
+def finite_ordered(l: torch.Tensor, u: torch.Tensor) -> bool:
+    """Every ``l``, ``u`` finite and ``l <= u`` (three reductions: the largest magnitude is at
+    most the largest float, NaN failing the test, and ``u - l`` is nowhere negative: for finite
+    floats ``u - l < 0`` exactly when ``u < l``, an overflow giving ``+inf`` when ``u > l``)."""
+    if l.numel() == 0:
+        return True
+    big = torch.maximum(l.abs().amax(), u.abs().amax())
+    return bool(big <= _MAX) and bool((u - l).amin() >= 0)
 
 
 def _mid(l: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
@@ -224,7 +237,7 @@ def _gap_min(fn: _Fn, a, b, pieces: list[_Piece], ts, lower: bool) -> torch.Tens
             ),
         )
         m = vals if m is None else torch.minimum(m, vals)
-    return torch.where(torch.isnan(m), torch.full_like(m, -_INF), m)
+    return torch.nan_to_num(m, nan=-_INF, posinf=_INF, neginf=-_INF)
 
 
 def _shift(b: torch.Tensor, m: torch.Tensor, lower: bool) -> torch.Tensor:
@@ -256,8 +269,8 @@ def _finish(
 
 
 def _sound(fn, a, b, pieces, ts, const, l, u, lower):
-    a = torch.where(torch.isfinite(a), a, torch.zeros_like(a))  # NaN / inf: constant below
-    b_fin = torch.where(torch.isfinite(b), b, torch.zeros_like(b))
+    a = torch.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0)  # NaN / inf: constant below
+    b_fin = torch.nan_to_num(b, nan=0.0, posinf=0.0, neginf=0.0)
     m = _gap_min(fn, a, b_fin, pieces, ts, lower)
     b2 = _shift(b_fin, m, lower)
     b2 = torch.where(torch.isfinite(b), b2, torch.full_like(b, _INF))  # -> constant line
@@ -472,7 +485,7 @@ def softplus(
 
         m2 = torch.minimum(ident_gap(p), ident_gap(u))
         m2 = torch.where(reach, m2, torch.zeros_like(m2))
-        m2 = torch.where(torch.isnan(m2), torch.full_like(m2, -_INF), m2)
+        m2 = torch.nan_to_num(m2, nan=-_INF, posinf=_INF, neginf=-_INF)
         b_lo = _shift(out.b_lo, m2, True)
         const_lo = Interval(l, u).softplus(1.0, threshold).lo
         a_lo, b_lo = _finish(out.a_lo, b_lo, const_lo, l, u, True)
@@ -601,7 +614,7 @@ def _pl_sound(f_iv: FIv, a, b, l, u, kinks, const, lower: bool, exact=None):
     linear, so its minimum lies at an endpoint or a kink inside. Where ``exact`` is true the line
     is valid in real arithmetic by construction (``0``, ``x``, ``slope x``, a constant bound of
     ``f``) and is kept as it is."""
-    a = torch.where(torch.isfinite(a), a, torch.zeros_like(a))
+    a = torch.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0)
     b_ok = torch.isfinite(b)
     b = torch.where(b_ok, b, torch.zeros_like(b))
     m = None
@@ -609,7 +622,7 @@ def _pl_sound(f_iv: FIv, a, b, l, u, kinks, const, lower: bool, exact=None):
         x = torch.minimum(torch.maximum(x, l), u)
         g = _gap(f_iv, a, b, Interval.point(x), lower).lo
         m = g if m is None else torch.minimum(m, g)
-    m = torch.where(torch.isnan(m), torch.full_like(m, -_INF), m)
+    m = torch.nan_to_num(m, nan=-_INF, posinf=_INF, neginf=-_INF)
     if exact is not None:
         m = torch.where(exact, torch.zeros_like(m), m)
     b2 = torch.where(b_ok, _shift(b, m, lower), torch.full_like(b, _INF))
@@ -763,13 +776,13 @@ def _fast_convex(fn: _Fn, l, u, const: Interval, ends=None):
     with torch.no_grad():
         t = _mid(l, u)
         Ft, Ft_iv, dFt, dFt_iv = fn.point(t)
-        a_lo = torch.where(torch.isfinite(dFt), dFt, torch.zeros_like(dFt))
+        a_lo = torch.nan_to_num(dFt, nan=0.0, posinf=0.0, neginf=0.0)
         b_lo = Ft - a_lo * t
-        b_lo = torch.where(torch.isfinite(b_lo), b_lo, torch.zeros_like(b_lo))
+        b_lo = torch.nan_to_num(b_lo, nan=0.0, posinf=0.0, neginf=0.0)
         tp = Interval.point(t)
         # G = f - line is convex: G(x) >= G(t) + G'(t) (x - t)
         g = (Ft_iv - (tp * a_lo + b_lo)) + (dFt_iv - a_lo) * (Interval(l, u) - t)
-        m = torch.where(torch.isnan(g.lo), torch.full_like(g.lo, -_INF), g.lo)
+        m = torch.nan_to_num(g.lo, nan=-_INF, posinf=_INF, neginf=-_INF)
         a_lo, b_lo = _finish(a_lo, _shift(b_lo, m, True), const.lo, l, u, True)
         (Fl, Fl_iv, _, _), (Fu, Fu_iv, _, _) = (
             ends
@@ -783,16 +796,16 @@ def _fast_convex(fn: _Fn, l, u, const: Interval, ends=None):
         w = u - l
         k = (Fu - Fl) / w
         k = torch.where((w > 0) & torch.isfinite(k), k, dFt)
-        a_hi = torch.where(torch.isfinite(k), k, torch.zeros_like(k))
+        a_hi = torch.nan_to_num(k, nan=0.0, posinf=0.0, neginf=0.0)
         b_hi = torch.where(
             a_hi.abs() * torch.maximum(l.abs(), u.abs()) < _INF, Fl - a_hi * l, Ft - a_hi * t
         )
-        b_fin = torch.where(torch.isfinite(b_hi), b_hi, torch.zeros_like(b_hi))
+        b_fin = torch.nan_to_num(b_hi, nan=0.0, posinf=0.0, neginf=0.0)
         # line - f is concave: its minimum is at l or u
         gl = (Interval.point(l) * a_hi + b_fin) - Fl_iv
         gu = (Interval.point(u) * a_hi + b_fin) - Fu_iv
         m = torch.minimum(gl.lo, gu.lo)
-        m = torch.where(torch.isnan(m), torch.full_like(m, -_INF), m)
+        m = torch.nan_to_num(m, nan=-_INF, posinf=_INF, neginf=-_INF)
         b_hi = torch.where(torch.isfinite(b_hi), _shift(b_fin, m, False), b_hi)
         a_hi, b_hi = _finish(a_hi, b_hi, const.hi, l, u, False)
     return a_lo, b_lo, a_hi, b_hi
@@ -824,11 +837,11 @@ def _fast_s_shaped(fn: _Fn, l, u, s0: float) -> LinearBounds:
             # here (ml, mu) = (l, u): f - slope x is non-decreasing for slope <= min f'
             lp, up_ = Interval.point(l), Interval.point(u)
             slope = torch.minimum(end_l[3].lo, end_u[3].lo).clamp(min=0.0)
-            slope = torch.where(torch.isnan(slope), torch.zeros_like(slope), slope)
+            slope = torch.nan_to_num(slope, nan=0.0, posinf=_INF, neginf=-_INF)
             p_lo = (end_l[1] - lp * slope).lo
             p_hi = (end_u[1] - up_ * slope).hi
-            p_lo = torch.where(torch.isfinite(p_lo), p_lo, torch.full_like(p_lo, -_INF))
-            p_hi = torch.where(torch.isfinite(p_hi), p_hi, torch.full_like(p_hi, _INF))
+            p_lo = torch.nan_to_num(p_lo, nan=-_INF, posinf=-_INF, neginf=-_INF)
+            p_hi = torch.nan_to_num(p_hi, nan=_INF, posinf=_INF, neginf=_INF)
             a_lo = torch.where(straddle, slope, a_lo)
             a_hi = torch.where(straddle, slope, a_hi)
             b_lo = torch.where(straddle, p_lo, b_lo)
@@ -852,9 +865,9 @@ def _fast_taylor(f, df, f_iv: FIv, df_iv: FIv, d2f_iv: FIv, l, u) -> LinearBound
         const = f_iv(Interval(l, u))
         t = _mid(l, u)
         a = df(t)
-        a = torch.where(torch.isfinite(a), a, torch.zeros_like(a))
+        a = torch.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0)
         b = f(t) - a * t
-        b = torch.where(torch.isfinite(b), b, torch.zeros_like(b))
+        b = torch.nan_to_num(b, nan=0.0, posinf=0.0, neginf=0.0)
         tp = Interval.point(t)
         off = Interval(l, u) - t
         g = (
@@ -862,8 +875,8 @@ def _fast_taylor(f, df, f_iv: FIv, df_iv: FIv, d2f_iv: FIv, l, u) -> LinearBound
             + (df_iv(tp) - a) * off
             + d2f_iv(Interval(l, u)) * (off.square() * 0.5)
         )
-        m_lo = torch.where(torch.isnan(g.lo), torch.full_like(g.lo, -_INF), g.lo)
-        m_hi = torch.where(torch.isnan(g.hi), torch.full_like(g.hi, _INF), g.hi)
+        m_lo = torch.nan_to_num(g.lo, nan=-_INF, posinf=_INF, neginf=-_INF)
+        m_hi = torch.nan_to_num(g.hi, nan=_INF, posinf=_INF, neginf=-_INF)
         b_lo = torch.where(m_lo >= 0, b, down(b + m_lo))
         b_hi = torch.where(m_hi <= 0, b, up(b + m_hi))
         a_lo, b_lo = _finish(a, b_lo, const.lo, l, u, True)
