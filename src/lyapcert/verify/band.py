@@ -151,7 +151,7 @@ def check_band(
     if not hasattr(local, "P"):
         hole = {"status": "unknown", "reason": "x* or its local certificate is not proven"}
     else:
-        c0, _ = inner_level(problem, local)
+        c0, _ = inner_level(problem, local, target=c1)
         region = None
         if c0 >= c1:
             hole = {"status": "closed", "by": "the local certificate", "c0": c0}
@@ -164,7 +164,7 @@ def check_band(
                 if region is None:
                     reasons.append(why)
                     continue
-                c0_chain, _ = inner_level(problem, region)
+                c0_chain, _ = inner_level(problem, region, target=c1)
                 if c0_chain >= c1:
                     hole = {
                         "status": "closed",

@@ -214,12 +214,16 @@ def _point_values(q, points: torch.Tensor) -> Interval:
     return out
 
 
-def inner_level(problem: _Problem, local) -> tuple[float, SearchStats]:
+def inner_level(
+    problem: _Problem, local, target: float | None = None
+) -> tuple[float, SearchStats]:
     """A proven ``c0`` with ``V > c0`` on ``B \\ int Q`` (so ``{V <= c0}`` lies in ``Q``): from
     the candidate's quadratic floor when it has one, else by branch and bound. ``Q`` is
     ``{(x-x*)'P(x-x*) <= level}`` (``local.P``, ``local.level``: the local certificate, or a
     chain's quadratic region), or ``{W <= level}`` with ``local.value_q`` the bound function of
-    ``W`` (``verify.chain.InnerRegion``)."""
+    ``W`` (``verify.chain.InnerRegion``). With ``target`` the search stops as soon as ``c0 >
+    target`` is proven or a point of ``B \\ int Q`` with ``V <= target`` is found (the band
+    check only asks whether ``c0`` reaches ``c1``)."""
     region_q = getattr(local, "value_q", None)
     problem.inner_tree = None
     if region_q is None:
@@ -264,6 +268,7 @@ def inner_level(problem: _Problem, local) -> tuple[float, SearchStats]:
         problem.hi[None],
         problem.scale,
         problem.budget(),
+        target=target,
         rel_tol=problem.options.inner_tolerance,
         record=problem.options.record_proof,
     )
