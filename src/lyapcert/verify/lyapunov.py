@@ -214,9 +214,7 @@ def _point_values(q, points: torch.Tensor) -> Interval:
     return out
 
 
-def inner_level(
-    problem: _Problem, local, target: float | None = None
-) -> tuple[float, SearchStats]:
+def inner_level(problem: _Problem, local, target: float | None = None) -> tuple[float, SearchStats]:
     """A proven ``c0`` with ``V > c0`` on ``B \\ int Q`` (so ``{V <= c0}`` lies in ``Q``): from
     the candidate's quadratic floor when it has one, else by branch and bound. ``Q`` is
     ``{(x-x*)'P(x-x*) <= level}`` (``local.P``, ``local.level``: the local certificate, or a
