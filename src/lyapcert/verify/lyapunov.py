@@ -400,6 +400,9 @@ def decrease_search(
     region_q = None
     if exclude is not None:
         region_q = exclude.value_q or _quadratic_q(exclude.P, problem.x_star)
+    # from 3 states the linear bound comes last, after forms that are often enough (a quadratic
+    # V of a smooth loop): there it runs only while it decides boxes the others left open
+    linear_tier = PayingTier()
 
     def bounds_fn(boxes):
         vb = _bounds(problem.value_q, boxes, opts.mean_value)
@@ -424,13 +427,14 @@ def decrease_search(
             lb = _tighten_mean_value(problem.lie_q, boxes, lb, need)
         if second_order:
             lb = _tighten_second_order(problem.lie_q, boxes, lb, undecided=~(vb.hi < c0))
-        if opts.linear:
+        if opts.linear and (not second_order or linear_tier.wanted()):
             need = ~(lb.hi < 0) & ~(vb.hi < c0)
             if discrete:
                 need = need & vb.inside
             if region_q is not None:
                 need = need & ~(vb.region_hi < exclude.level)
             lb = _tighten_linear(problem.lie_q, boxes, lb, need, keep_guide=second_order)
+            linear_tier.record(int(need.sum()), int((need & (lb.hi < 0)).sum()))
         vb.lie_hi = lb.hi
         if lb.sensitivity is not None:
             vb.sensitivity = lb.sensitivity
@@ -730,6 +734,36 @@ def _tighten_mean_value(q, boxes: Interval, bounds: Bounds, need: torch.Tensor) 
     hi[need] = torch.minimum(hi[need], mv.hi)
     sens[need] = mv.sensitivity
     return Bounds(lo, hi, sens)
+
+
+@dataclass
+class PayingTier:
+    """Whether an extra bound form pays in a search: it runs on every evaluation until it has
+    been tried on ``warmup`` boxes, then while it decides at least ``min_share`` of the boxes it
+    is tried on (counts decayed by ``decay`` per evaluation, so the share follows the search
+    from one part of the box to another); below that it runs on one evaluation in ``probe``,
+    which re-measures the share. Counts only, never the clock: the same search on any machine
+    makes the same choices. Skipping a form never makes a bound wrong, only looser."""
+
+    warmup: int = 4096
+    min_share: float = 0.02
+    probe: int = 8
+    decay: float = 0.7
+    tried: float = 0.0
+    decided: float = 0.0
+    seen: int = 0
+    calls: int = 0
+
+    def wanted(self) -> bool:
+        self.calls += 1
+        if self.seen < self.warmup or self.decided >= self.min_share * self.tried:
+            return True
+        return self.calls % self.probe == 0
+
+    def record(self, tried: int, decided: int) -> None:
+        self.seen += tried
+        self.tried = self.tried * self.decay + tried
+        self.decided = self.decided * self.decay + decided
 
 
 def _tighten_linear(
