@@ -173,6 +173,13 @@ def test_a_target_inside_the_tolerance_gap_is_still_proved():
             lambda b: interval_bounds(q, b), clear, points, lo, hi, scale, budget, target=target
         )
         assert r.lower > target and r.upper >= 0.75
+    # a target far below: boxes are dropped once above it, and the returned lower bound is still
+    # a lower bound of the infimum (not the upper bound, nor infinity)
+    for target in (0.5, -1.0):
+        r = minimize(
+            lambda b: interval_bounds(q, b), clear, points, lo, hi, scale, budget, target=target
+        )
+        assert target < r.lower <= 0.75
     # and scaled by 1e-9: the same decisions (relative tolerances)
     tiny = minimize(
         lambda b: interval_bounds(lambda x: q(x) * 1e-9, b),

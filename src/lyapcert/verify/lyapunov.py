@@ -221,7 +221,7 @@ def inner_level(problem: _Problem, local, target: float | None = None) -> tuple[
     chain's quadratic region), or ``{W <= level}`` with ``local.value_q`` the bound function of
     ``W`` (``verify.chain.InnerRegion``). With ``target`` the search stops as soon as ``c0 >
     target`` is proven or a point of ``B \\ int Q`` with ``V <= target`` is found (the band
-    check only asks whether ``c0`` reaches ``c1``)."""
+    check only asks whether ``c0`` reaches ``c1``); a Sobol sample of the box is tried first."""
     region_q = getattr(local, "value_q", None)
     problem.inner_tree = None
     if region_q is None:
@@ -258,6 +258,11 @@ def inner_level(problem: _Problem, local, target: float | None = None) -> tuple[
         q = _point_values(vq, points)
         return q.lo >= local.level, v.hi
 
+    start = None
+    if target is not None:  # a point with V <= target outside Q answers at once: try a sample
+        n = problem.lo.shape[0]
+        unit = torch.quasirandom.SobolEngine(n, scramble=True, seed=0).draw(4096)
+        start = problem.lo + unit.to(problem.lo) * (problem.hi - problem.lo)
     res = minimize(
         bounds_fn,
         clear,
@@ -268,6 +273,7 @@ def inner_level(problem: _Problem, local, target: float | None = None) -> tuple[
         problem.budget(),
         target=target,
         rel_tol=problem.options.inner_tolerance,
+        initial_points=start,
         record=problem.options.record_proof,
     )
     problem.inner_tree = res.trees[0] if res.trees else None

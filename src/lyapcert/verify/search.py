@@ -167,6 +167,7 @@ def minimize(
             j = int(torch.argmin(v_up))
             upper, witness = float(v_up[j]), initial_points[j].tolist()
     stuck_lower = math.inf
+    dropped_lower = math.inf  # the least bound of boxes dropped for being above the target
     min_width = budget.min_width * scale
 
     while True:
@@ -214,6 +215,9 @@ def minimize(
         cut = upper if target is None else min(upper, target)
         # boxes proven clear of D, or whose V is above what could matter, are done
         alive = ~clear & ~(vb.lo > cut) & ~(vb.lo >= upper)
+        above_target = ~clear & (vb.lo > cut) & (vb.lo < upper)
+        if bool(above_target.any()):  # not needed for the answer, but the infimum may lie there
+            dropped_lower = min(dropped_lower, float(vb.lo[above_target].min()))
         if alive.any():
             # look for proven points of D (replayed violations) in the live boxes
             pts = _corners_and_centre(blo[alive], bhi[alive])
@@ -291,7 +295,7 @@ def minimize(
         if progress:
             progress(min(float(keys.min()), stuck_lower), upper, stats.boxes)
 
-    lower = min(float(keys.min()) if keys.numel() else math.inf, stuck_lower, upper)
+    lower = min(float(keys.min()) if keys.numel() else math.inf, stuck_lower, upper, dropped_lower)
     stats.seconds = time.perf_counter() - started
     result = SearchResult(lower=lower, upper=upper, witness=witness, stats=stats)
     if record:
