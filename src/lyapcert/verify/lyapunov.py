@@ -1171,14 +1171,8 @@ def _nonstrict_or(
     """After strict decrease failed: is the decrease at least non-strict (V' <= 0)? Not searched
     when the replay already proves ``dV/dt > 0`` at a point with ``V <= level`` (continuous
     time): the non-strict condition fails there too."""
-    iv = ((counterexample or {}).get("replay") or {}).get("interval")
-    if (
-        level is not None
-        and problem.succ_q is None
-        and iv is not None
-        and iv[0] > 0
-        and counterexample["V"] <= level
-    ):
+
+    def violated(detail: str = "") -> Result:
         return _done(
             problem,
             verdict,
@@ -1187,11 +1181,22 @@ def _nonstrict_or(
             counterexample=counterexample,
             started=started,
             message="the decrease condition is violated (counterexample replayed with interval "
-            f"arithmetic at the point: dV/dt in [{iv[0]:.6g}, {iv[1]:.6g}], V = "
-            f"{counterexample['V']:.6g} <= {level:.6g})",
+            f"arithmetic at the point{detail})",
             proof=partial,
             proven_level=best,
             **common,
+        )
+
+    iv = ((counterexample or {}).get("replay") or {}).get("interval")
+    if (
+        level is not None
+        and problem.succ_q is None
+        and iv is not None
+        and iv[0] > 0
+        and counterexample["V"] <= level
+    ):
+        return violated(
+            f": dV/dt in [{iv[0]:.6g}, {iv[1]:.6g}], V = {counterexample['V']:.6g} <= {level:.6g}"
         )
     decrease, boundary = level_search(problem, c0, strict=False, target=level)
     common = dict(common)
@@ -1213,19 +1218,7 @@ def _nonstrict_or(
             proven_level=best,
             **common,
         )
-    return _done(
-        problem,
-        verdict,
-        Condition.NONE,
-        level,
-        counterexample=counterexample,
-        started=started,
-        message="the decrease condition is violated (counterexample replayed with interval "
-        "arithmetic at the point)",
-        proof=partial,
-        proven_level=best,
-        **common,
-    )
+    return violated()
 
 
 def _done(
