@@ -189,6 +189,13 @@ def test_cli_verify_out_then_verify_dir_reports_both_times(tmp_path):
     assert res.exit_code == 0 and "stored proof" in res.stdout and "search took" in res.stdout
     res = runner.invoke(app, ["verify", str(tmp_path / "c"), "--search", "--json"])
     assert res.exit_code == 0 and json.loads(res.stdout)["recheck"] == "search (asked for)"
+    assert json.loads(res.stdout)["provenance"]["settings"]["linear"] is True  # as saved
+    # the search's settings can be changed; the stored proof is re-checked as it is
+    res = runner.invoke(app, ["verify", str(tmp_path / "c"), "--search", "--no-linear", "--json"])
+    assert res.exit_code == 0 and json.loads(res.stdout)["reproduced"] is True
+    assert json.loads(res.stdout)["provenance"]["settings"]["linear"] is False
+    res = runner.invoke(app, ["verify", str(tmp_path / "c"), "--no-linear"])
+    assert res.exit_code == 2 and "--search" in res.stdout + (res.stderr or "")
     res = runner.invoke(app, ["verify", "damped_sho", "-c", "x**2", "--search"])
     assert res.exit_code == 2
 

@@ -391,13 +391,15 @@ def verify_command(
         int, typer.Option(help="Split the decrease search into this many sub-boxes.")
     ] = 1,
     linear: Annotated[
-        bool,
+        bool | None,
         typer.Option(
             "--linear/--no-linear",
             help="Linear (CROWN) bounds where intervals leave a box open (default on; off: "
-            "interval and mean-value bounds only, as before issue 15).",
+            "interval and mean-value bounds only, as before issue 15). With --search on a "
+            "certificate directory, the saved setting unless given.",
+            show_default=False,
         ),
-    ] = True,
+    ] = None,
     backend: Annotated[
         str, typer.Option(help="Where the parts run: local (here, one after another) or ray.")
     ] = "local",
@@ -438,7 +440,15 @@ def verify_command(
                 "a certificate directory is re-checked as saved: drop --candidate, --controller "
                 "and --level"
             )
-        _recheck(Path(system), as_json, search)
+        if not search and (linear is not None or device != "cpu"):
+            raise VerificationError(
+                "--linear/--no-linear and --device apply to a search: add --search (the stored "
+                "proof is re-checked box by box, with no search)"
+            )
+        overrides = {"device": device} if device != "cpu" else {}
+        if linear is not None:
+            overrides["linear"] = linear
+        _recheck(Path(system), as_json, search, **overrides)
         return
     if search:
         raise VerificationError("--search is for re-checking a certificate directory")
@@ -460,7 +470,7 @@ def verify_command(
         decay_rate=decay_rate,
         progress=err.is_terminal and not as_json and parts == 1,
         parts=parts,
-        linear=linear,
+        linear=True if linear is None else linear,
     ).validate()
     mapper = mapper_for(backend, address)
     cand = load_candidate(candidate, s)
@@ -514,10 +524,10 @@ def verify_command(
         raise typer.Exit(EXIT_NEGATIVE)
 
 
-def _recheck(directory: Path, as_json: bool, search: bool = False) -> None:
+def _recheck(directory: Path, as_json: bool, search: bool = False, **overrides) -> None:
     from lyapcert.verify import recheck_report
 
-    report = recheck_report(directory, search=search)
+    report = recheck_report(directory, search=search, **overrides)
     if as_json:
         _emit_json(report.to_dict())
     else:

@@ -10,15 +10,17 @@ from lyapcert.verify.lyapunov import VerifyOptions, verify_candidate
 from lyapcert.verify.result import Result
 
 
-def recheck(directory: str | Path, options=None, search: bool = False):
+def recheck(directory: str | Path, options=None, search: bool = False, **overrides):
     """Re-check a saved certificate at its saved level; returns ``(certificate, result)``.
 
     With a stored proof (``proof.npz``) its decided boxes are evaluated again, with no search
     (``verify.proof.check_stored_proof``); without one, or with ``search=True`` or ``options``,
-    the whole proof is re-run by search. ``result.provenance["recheck"]`` says which.
-    ``recheck_report`` gives the same with the comparison against the saved verdict."""
+    the whole proof is re-run by search, with the saved settings (budgets, tolerances) and any
+    ``overrides`` of ``VerifyOptions`` fields (``linear=False``, ``device="cuda"``).
+    ``result.provenance["recheck"]`` says which. ``recheck_report`` gives the same with the
+    comparison against the saved verdict."""
     cert = load(directory)
-    if cert.proof is not None and not search and options is None:
+    if cert.proof is not None and not search and options is None and not overrides:
         from lyapcert.verify.proof import check_stored_proof
 
         result = check_stored_proof(cert)
@@ -38,7 +40,7 @@ def recheck(directory: str | Path, options=None, search: bool = False):
             )
             if k in settings
         }
-        options = VerifyOptions(**known, record_proof=False)
+        options = VerifyOptions(**{**known, **overrides}, record_proof=False)
     result = verify_candidate(
         cert.system, cert.candidate, level=cert.level, options=options, auxiliary=cert.auxiliary
     )
@@ -104,8 +106,8 @@ class RecheckReport:
 
 
 def recheck_report(
-    directory: str | Path, options: VerifyOptions | None = None, search: bool = False
+    directory: str | Path, options: VerifyOptions | None = None, search: bool = False, **overrides
 ) -> RecheckReport:
-    """``recheck(directory, options, search)`` compared with the saved verdict."""
-    cert, result = recheck(directory, options=options, search=search)
+    """``recheck(directory, options, search, **overrides)`` compared with the saved verdict."""
+    cert, result = recheck(directory, options=options, search=search, **overrides)
     return RecheckReport(cert, result, Path(directory))
