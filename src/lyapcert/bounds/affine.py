@@ -400,6 +400,12 @@ class Affine:
     def sigmoid(self) -> Affine:
         return self._unary(relax.sigmoid_fast, self.iv.sigmoid())
 
+    def tanh_derivative(self) -> Affine:
+        return self._unary(relax.tanh_derivative_fast, self.iv.tanh_derivative())
+
+    def sigmoid_derivative(self) -> Affine:
+        return self._unary(relax.sigmoid_derivative_fast, self.iv.sigmoid_derivative())
+
     def sin(self) -> Affine:
         return self._unary(relax.sin_fast, self.iv.sin())
 

@@ -124,12 +124,21 @@ class Dual:
         return Dual(self.value.cos(), -(self.tangent * self.value.sin()))
 
     def tanh(self) -> Dual:
-        y = self.value.tanh()
-        return Dual(y, self.tangent * (1.0 - y.square()))
+        # the derivative 1 - tanh^2 by its own rule (a bell in the value), not through tanh
+        return Dual(self.value.tanh(), self.tangent * self.value.tanh_derivative())
 
     def sigmoid(self) -> Dual:
-        s = self.value.sigmoid()
-        return Dual(s, self.tangent * (s - s.square()))
+        return Dual(self.value.sigmoid(), self.tangent * self.value.sigmoid_derivative())
+
+    def tanh_derivative(self) -> Dual:
+        """``tanh'' = -2 tanh tanh'``."""
+        d = self.value.tanh_derivative()
+        return Dual(d, self.tangent * (self.value.tanh() * d * -2.0))
+
+    def sigmoid_derivative(self) -> Dual:
+        """``sigmoid'' = sigmoid' (1 - 2 sigmoid)``."""
+        d = self.value.sigmoid_derivative()
+        return Dual(d, self.tangent * (d * (1.0 - self.value.sigmoid() * 2.0)))
 
     def atan(self) -> Dual:
         return Dual(self.value.atan(), self.tangent * (self.value.square() + 1.0).reciprocal())

@@ -60,7 +60,16 @@ from typing import NamedTuple
 
 import torch
 
-from lyapcert.bounds.interval import Interval, down, down_lib, softplus_smooth, up, up_lib
+from lyapcert.bounds.interval import (
+    Interval,
+    bell_from_q,
+    bell_q,
+    down,
+    down_lib,
+    softplus_smooth,
+    up,
+    up_lib,
+)
 
 __all__ = [
     "LinearBounds",
@@ -77,12 +86,14 @@ __all__ = [
     "power_fast",
     "relu",
     "sigmoid",
+    "sigmoid_derivative_fast",
     "sigmoid_fast",
     "sin",
     "sin_fast",
     "softplus",
     "softplus_fast",
     "tanh",
+    "tanh_derivative_fast",
     "tanh_fast",
 ]
 
@@ -770,12 +781,16 @@ def leaky_relu(l: torch.Tensor, u: torch.Tensor, slope: float) -> LinearBounds:
 # finite (or is worse than the constant) becomes the constant line of ``f([l, u])``.
 
 
-def _fast_convex(fn: _Fn, l, u, const: Interval, ends=None):
+def _fast_convex(fn: _Fn, l, u, const: Interval, ends=None, mid=None):
     """Lines of a function convex on every ``[l, u]`` (tangent at the midpoint below, chord above).
-    ``ends``: ``fn.point`` at ``l`` and at ``u`` when the caller has them."""
+    ``ends``: ``fn.point`` at ``l`` and at ``u`` when the caller has them; ``mid``: the midpoint
+    ``_mid(l, u)`` and ``fn.point`` there."""
     with torch.no_grad():
-        t = _mid(l, u)
-        Ft, Ft_iv, dFt, dFt_iv = fn.point(t)
+        if mid is None:
+            t = _mid(l, u)
+            Ft, Ft_iv, dFt, dFt_iv = fn.point(t)
+        else:
+            t, (Ft, Ft_iv, dFt, dFt_iv) = mid
         a_lo = torch.nan_to_num(dFt, nan=0.0, posinf=0.0, neginf=0.0)
         b_lo = Ft - a_lo * t
         b_lo = torch.nan_to_num(b_lo, nan=0.0, posinf=0.0, neginf=0.0)
@@ -915,6 +930,132 @@ def sigmoid_fast(l: torch.Tensor, u: torch.Tensor) -> LinearBounds:
     l, u = _check(l, u)
     fn = _Fn(torch.sigmoid, _sig_d, Interval.sigmoid, _sig_d_iv, _sigmoid_point)
     return _fast_s_shaped(fn, l, u, 1.0)
+
+
+# ------------------------------------------------------------- the derivatives of tanh and sigmoid
+#
+# ``tanh'(x) = sech(x)^2`` and ``sigmoid'(x) = s (1 - s)`` as functions of ``x`` ("bells"):
+# ``f(x) = c q (1 - q)`` with ``q = sigmoid(-k |x|)`` (tanh': k = 2, c = 4; sigmoid': k = c = 1),
+# so ``f'(x) = -k sign(x) (1 - 2 q) f(x)``: one library call per point. ``f`` is even, largest
+# (``c / 4``) at 0, decreasing in ``|x|``; concave on ``|x| <= z_i`` and convex beyond, ``z_i =
+# atanh(1 / sqrt(3))`` (tanh') and twice that (sigmoid'); ``f'`` is smallest at ``z_i``
+# (``-4 / (3 sqrt(3))``, ``-1 / (6 sqrt(3))``) and ``f' <= 0`` on ``x >= 0``. An interval below 0 is
+# mirrored to ``[-u, -l]`` (``f(x) = f(-x)``: the slopes change sign, exactly). Then:
+#
+# * ``[l, u]`` within ``[-z_i, z_i]`` (concave) or within ``[z_i, inf)`` (convex): the convex rule
+#   (of ``-f``, or of ``f``);
+# * ``0 <= l < z_i < u``: two parallel lines of slope ``a``, either ``a >= max f'`` on ``[l, u]``
+#   (the larger endpoint derivative, enclosed: ``f'`` decreases on ``[0, z_i]`` and increases
+#   beyond, so its maximum over ``[l, u]`` is at an end) with ``f - a x`` non-increasing, or ``a``
+#   at most the global ``min f'`` with ``f - a x`` non-decreasing (the one nearer the chord slope);
+# * ``l < 0 < u`` and beyond ``z_i``: the constant lines ``min(f(l), f(u))`` and ``c / 4``.
+#
+# The floats ``_BELL_*`` bracket ``z_i`` (and bound ``min f'`` below); the tests check them in arb.
+
+_BELL_TANH = (2.0, 4.0, 0.6584789484, 0.6584789485, -0.76980035892)
+_BELL_SIGMOID = (1.0, 1.0, 1.3169578969, 1.3169578970, -0.096225044865)
+"""``(k, c, z_lo, z_hi, slope_min)``: ``z_lo < z_i < z_hi`` and ``slope_min <= min f'``."""
+
+
+def _bell_point(x: torch.Tensor, k: float, c: float):
+    """The bell at float points: ``f``, its enclosure, ``f'`` and its enclosure (one sigmoid)."""
+    q, q_lo, q_hi = bell_q(x.abs(), k)
+    F = c * (q * (1.0 - q))
+    F_lo, F_hi = bell_from_q(q_lo, q_hi, c)
+    sg = torch.sign(x)
+    dF = (-k * sg) * ((1.0 - 2.0 * q) * F)
+    # g = k (1 - 2 q) f >= 0 with 1 - 2 q in [1 - 2 q_hi, 1 - 2 q_lo] within [0, 1] (2 q exact);
+    # the scaling by k in {1, 2} is exact
+    r_lo = torch.clamp(down(1.0 - 2.0 * q_hi), min=0.0)
+    r_hi = torch.clamp(up(1.0 - 2.0 * q_lo), max=1.0)
+    g_lo = torch.clamp(down(r_lo * F_lo), min=0.0) * k
+    g_hi = up(r_hi * F_hi) * k
+    zero = torch.zeros_like(x)
+    d_lo = torch.where(sg > 0, -g_hi, torch.where(sg < 0, g_lo, zero))
+    d_hi = torch.where(sg > 0, -g_lo, torch.where(sg < 0, g_hi, zero))
+    return F, Interval._exact(F_lo, F_hi), dF, Interval._exact(d_lo, d_hi)
+
+
+def _flip_iv(x: Interval, neg: torch.Tensor) -> Interval:
+    return Interval._exact(torch.where(neg, -x.hi, x.lo), torch.where(neg, -x.lo, x.hi))
+
+
+def _bell_fast(l, u, bell) -> LinearBounds:
+    k, c, z_lo, z_hi, slope_min = bell
+    with torch.no_grad():
+        left = u <= 0
+        ml = torch.where(left, -u, l)  # [ml, mu]: ml >= 0, or ml < 0 < mu
+        mu = torch.where(left, -l, u)
+        t = _mid(ml, mu)
+        pl, pu, pt = (_bell_point(x, k, c) for x in (ml, mu, t))
+        across = ml < 0
+        conc = (ml >= -z_lo) & (mu <= z_lo)
+        conv = ml >= z_hi
+        top = torch.full_like(l, c / 4.0)
+        r_lo = torch.minimum(pl[1].lo, pu[1].lo)  # the range of f over [ml, mu]
+        r_hi = torch.where(across, top, torch.maximum(pl[1].hi, pu[1].hi))
+
+        # the convex rule for g = f (convex) or g = -f (concave); unused elsewhere
+        def flip(p):
+            F, F_iv, dF, dF_iv = p
+            return (
+                torch.where(conc, -F, F),
+                _flip_iv(F_iv, conc),
+                torch.where(conc, -dF, dF),
+                _flip_iv(dF_iv, conc),
+            )
+
+        const = _flip_iv(Interval._exact(r_lo, r_hi), conc)
+        ga_lo, gb_lo, ga_hi, gb_hi = _fast_convex(
+            None, ml, mu, const, ends=(flip(pl), flip(pu)), mid=(t, flip(pt))
+        )
+        a_lo = torch.where(conc, -ga_hi, ga_lo)
+        b_lo = torch.where(conc, -gb_hi, gb_lo)
+        a_hi = torch.where(conc, -ga_lo, ga_hi)
+        b_hi = torch.where(conc, -gb_lo, gb_hi)
+        side = ~(conc | conv | across)
+        if bool(side.any()):
+            # a1 >= max f' on [ml, mu]: f - a1 x non-increasing; a2 <= min f': non-decreasing
+            a1 = torch.clamp(torch.maximum(pl[3].hi, pu[3].hi), max=0.0)
+            a2 = torch.full_like(l, slope_min)
+            w = mu - ml
+            kc = (pu[0] - pl[0]) / w
+            use2 = (w > 0) & (kc - a2 < a1 - kc)
+            a = torch.where(use2, a2, a1)
+            p = torch.where(use2, ml, mu)  # where the lower line is taken
+            q = torch.where(use2, mu, ml)
+            Fp = torch.where(use2, pl[1].lo, pu[1].lo)
+            Fq = torch.where(use2, pu[1].hi, pl[1].hi)
+            s_lo = (Interval.point(Fp) - Interval.point(p) * a).lo
+            s_hi = (Interval.point(Fq) - Interval.point(q) * a).hi
+            a_lo = torch.where(side, a, a_lo)
+            b_lo = torch.where(side, s_lo, b_lo)
+            a_hi = torch.where(side, a, a_hi)
+            b_hi = torch.where(side, s_hi, b_hi)
+        wide = across & ~conc  # the constant lines
+        zero = torch.zeros_like(l)
+        a_lo = torch.where(wide, zero, a_lo)
+        b_lo = torch.where(wide, r_lo, b_lo)
+        a_hi = torch.where(wide, zero, a_hi)
+        b_hi = torch.where(wide, top, b_hi)
+        a_lo, b_lo = _finish(a_lo, b_lo, r_lo, ml, mu, True)
+        a_hi, b_hi = _finish(a_hi, b_hi, r_hi, ml, mu, False)
+        # back from [-u, -l]: f(x) = f(-x) >= a (-x) + b
+        a_lo = torch.where(left, -a_lo, a_lo)
+        a_hi = torch.where(left, -a_hi, a_hi)
+    return LinearBounds(a_lo, b_lo, a_hi, b_hi)
+
+
+def tanh_derivative_fast(l: torch.Tensor, u: torch.Tensor) -> LinearBounds:
+    """``tanh'(x) = 1 - tanh(x)^2`` by the fast rules of a bell (see above)."""
+    l, u = _check(l, u)
+    return _bell_fast(l, u, _BELL_TANH)
+
+
+def sigmoid_derivative_fast(l: torch.Tensor, u: torch.Tensor) -> LinearBounds:
+    """``sigmoid'(x) = s (1 - s)`` by the fast rules of a bell (see above)."""
+    l, u = _check(l, u)
+    return _bell_fast(l, u, _BELL_SIGMOID)
 
 
 def exp_fast(l: torch.Tensor, u: torch.Tensor) -> LinearBounds:
