@@ -464,6 +464,16 @@ UNARY: dict[str, Unary] = {
     "sigmoid_derivative": Unary(
         lambda x: x.sigmoid_derivative(), _sigmoid_d, {"emax": 3.0}, _crit_zero(A(1) / 4)
     ),
+    # the same from the enclosure of tanh / sigmoid (Dual.tanh / Dual.sigmoid on intervals)
+    "tanh_with_derivative[1]": Unary(
+        lambda x: x.tanh_with_derivative()[1], _tanh_d, {"emax": 3.0}, _crit_zero(A(1))
+    ),
+    "sigmoid_with_derivative[1]": Unary(
+        lambda x: x.sigmoid_with_derivative()[1],
+        _sigmoid_d,
+        {"emax": 3.0},
+        _crit_zero(A(1) / 4),
+    ),
     # exact-real softplus; intervals around and across torch's threshold 20 included
     "softplus": Unary(
         lambda x: x.softplus(),

@@ -285,6 +285,21 @@ RULES: dict[str, Rule] = {
         {"emax": 3.0, "extra": _bell_extra(2 * _Z_TANH)},
         _bell_crit(2 * _Z_TANH),
     ),
+    # the same from the points of tanh / sigmoid (the pair rules of Dual.tanh / Dual.sigmoid)
+    "tanh_pair_fast[1]": Rule(
+        lambda l, u: relax.tanh_pair_fast(l, u)[1],
+        _tanh_d,
+        _sech2_float,
+        {"emax": 3.0, "extra": _bell_extra(_Z_TANH)},
+        _bell_crit(_Z_TANH),
+    ),
+    "sigmoid_pair_fast[1]": Rule(
+        lambda l, u: relax.sigmoid_pair_fast(l, u)[1],
+        _sigmoid_d,
+        _sig_d_float,
+        {"emax": 3.0, "extra": _bell_extra(2 * _Z_TANH)},
+        _bell_crit(2 * _Z_TANH),
+    ),
     "softplus_fast": Rule(
         relax.softplus_fast, _softplus, torch.nn.functional.softplus, {"emax": 3.0}, _crit_zero
     ),
@@ -388,10 +403,15 @@ def _bell_intervals(rng, z_i: float, n: int):
     return lo, hi
 
 
-@pytest.mark.parametrize(
-    ("name", "z_i"),
-    [("tanh_derivative_fast", _Z_TANH), ("sigmoid_derivative_fast", 2 * _Z_TANH)],
-)
+_BELL_RULES = [
+    ("tanh_derivative_fast", _Z_TANH),
+    ("sigmoid_derivative_fast", 2 * _Z_TANH),
+    ("tanh_pair_fast[1]", _Z_TANH),
+    ("sigmoid_pair_fast[1]", 2 * _Z_TANH),
+]
+
+
+@pytest.mark.parametrize(("name", "z_i"), _BELL_RULES)
 def test_bell_rules_sound_near_inflection_points(name, z_i):
     rng = _rng("relax-bell/" + name, "fast")
     lo, hi = _bell_intervals(rng, z_i, 2 * FAST_N)
@@ -399,10 +419,7 @@ def test_bell_rules_sound_near_inflection_points(name, z_i):
 
 
 @slow
-@pytest.mark.parametrize(
-    ("name", "z_i"),
-    [("tanh_derivative_fast", _Z_TANH), ("sigmoid_derivative_fast", 2 * _Z_TANH)],
-)
+@pytest.mark.parametrize(("name", "z_i"), _BELL_RULES)
 def test_bell_rules_sound_near_inflection_points_many(name, z_i):
     rng = _rng("relax-bell/" + name, "slow")
     lo, hi = _bell_intervals(rng, z_i, SLOW_N)
@@ -410,20 +427,43 @@ def test_bell_rules_sound_near_inflection_points_many(name, z_i):
 
 
 def test_bell_constants():
-    """The floats of the bell rules bracket the inflection point ``z_i`` and bound ``min f'``
-    below (``f'(z_i)``): ``tanh'' = -2 t (1 - t^2)``, ``t = tanh``; ``sigmoid'(x) = tanh'(x/2)/4``."""
+    """The floats of the bell rules bracket the inflection point ``z_i`` and bound ``max f'``
+    above (``f'(-z_i)``): ``tanh'' = -2 t (1 - t^2)``, ``t = tanh``; ``sigmoid'(x) = tanh'(x/2)/4``."""
     with flint.ctx.workprec(200):
         z = (2 + A(3).sqrt()).log() / 2
         assert (z.tanh() ** 2 - A(1) / 3).contains(0)
-        for (_k, _c, z_lo, z_hi, slope_min), zz, scale in (
+        for (_k, _c, z_lo, z_hi, slope_max), zz, scale in (
             (relax._BELL_TANH, z, 1),
             (relax._BELL_SIGMOID, 2 * z, 8),
         ):
             assert A(z_lo) < zz < A(z_hi)
             t = zz.tanh() if scale == 1 else (zz / 2).tanh()
-            d_min = -2 * t * (1 - t * t) / scale
-            assert A(slope_min) < d_min
-            assert d_min - A(slope_min) < A(1e-10)
+            d_max = 2 * t * (1 - t * t) / scale  # f'(-z_i)
+            assert A(slope_max) > d_max
+            assert A(slope_max) - d_max < A(1e-10)
+
+
+def test_pair_rules_give_the_lines_of_tanh_and_sigmoid():
+    """The first lines of the pair rules are those of ``tanh_fast`` / ``sigmoid_fast``; the
+    second agree with the standalone bell rules up to rounding (their values at the ends: the
+    slopes of candidate lines over intervals a few ulps wide are noise)."""
+    rng = _rng("relax-pairs", "fast")
+    lo, hi = boxes(rng, 400, emax=3.0, extra=_bell_extra(_Z_TANH))
+    l, u = _t(lo), _t(hi)
+    for pair, single, bell in (
+        (relax.tanh_pair_fast, relax.tanh_fast, relax.tanh_derivative_fast),
+        (relax.sigmoid_pair_fast, relax.sigmoid_fast, relax.sigmoid_derivative_fast),
+    ):
+        first, second = pair(l, u)
+        for x, y in zip(first, single(l, u)):
+            assert torch.equal(x, y)
+        ref = bell(l, u)
+        for x in (l, u):
+            for a, b, a2, b2 in ((0, 1, 0, 1), (2, 3, 2, 3)):
+                mine = second[a] * x + second[b]
+                theirs = ref[a2] * x + ref[b2]
+                ok = torch.isclose(mine, theirs, rtol=0.0, atol=1e-7) | (mine == theirs)
+                assert bool(ok.all())
 
 
 def _width(rule, l, u, n=2001):

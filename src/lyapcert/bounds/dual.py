@@ -125,10 +125,18 @@ class Dual:
 
     def tanh(self) -> Dual:
         # the derivative 1 - tanh^2 by its own rule (a bell in the value), not through tanh
-        return Dual(self.value.tanh(), self.tangent * self.value.tanh_derivative())
+        y, d = self.value.tanh_with_derivative()
+        return Dual(y, self.tangent * d)
 
     def sigmoid(self) -> Dual:
-        return Dual(self.value.sigmoid(), self.tangent * self.value.sigmoid_derivative())
+        s, d = self.value.sigmoid_with_derivative()
+        return Dual(s, self.tangent * d)
+
+    def tanh_with_derivative(self) -> tuple[Dual, Dual]:
+        return self.tanh(), self.tanh_derivative()
+
+    def sigmoid_with_derivative(self) -> tuple[Dual, Dual]:
+        return self.sigmoid(), self.sigmoid_derivative()
 
     def tanh_derivative(self) -> Dual:
         """``tanh'' = -2 tanh tanh'``."""

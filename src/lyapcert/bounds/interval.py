@@ -310,6 +310,29 @@ class Interval:
         out = self._increasing(torch.sigmoid)
         return Interval(torch.clamp(out.lo, 0.0, 1.0), torch.clamp(out.hi, 0.0, 1.0))
 
+    def tanh_with_derivative(self) -> tuple[Interval, Interval]:
+        """``tanh`` and ``tanh' = 1 - tanh^2`` (the exact image of the enclosure of ``tanh``)."""
+        y = self.tanh()
+        d = 1.0 - y.square()
+        return y, Interval(torch.clamp(d.lo, 0.0, 1.0), torch.clamp(d.hi, 0.0, 1.0))
+
+    def sigmoid_with_derivative(self) -> tuple[Interval, Interval]:
+        """``sigmoid`` and ``sigmoid' = s (1 - s)``: the image of the enclosure ``[s_lo, s_hi]`` of
+        ``s`` under ``h(s) = s (1 - s)`` (increasing below 1/2, decreasing above)."""
+        s = self.sigmoid()
+        a, b = s.lo, s.hi
+
+        def h_lo(x):
+            return torch.clamp(down(x * down(1.0 - x)), min=0.0)
+
+        def h_hi(x):
+            return up(x * up(1.0 - x))
+
+        lo = torch.minimum(h_lo(a), h_lo(b))
+        peak = (a <= 0.5) & (b >= 0.5)
+        hi = torch.where(peak, 0.25, torch.maximum(h_hi(a), h_hi(b)))
+        return s, Interval(lo, torch.clamp(hi, max=0.25))
+
     def tanh_derivative(self) -> Interval:
         """``tanh'(x) = sech(x)^2 = 1 - tanh(x)^2`` (even, decreasing in ``|x|``, largest 1 at 0)."""
         return self._bell(2.0, 4.0)

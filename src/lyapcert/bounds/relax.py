@@ -88,6 +88,7 @@ __all__ = [
     "sigmoid",
     "sigmoid_derivative_fast",
     "sigmoid_fast",
+    "sigmoid_pair_fast",
     "sin",
     "sin_fast",
     "softplus",
@@ -95,6 +96,7 @@ __all__ = [
     "tanh",
     "tanh_derivative_fast",
     "tanh_fast",
+    "tanh_pair_fast",
 ]
 
 _INF = math.inf
@@ -826,20 +828,26 @@ def _fast_convex(fn: _Fn, l, u, const: Interval, ends=None, mid=None):
     return a_lo, b_lo, a_hi, b_hi
 
 
-def _fast_s_shaped(fn: _Fn, l, u, s0: float) -> LinearBounds:
+def _fast_s_shaped(fn: _Fn, l, u, s0: float, points: bool = False):
     """Lines of an increasing S-shaped function (see above) with ``f(-x) = s0 - f(x)`` (tanh: 0,
     sigmoid: 1): the convex rule below 0; above 0 the convex rule on the mirrored interval
     ``[-u, -l]``, mirrored back (``f(y) >= a_hi y + (s0 - b_hi)`` from ``f(-y) <= a_hi (-y) +
     b_hi``, the constant rounded outward); two parallel lines of the smaller endpoint slope across
-    0. One ``fn.point`` evaluation at each end serves every rule."""
+    0. One ``fn.point`` evaluation at each end serves every rule. With ``points``: also
+    ``(ml, mu, point(ml), point(mu), t, point(t))``, the interval the rules used (``[-u, -l]``
+    where ``l >= 0``, else ``[l, u]``) with the evaluations at its ends and midpoint ``t``."""
     with torch.no_grad():
         above = l >= 0
         straddle = (l < 0) & (u > 0)
         ml = torch.where(above, -u, l)  # across 0: l and u themselves (their lines unused)
         mu = torch.where(above, -l, u)
         end_l, end_u = fn.point(ml), fn.point(mu)
+        t = _mid(ml, mu)
+        end_t = fn.point(t)
         const = Interval(end_l[1].lo, end_u[1].hi)  # f increasing
-        c_lo, d_lo, c_hi, d_hi = _fast_convex(fn, ml, mu, const, ends=(end_l, end_u))
+        c_lo, d_lo, c_hi, d_hi = _fast_convex(
+            fn, ml, mu, const, ends=(end_l, end_u), mid=(t, end_t)
+        )
         if s0 == 0.0:
             r_lo, r_hi = -d_hi, -d_lo
         else:
@@ -869,7 +877,10 @@ def _fast_s_shaped(fn: _Fn, l, u, s0: float) -> LinearBounds:
             b_lo = torch.where(bad_lo, full.lo, b_lo)
             a_hi = torch.where(bad_hi, torch.zeros_like(a_hi), a_hi)
             b_hi = torch.where(bad_hi, full.hi, b_hi)
-    return LinearBounds(a_lo, b_lo, a_hi, b_hi)
+    out = LinearBounds(a_lo, b_lo, a_hi, b_hi)
+    if points:
+        return out, (ml, mu, end_l, end_u, t, end_t)
+    return out
 
 
 def _fast_taylor(f, df, f_iv: FIv, df_iv: FIv, d2f_iv: FIv, l, u) -> LinearBounds:
@@ -928,33 +939,40 @@ def tanh_fast(l: torch.Tensor, u: torch.Tensor) -> LinearBounds:
 def sigmoid_fast(l: torch.Tensor, u: torch.Tensor) -> LinearBounds:
     """``sigmoid`` by the fast rules (S-shaped)."""
     l, u = _check(l, u)
-    fn = _Fn(torch.sigmoid, _sig_d, Interval.sigmoid, _sig_d_iv, _sigmoid_point)
-    return _fast_s_shaped(fn, l, u, 1.0)
+    return _fast_s_shaped(_sigmoid_fn(), l, u, 1.0)
+
+
+def _sigmoid_fn() -> _Fn:
+    return _Fn(torch.sigmoid, _sig_d, Interval.sigmoid, _sig_d_iv, _sigmoid_point)
 
 
 # ------------------------------------------------------------- the derivatives of tanh and sigmoid
 #
 # ``tanh'(x) = sech(x)^2`` and ``sigmoid'(x) = s (1 - s)`` as functions of ``x`` ("bells"):
 # ``f(x) = c q (1 - q)`` with ``q = sigmoid(-k |x|)`` (tanh': k = 2, c = 4; sigmoid': k = c = 1),
-# so ``f'(x) = -k sign(x) (1 - 2 q) f(x)``: one library call per point. ``f`` is even, largest
-# (``c / 4``) at 0, decreasing in ``|x|``; concave on ``|x| <= z_i`` and convex beyond, ``z_i =
-# atanh(1 / sqrt(3))`` (tanh') and twice that (sigmoid'); ``f'`` is smallest at ``z_i``
-# (``-4 / (3 sqrt(3))``, ``-1 / (6 sqrt(3))``) and ``f' <= 0`` on ``x >= 0``. An interval below 0 is
-# mirrored to ``[-u, -l]`` (``f(x) = f(-x)``: the slopes change sign, exactly). Then:
+# so ``f'(x) = -k sign(x) (1 - 2 q) f(x)``: one library call per point (or none, from the points
+# of tanh / sigmoid themselves: ``tanh' = 1 - F^2``, ``tanh'' = -2 F tanh'``; ``sigmoid'' =
+# sigmoid' (1 - 2 F)``). ``f`` is even, largest (``c / 4``) at 0, increasing on ``x <= 0``;
+# concave on ``|x| <= z_i`` and convex beyond, ``z_i = atanh(1 / sqrt(3))`` (tanh') and twice
+# that (sigmoid'); ``f' >= 0`` on ``x <= 0``, largest at ``-z_i`` (``4 / (3 sqrt(3))``,
+# ``1 / (6 sqrt(3))``). As for tanh, an interval with ``l >= 0`` is mirrored to ``[-u, -l]``
+# (``f(x) = f(-x)``: the slopes change sign, exactly). Then, on ``[l, u]`` with ``u <= 0`` or
+# ``l < 0 < u``:
 #
-# * ``[l, u]`` within ``[-z_i, z_i]`` (concave) or within ``[z_i, inf)`` (convex): the convex rule
-#   (of ``-f``, or of ``f``);
-# * ``0 <= l < z_i < u``: two parallel lines of slope ``a``, either ``a >= max f'`` on ``[l, u]``
-#   (the larger endpoint derivative, enclosed: ``f'`` decreases on ``[0, z_i]`` and increases
-#   beyond, so its maximum over ``[l, u]`` is at an end) with ``f - a x`` non-increasing, or ``a``
-#   at most the global ``min f'`` with ``f - a x`` non-decreasing (the one nearer the chord slope);
-# * ``l < 0 < u`` and beyond ``z_i``: the constant lines ``min(f(l), f(u))`` and ``c / 4``.
+# * within ``[-z_i, z_i]`` (concave) or ``u <= -z_i`` (convex): the convex rule (of ``-f``, or of
+#   ``f``);
+# * ``l < -z_i < u <= 0``: two parallel lines of slope ``a``, either ``a <= min f'`` on ``[l, u]``
+#   (the smaller endpoint derivative, enclosed, at least 0: ``f'`` increases on ``(-inf, -z_i]``
+#   and decreases on ``[-z_i, 0]``, so its minimum over ``[l, u]`` is at an end) with ``f - a x``
+#   non-decreasing, or ``a`` at least the global ``max f'`` with ``f - a x`` non-increasing (the
+#   one nearer the chord's slope);
+# * ``l < 0 < u`` beyond ``z_i``: the constant lines ``min(f(l), f(u))`` and ``c / 4``.
 #
-# The floats ``_BELL_*`` bracket ``z_i`` (and bound ``min f'`` below); the tests check them in arb.
+# The floats ``_BELL_*`` bracket ``z_i`` (and bound ``max f'`` above); the tests check them in arb.
 
-_BELL_TANH = (2.0, 4.0, 0.6584789484, 0.6584789485, -0.76980035892)
-_BELL_SIGMOID = (1.0, 1.0, 1.3169578969, 1.3169578970, -0.096225044865)
-"""``(k, c, z_lo, z_hi, slope_min)``: ``z_lo < z_i < z_hi`` and ``slope_min <= min f'``."""
+_BELL_TANH = (2.0, 4.0, 0.6584789484, 0.6584789485, 0.76980035892)
+_BELL_SIGMOID = (1.0, 1.0, 1.3169578969, 1.3169578970, 0.096225044865)
+"""``(k, c, z_lo, z_hi, slope_max)``: ``z_lo < z_i < z_hi`` and ``slope_max >= max f'``."""
 
 
 def _bell_point(x: torch.Tensor, k: float, c: float):
@@ -976,22 +994,31 @@ def _bell_point(x: torch.Tensor, k: float, c: float):
     return F, Interval._exact(F_lo, F_hi), dF, Interval._exact(d_lo, d_hi)
 
 
+def _tanh_bell_point(p):
+    """The bell ``tanh'`` at a point from ``_tanh_point`` there (no library call)."""
+    F, F_iv, dF, dF_iv = p
+    return dF, dF_iv, -2.0 * F * dF, (F_iv * dF_iv) * -2.0
+
+
+def _sigmoid_bell_point(p):
+    """The bell ``sigmoid'`` at a point from ``_sigmoid_point`` there (no library call)."""
+    F, F_iv, dF, dF_iv = p
+    return dF, dF_iv, dF * (1.0 - 2.0 * F), dF_iv * (1.0 - F_iv * 2.0)
+
+
 def _flip_iv(x: Interval, neg: torch.Tensor) -> Interval:
     return Interval._exact(torch.where(neg, -x.hi, x.lo), torch.where(neg, -x.lo, x.hi))
 
 
-def _bell_fast(l, u, bell) -> LinearBounds:
-    k, c, z_lo, z_hi, slope_min = bell
+def _bell_lines(l, u, ml, mu, pl, pu, t, pt, bell) -> LinearBounds:
+    """The bell's lines on ``[l, u]`` from its points at the ends and the midpoint ``t`` of
+    ``[ml, mu] = [-u, -l]`` where ``l >= 0``, else ``[l, u]``."""
+    _, c, z_lo, z_hi, slope_max = bell
     with torch.no_grad():
-        left = u <= 0
-        ml = torch.where(left, -u, l)  # [ml, mu]: ml >= 0, or ml < 0 < mu
-        mu = torch.where(left, -l, u)
-        t = _mid(ml, mu)
-        pl, pu, pt = (_bell_point(x, k, c) for x in (ml, mu, t))
-        across = ml < 0
+        across = mu > 0
         conc = (ml >= -z_lo) & (mu <= z_lo)
-        conv = ml >= z_hi
-        top = torch.full_like(l, c / 4.0)
+        conv = mu <= -z_hi
+        top = torch.full_like(ml, c / 4.0)
         r_lo = torch.minimum(pl[1].lo, pu[1].lo)  # the range of f over [ml, mu]
         r_hi = torch.where(across, top, torch.maximum(pl[1].hi, pu[1].hi))
 
@@ -1015,17 +1042,17 @@ def _bell_fast(l, u, bell) -> LinearBounds:
         b_hi = torch.where(conc, -gb_lo, gb_hi)
         side = ~(conc | conv | across)
         if bool(side.any()):
-            # a1 >= max f' on [ml, mu]: f - a1 x non-increasing; a2 <= min f': non-decreasing
-            a1 = torch.clamp(torch.maximum(pl[3].hi, pu[3].hi), max=0.0)
-            a2 = torch.full_like(l, slope_min)
+            # a1 <= min f' on [ml, mu]: f - a1 x non-decreasing; a2 >= max f': non-increasing
+            a1 = torch.clamp(torch.minimum(pl[3].lo, pu[3].lo), min=0.0)
+            a2 = torch.full_like(ml, slope_max)
             w = mu - ml
             kc = (pu[0] - pl[0]) / w
-            use2 = (w > 0) & (kc - a2 < a1 - kc)
+            use2 = (w > 0) & (a2 - kc < kc - a1)
             a = torch.where(use2, a2, a1)
-            p = torch.where(use2, ml, mu)  # where the lower line is taken
-            q = torch.where(use2, mu, ml)
-            Fp = torch.where(use2, pl[1].lo, pu[1].lo)
-            Fq = torch.where(use2, pu[1].hi, pl[1].hi)
+            p = torch.where(use2, mu, ml)  # where the lower line is taken
+            q = torch.where(use2, ml, mu)
+            Fp = torch.where(use2, pu[1].lo, pl[1].lo)
+            Fq = torch.where(use2, pl[1].hi, pu[1].hi)
             s_lo = (Interval.point(Fp) - Interval.point(p) * a).lo
             s_hi = (Interval.point(Fq) - Interval.point(q) * a).hi
             a_lo = torch.where(side, a, a_lo)
@@ -1033,7 +1060,7 @@ def _bell_fast(l, u, bell) -> LinearBounds:
             a_hi = torch.where(side, a, a_hi)
             b_hi = torch.where(side, s_hi, b_hi)
         wide = across & ~conc  # the constant lines
-        zero = torch.zeros_like(l)
+        zero = torch.zeros_like(ml)
         a_lo = torch.where(wide, zero, a_lo)
         b_lo = torch.where(wide, r_lo, b_lo)
         a_hi = torch.where(wide, zero, a_hi)
@@ -1041,9 +1068,21 @@ def _bell_fast(l, u, bell) -> LinearBounds:
         a_lo, b_lo = _finish(a_lo, b_lo, r_lo, ml, mu, True)
         a_hi, b_hi = _finish(a_hi, b_hi, r_hi, ml, mu, False)
         # back from [-u, -l]: f(x) = f(-x) >= a (-x) + b
-        a_lo = torch.where(left, -a_lo, a_lo)
-        a_hi = torch.where(left, -a_hi, a_hi)
+        above = l >= 0
+        a_lo = torch.where(above, -a_lo, a_lo)
+        a_hi = torch.where(above, -a_hi, a_hi)
     return LinearBounds(a_lo, b_lo, a_hi, b_hi)
+
+
+def _bell_fast(l, u, bell) -> LinearBounds:
+    k, c = bell[0], bell[1]
+    with torch.no_grad():
+        above = l >= 0
+        ml = torch.where(above, -u, l)
+        mu = torch.where(above, -l, u)
+        t = _mid(ml, mu)
+        pl, pu, pt = (_bell_point(x, k, c) for x in (ml, mu, t))
+    return _bell_lines(l, u, ml, mu, pl, pu, t, pt, bell)
 
 
 def tanh_derivative_fast(l: torch.Tensor, u: torch.Tensor) -> LinearBounds:
@@ -1056,6 +1095,24 @@ def sigmoid_derivative_fast(l: torch.Tensor, u: torch.Tensor) -> LinearBounds:
     """``sigmoid'(x) = s (1 - s)`` by the fast rules of a bell (see above)."""
     l, u = _check(l, u)
     return _bell_fast(l, u, _BELL_SIGMOID)
+
+
+def tanh_pair_fast(l: torch.Tensor, u: torch.Tensor) -> tuple[LinearBounds, LinearBounds]:
+    """The lines of ``tanh`` and of ``tanh'`` on ``[l, u]`` (as ``tanh_fast`` and
+    ``tanh_derivative_fast``), from one set of ``tanh`` evaluations."""
+    l, u = _check(l, u)
+    lines, (ml, mu, pl, pu, t, pt) = _fast_s_shaped(_tanh_fn(), l, u, 0.0, points=True)
+    bl, bu, bt = (_tanh_bell_point(p) for p in (pl, pu, pt))
+    return lines, _bell_lines(l, u, ml, mu, bl, bu, t, bt, _BELL_TANH)
+
+
+def sigmoid_pair_fast(l: torch.Tensor, u: torch.Tensor) -> tuple[LinearBounds, LinearBounds]:
+    """The lines of ``sigmoid`` and of ``sigmoid'`` on ``[l, u]`` from one set of ``sigmoid``
+    evaluations."""
+    l, u = _check(l, u)
+    lines, (ml, mu, pl, pu, t, pt) = _fast_s_shaped(_sigmoid_fn(), l, u, 1.0, points=True)
+    bl, bu, bt = (_sigmoid_bell_point(p) for p in (pl, pu, pt))
+    return lines, _bell_lines(l, u, ml, mu, bl, bu, t, bt, _BELL_SIGMOID)
 
 
 def exp_fast(l: torch.Tensor, u: torch.Tensor) -> LinearBounds:
