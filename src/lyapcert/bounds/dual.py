@@ -133,20 +133,22 @@ class Dual:
         return Dual(s, self.tangent * d)
 
     def tanh_with_derivative(self) -> tuple[Dual, Dual]:
-        return self.tanh(), self.tanh_derivative()
+        """``tanh`` and ``tanh'`` (``tanh'' = -2 tanh tanh'``) from one evaluation of both."""
+        y, d = self.value.tanh_with_derivative()
+        td = self.tangent * d
+        return Dual(y, td), Dual(d, td * y * -2.0)
 
     def sigmoid_with_derivative(self) -> tuple[Dual, Dual]:
-        return self.sigmoid(), self.sigmoid_derivative()
+        """``sigmoid`` and ``sigmoid'`` (``sigmoid'' = sigmoid' (1 - 2 sigmoid)``)."""
+        s, d = self.value.sigmoid_with_derivative()
+        td = self.tangent * d
+        return Dual(s, td), Dual(d, td * (1.0 - s * 2.0))
 
     def tanh_derivative(self) -> Dual:
-        """``tanh'' = -2 tanh tanh'``."""
-        d = self.value.tanh_derivative()
-        return Dual(d, self.tangent * (self.value.tanh() * d * -2.0))
+        return self.tanh_with_derivative()[1]
 
     def sigmoid_derivative(self) -> Dual:
-        """``sigmoid'' = sigmoid' (1 - 2 sigmoid)``."""
-        d = self.value.sigmoid_derivative()
-        return Dual(d, self.tangent * (d * (1.0 - self.value.sigmoid() * 2.0)))
+        return self.sigmoid_with_derivative()[1]
 
     def atan(self) -> Dual:
         return Dual(self.value.atan(), self.tangent * (self.value.square() + 1.0).reciprocal())
