@@ -995,9 +995,16 @@ def _bell_point(x: torch.Tensor, k: float, c: float):
 
 
 def _tanh_bell_point(p):
-    """The bell ``tanh'`` at a point from ``_tanh_point`` there (no library call)."""
+    """The bell ``tanh'`` at a point from ``_tanh_point`` there (no library call): ``tanh'' =
+    -2 F f`` with ``F`` in ``[F_lo, F_hi]`` and ``f`` in ``[d_lo, d_hi]``, ``d_lo >= 0`` (clamped:
+    ``f > 0``), so ``F f`` lies in ``[F_lo (d_hi if F_lo < 0 else d_lo), F_hi (d_lo if F_hi < 0
+    else d_hi)]``, rounded outward; the scaling by -2 is exact."""
     F, F_iv, dF, dF_iv = p
-    return dF, dF_iv, -2.0 * F * dF, (F_iv * dF_iv) * -2.0
+    d_lo = torch.clamp(dF_iv.lo, min=0.0)
+    d_hi = dF_iv.hi
+    lo = down(F_iv.lo * torch.where(F_iv.lo < 0, d_hi, d_lo))
+    hi = up(F_iv.hi * torch.where(F_iv.hi < 0, d_lo, d_hi))
+    return dF, dF_iv, -2.0 * F * dF, Interval(hi * -2.0, lo * -2.0)
 
 
 def _sigmoid_bell_point(p):
@@ -1010,67 +1017,64 @@ def _flip_iv(x: Interval, neg: torch.Tensor) -> Interval:
     return Interval._exact(torch.where(neg, -x.hi, x.lo), torch.where(neg, -x.lo, x.hi))
 
 
-def _bell_lines(l, u, ml, mu, pl, pu, t, pt, bell) -> LinearBounds:
-    """The bell's lines on ``[l, u]`` from its points at the ends and the midpoint ``t`` of
-    ``[ml, mu] = [-u, -l]`` where ``l >= 0``, else ``[l, u]``."""
+def _bell_lines(l, u, ml, mu, ends, t, pt, d_ends, bell) -> LinearBounds:
+    """The bell's lines on ``[l, u]`` from its values at the ends of ``[ml, mu] = [-u, -l]``
+    where ``l >= 0``, else ``[l, u]`` (``ends``: ``(f, [f])`` at ``ml`` and at ``mu``), its point
+    (``f, [f], f', [f']``) at the midpoint ``t``, and ``d_ends()``: ``[f']`` at ``ml`` and ``mu``
+    (called only when an interval needs it)."""
     _, c, z_lo, z_hi, slope_max = bell
+    (Fl, Fl_iv), (Fu, Fu_iv) = ends
     with torch.no_grad():
         across = mu > 0
         conc = (ml >= -z_lo) & (mu <= z_lo)
         conv = mu <= -z_hi
         top = torch.full_like(ml, c / 4.0)
-        r_lo = torch.minimum(pl[1].lo, pu[1].lo)  # the range of f over [ml, mu]
-        r_hi = torch.where(across, top, torch.maximum(pl[1].hi, pu[1].hi))
+        r_lo = torch.minimum(Fl_iv.lo, Fu_iv.lo)  # the range of f over [ml, mu]
+        r_hi = torch.where(across, top, torch.maximum(Fl_iv.hi, Fu_iv.hi))
 
         # the convex rule for g = f (convex) or g = -f (concave); unused elsewhere
-        def flip(p):
-            F, F_iv, dF, dF_iv = p
-            return (
-                torch.where(conc, -F, F),
-                _flip_iv(F_iv, conc),
-                torch.where(conc, -dF, dF),
-                _flip_iv(dF_iv, conc),
-            )
+        def neg(x):
+            return torch.where(conc, -x, x)
 
+        g_ends = ((neg(Fl), _flip_iv(Fl_iv, conc)), (neg(Fu), _flip_iv(Fu_iv, conc)))
+        g_ends = tuple((*e, None, None) for e in g_ends)  # the convex rule's ends: f only
+        g_t = (neg(pt[0]), _flip_iv(pt[1], conc), neg(pt[2]), _flip_iv(pt[3], conc))
         const = _flip_iv(Interval._exact(r_lo, r_hi), conc)
-        ga_lo, gb_lo, ga_hi, gb_hi = _fast_convex(
-            None, ml, mu, const, ends=(flip(pl), flip(pu)), mid=(t, flip(pt))
-        )
+        ga_lo, gb_lo, ga_hi, gb_hi = _fast_convex(None, ml, mu, const, ends=g_ends, mid=(t, g_t))
         a_lo = torch.where(conc, -ga_hi, ga_lo)
         b_lo = torch.where(conc, -gb_hi, gb_lo)
         a_hi = torch.where(conc, -ga_lo, ga_hi)
         b_hi = torch.where(conc, -gb_lo, gb_hi)
         side = ~(conc | conv | across)
         if bool(side.any()):
+            dl_iv, du_iv = d_ends()
             # a1 <= min f' on [ml, mu]: f - a1 x non-decreasing; a2 >= max f': non-increasing
-            a1 = torch.clamp(torch.minimum(pl[3].lo, pu[3].lo), min=0.0)
+            a1 = torch.clamp(torch.minimum(dl_iv.lo, du_iv.lo), min=0.0)
             a2 = torch.full_like(ml, slope_max)
             w = mu - ml
-            kc = (pu[0] - pl[0]) / w
+            kc = (Fu - Fl) / w
             use2 = (w > 0) & (a2 - kc < kc - a1)
             a = torch.where(use2, a2, a1)
             p = torch.where(use2, mu, ml)  # where the lower line is taken
             q = torch.where(use2, ml, mu)
-            Fp = torch.where(use2, pu[1].lo, pl[1].lo)
-            Fq = torch.where(use2, pl[1].hi, pu[1].hi)
+            Fp = torch.where(use2, Fu_iv.lo, Fl_iv.lo)
+            Fq = torch.where(use2, Fl_iv.hi, Fu_iv.hi)
             s_lo = (Interval.point(Fp) - Interval.point(p) * a).lo
             s_hi = (Interval.point(Fq) - Interval.point(q) * a).hi
-            a_lo = torch.where(side, a, a_lo)
+            s_a_lo, s_lo = _finish(a, s_lo, r_lo, ml, mu, True)
+            s_a_hi, s_hi = _finish(a, s_hi, r_hi, ml, mu, False)
+            a_lo = torch.where(side, s_a_lo, a_lo)
             b_lo = torch.where(side, s_lo, b_lo)
-            a_hi = torch.where(side, a, a_hi)
+            a_hi = torch.where(side, s_a_hi, a_hi)
             b_hi = torch.where(side, s_hi, b_hi)
         wide = across & ~conc  # the constant lines
         zero = torch.zeros_like(ml)
-        a_lo = torch.where(wide, zero, a_lo)
-        b_lo = torch.where(wide, r_lo, b_lo)
-        a_hi = torch.where(wide, zero, a_hi)
-        b_hi = torch.where(wide, top, b_hi)
-        a_lo, b_lo = _finish(a_lo, b_lo, r_lo, ml, mu, True)
-        a_hi, b_hi = _finish(a_hi, b_hi, r_hi, ml, mu, False)
-        # back from [-u, -l]: f(x) = f(-x) >= a (-x) + b
         above = l >= 0
-        a_lo = torch.where(above, -a_lo, a_lo)
-        a_hi = torch.where(above, -a_hi, a_hi)
+        # back from [-u, -l]: f(x) = f(-x) >= a (-x) + b
+        a_lo = torch.where(wide, zero, torch.where(above, -a_lo, a_lo))
+        b_lo = torch.where(wide, r_lo, b_lo)
+        a_hi = torch.where(wide, zero, torch.where(above, -a_hi, a_hi))
+        b_hi = torch.where(wide, top, b_hi)
     return LinearBounds(a_lo, b_lo, a_hi, b_hi)
 
 
@@ -1082,7 +1086,8 @@ def _bell_fast(l, u, bell) -> LinearBounds:
         mu = torch.where(above, -l, u)
         t = _mid(ml, mu)
         pl, pu, pt = (_bell_point(x, k, c) for x in (ml, mu, t))
-    return _bell_lines(l, u, ml, mu, pl, pu, t, pt, bell)
+    ends = (pl[:2], pu[:2])
+    return _bell_lines(l, u, ml, mu, ends, t, pt, lambda: (pl[3], pu[3]), bell)
 
 
 def tanh_derivative_fast(l: torch.Tensor, u: torch.Tensor) -> LinearBounds:
@@ -1102,8 +1107,13 @@ def tanh_pair_fast(l: torch.Tensor, u: torch.Tensor) -> tuple[LinearBounds, Line
     ``tanh_derivative_fast``), from one set of ``tanh`` evaluations."""
     l, u = _check(l, u)
     lines, (ml, mu, pl, pu, t, pt) = _fast_s_shaped(_tanh_fn(), l, u, 0.0, points=True)
-    bl, bu, bt = (_tanh_bell_point(p) for p in (pl, pu, pt))
-    return lines, _bell_lines(l, u, ml, mu, bl, bu, t, bt, _BELL_TANH)
+    ends = ((pl[2], pl[3]), (pu[2], pu[3]))  # tanh' = 1 - tanh^2 at the ends
+
+    def d_ends():
+        return _tanh_bell_point(pl)[3], _tanh_bell_point(pu)[3]
+
+    bell = _bell_lines(l, u, ml, mu, ends, t, _tanh_bell_point(pt), d_ends, _BELL_TANH)
+    return lines, bell
 
 
 def sigmoid_pair_fast(l: torch.Tensor, u: torch.Tensor) -> tuple[LinearBounds, LinearBounds]:
@@ -1111,8 +1121,13 @@ def sigmoid_pair_fast(l: torch.Tensor, u: torch.Tensor) -> tuple[LinearBounds, L
     evaluations."""
     l, u = _check(l, u)
     lines, (ml, mu, pl, pu, t, pt) = _fast_s_shaped(_sigmoid_fn(), l, u, 1.0, points=True)
-    bl, bu, bt = (_sigmoid_bell_point(p) for p in (pl, pu, pt))
-    return lines, _bell_lines(l, u, ml, mu, bl, bu, t, bt, _BELL_SIGMOID)
+    ends = ((pl[2], pl[3]), (pu[2], pu[3]))  # sigmoid' = s (1 - s) at the ends
+
+    def d_ends():
+        return _sigmoid_bell_point(pl)[3], _sigmoid_bell_point(pu)[3]
+
+    bell = _bell_lines(l, u, ml, mu, ends, t, _sigmoid_bell_point(pt), d_ends, _BELL_SIGMOID)
+    return lines, bell
 
 
 def exp_fast(l: torch.Tensor, u: torch.Tensor) -> LinearBounds:
