@@ -340,6 +340,20 @@ def _sigmoid(x: float) -> A:
     return 1 / (1 + (-v).exp())
 
 
+def _tanh_d(x: float) -> A:
+    """``tanh'(x) = 1 / cosh(x)^2`` (beyond ``FAR`` a positive value below ``2**-1400``)."""
+    if abs(x) > FAR:
+        return _above(A(0))
+    return 1 / A(x).cosh() ** 2
+
+
+def _sigmoid_d(x: float) -> A:
+    """``sigmoid'(x) = s (1 - s) = 1 / (4 cosh(x / 2)^2)``."""
+    if abs(x) > FAR:
+        return _above(A(0))
+    return 1 / (4 * (A(x) / 2).cosh() ** 2)
+
+
 def _softplus(x: float, beta: float = 1.0) -> A:
     z = A(x) * A(beta)
     if z > FAR:
@@ -443,6 +457,23 @@ UNARY: dict[str, Unary] = {
     "tanh": Unary(lambda x: x.tanh(), _tanh, {"emax": 3.0}),
     "sigmoid": Unary(lambda x: x.sigmoid(), _sigmoid, {"emax": 3.0}),
     "atan": Unary(lambda x: x.atan(), lambda x: A(x).atan()),
+    # bells: the largest value at 0 must be inside when 0 is
+    "tanh_derivative": Unary(
+        lambda x: x.tanh_derivative(), _tanh_d, {"emax": 3.0}, _crit_zero(A(1))
+    ),
+    "sigmoid_derivative": Unary(
+        lambda x: x.sigmoid_derivative(), _sigmoid_d, {"emax": 3.0}, _crit_zero(A(1) / 4)
+    ),
+    # the same from the enclosure of tanh / sigmoid (Dual.tanh / Dual.sigmoid on intervals)
+    "tanh_with_derivative[1]": Unary(
+        lambda x: x.tanh_with_derivative()[1], _tanh_d, {"emax": 3.0}, _crit_zero(A(1))
+    ),
+    "sigmoid_with_derivative[1]": Unary(
+        lambda x: x.sigmoid_with_derivative()[1],
+        _sigmoid_d,
+        {"emax": 3.0},
+        _crit_zero(A(1) / 4),
+    ),
     # exact-real softplus; intervals around and across torch's threshold 20 included
     "softplus": Unary(
         lambda x: x.softplus(),
@@ -1449,6 +1480,54 @@ def test_hessian_enclosure_vanderpol():
 @slow
 def test_hessian_enclosure_vanderpol_many():
     check_vanderpol_hessian(2000, "slow").done(2000)
+
+
+def check_bell_hessian(n: int, tier: str) -> Report:
+    """``forms.hessian_enclosure`` of ``tanh(x y) + sigmoid(x - y)`` (nested duals: the second
+    derivatives go through the rules of ``tanh'`` and ``sigmoid'``) against arb."""
+
+    def q(z):
+        return (z[:, 0] * z[:, 1]).tanh() + (z[:, 0] - z[:, 1]).sigmoid()
+
+    def parts(x, y):
+        p = A(x) * A(y)
+        t = p.tanh()
+        d1 = 1 - t * t
+        d2 = -2 * t * d1
+        s = 1 / (1 + (A(y) - A(x)).exp())
+        s2 = s * (1 - s) * (1 - 2 * s)
+        return A(x), A(y), d1, d2, s2
+
+    def h00(x, y):
+        _, Y, _, d2, s2 = parts(x, y)
+        return d2 * Y * Y + s2
+
+    def h01(x, y):
+        X, Y, d1, d2, s2 = parts(x, y)
+        return d2 * X * Y + d1 - s2
+
+    def h11(x, y):
+        X, _, _, d2, s2 = parts(x, y)
+        return d2 * X * X + s2
+
+    exact = {(0, 0): h00, (0, 1): h01, (1, 1): h11}
+    rng = _rng("bell-hessian", tier)
+    lo, hi = _random_boxes2(rng, n, 2.0, -8.0, 0.0)
+    hess = forms.hessian_enclosure(q, Interval(_t(lo), _t(hi)))
+    rep = Report("tanh/sigmoid Hessian")
+    for pair, h in hess.items():
+        rep.require(bool(torch.isfinite(h.lo).all() and torch.isfinite(h.hi).all()), f"{pair}")
+    for i in range(n):
+        rep.cases += 1
+        for x, y in _grid_points(rng, lo[i], hi[i], k=3, n_random=2):
+            for pair, fn in exact.items():
+                h = hess[pair]
+                rep.check(fn, (x, y), h.lo[i].item(), h.hi[i].item(), f"H{pair} at ({x}, {y})")
+    return rep
+
+
+def test_hessian_enclosure_tanh_sigmoid():
+    check_bell_hessian(60, "fast").done(60)
 
 
 def test_taylor2_is_unbounded_across_a_kink_and_exact_on_smooth_pieces():

@@ -373,23 +373,33 @@ class Affine:
     def _unary(self, rule, out: Interval) -> Affine:
         """Compose the relaxation lines of ``rule(l, u)`` (on ``z``'s enclosure) with ``z``'s lines;
         elements whose enclosure is not finite take the constant lines of ``out``."""
+        return self._unary_many(lambda l, u: (rule(l, u),), (out,))[0]
+
+    def _unary_many(self, rule, outs: Sequence[Interval]) -> tuple[Affine, ...]:
+        """``_unary`` for a rule that gives the lines of several functions of ``z`` at once
+        (``outs``: their enclosures, in the same order)."""
         l, u = self.iv.lo, self.iv.hi
         if relax.finite_ordered(l, u):  # the usual case: every element has its rule
-            a_lo, b_lo, a_hi, b_hi = rule(l, u)
+            many = rule(l, u)
         else:
             ok = torch.isfinite(l) & torch.isfinite(u) & (l <= u)
             if not bool(ok.any()):
-                return self._like(out)
+                return tuple(self._like(out) for out in outs)
             safe_l = torch.where(ok, l, torch.zeros_like(l))
             safe_u = torch.where(ok, u, torch.zeros_like(u))
-            a_lo, b_lo, a_hi, b_hi = rule(safe_l, safe_u)
-            zero = torch.zeros_like(a_lo)
-            a_lo, a_hi = torch.where(ok, a_lo, zero), torch.where(ok, a_hi, zero)
-            b_lo, b_hi = torch.where(ok, b_lo, out.lo), torch.where(ok, b_hi, out.hi)
-        A_lo, c_lo = _compose(self, a_lo, b_lo, lower=True)
-        A_hi, c_hi = _compose(self, a_hi, b_hi, lower=False)
-        result = Affine._make(self.space, A_lo, c_lo, A_hi, c_hi, out)
-        return result._rec("unary", (self,), (a_lo, b_lo, a_hi, b_hi))
+            many = []
+            for (a_lo, b_lo, a_hi, b_hi), out in zip(rule(safe_l, safe_u), outs, strict=True):
+                zero = torch.zeros_like(a_lo)
+                a_lo, a_hi = torch.where(ok, a_lo, zero), torch.where(ok, a_hi, zero)
+                b_lo, b_hi = torch.where(ok, b_lo, out.lo), torch.where(ok, b_hi, out.hi)
+                many.append((a_lo, b_lo, a_hi, b_hi))
+        results = []
+        for (a_lo, b_lo, a_hi, b_hi), out in zip(many, outs, strict=True):
+            A_lo, c_lo = _compose(self, a_lo, b_lo, lower=True)
+            A_hi, c_hi = _compose(self, a_hi, b_hi, lower=False)
+            result = Affine._make(self.space, A_lo, c_lo, A_hi, c_hi, out)
+            results.append(result._rec("unary", (self,), (a_lo, b_lo, a_hi, b_hi)))
+        return tuple(results)
 
     def exp(self) -> Affine:
         return self._unary(relax.exp_fast, self.iv.exp())
@@ -399,6 +409,19 @@ class Affine:
 
     def sigmoid(self) -> Affine:
         return self._unary(relax.sigmoid_fast, self.iv.sigmoid())
+
+    def tanh_with_derivative(self) -> tuple[Affine, Affine]:
+        """``tanh`` and ``tanh'`` from one set of evaluations of ``tanh``."""
+        return self._unary_many(relax.tanh_pair_fast, self.iv.tanh_with_derivative())
+
+    def sigmoid_with_derivative(self) -> tuple[Affine, Affine]:
+        return self._unary_many(relax.sigmoid_pair_fast, self.iv.sigmoid_with_derivative())
+
+    def tanh_derivative(self) -> Affine:
+        return self._unary(relax.tanh_derivative_fast, self.iv.tanh_derivative())
+
+    def sigmoid_derivative(self) -> Affine:
+        return self._unary(relax.sigmoid_derivative_fast, self.iv.sigmoid_derivative())
 
     def sin(self) -> Affine:
         return self._unary(relax.sin_fast, self.iv.sin())

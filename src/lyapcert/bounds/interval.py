@@ -310,6 +310,47 @@ class Interval:
         out = self._increasing(torch.sigmoid)
         return Interval(torch.clamp(out.lo, 0.0, 1.0), torch.clamp(out.hi, 0.0, 1.0))
 
+    def tanh_with_derivative(self) -> tuple[Interval, Interval]:
+        """``tanh`` and ``tanh' = 1 - tanh^2`` (the exact image of the enclosure of ``tanh``)."""
+        y = self.tanh()
+        d = 1.0 - y.square()
+        return y, Interval(torch.clamp(d.lo, 0.0, 1.0), torch.clamp(d.hi, 0.0, 1.0))
+
+    def sigmoid_with_derivative(self) -> tuple[Interval, Interval]:
+        """``sigmoid`` and ``sigmoid' = s (1 - s)``: the image of the enclosure ``[s_lo, s_hi]`` of
+        ``s`` under ``h(s) = s (1 - s)`` (increasing below 1/2, decreasing above)."""
+        s = self.sigmoid()
+        a, b = s.lo, s.hi
+
+        def h_lo(x):
+            return torch.clamp(down(x * down(1.0 - x)), min=0.0)
+
+        def h_hi(x):
+            return up(x * up(1.0 - x))
+
+        lo = torch.minimum(h_lo(a), h_lo(b))
+        peak = (a <= 0.5) & (b >= 0.5)
+        hi = torch.where(peak, 0.25, torch.maximum(h_hi(a), h_hi(b)))
+        return s, Interval(lo, torch.clamp(hi, max=0.25))
+
+    def tanh_derivative(self) -> Interval:
+        """``tanh'(x) = sech(x)^2 = 1 - tanh(x)^2`` (even, decreasing in ``|x|``, largest 1 at 0)."""
+        return self._bell(2.0, 4.0)
+
+    def sigmoid_derivative(self) -> Interval:
+        """``sigmoid'(x) = s (1 - s)`` (even, decreasing in ``|x|``, largest 1/4 at 0)."""
+        return self._bell(1.0, 1.0)
+
+    def _bell(self, k: float, c: float) -> Interval:
+        """``c q (1 - q)`` with ``q = sigmoid(-k |x|)`` (``tanh'``: k = 2, c = 4; ``sigmoid'``:
+        k = c = 1): decreasing in ``|x|``, so its range is its values at the points of the interval
+        nearest to 0 and farthest from 0."""
+        near = torch.clamp(torch.maximum(self.lo, -self.hi), min=0.0)
+        far = torch.maximum(-self.lo, self.hi)
+        lo, _ = bell_at(far, k, c)
+        _, hi = bell_at(near, k, c)
+        return Interval(lo, hi)
+
     def atan(self) -> Interval:
         return self._increasing(torch.atan)
 
@@ -472,6 +513,29 @@ class Interval:
 
     def hull(self, other: Interval) -> Interval:
         return Interval(torch.minimum(self.lo, other.lo), torch.maximum(self.hi, other.hi))
+
+
+def bell_q(a: torch.Tensor, k: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For floats ``a >= 0``: ``q = sigmoid(-k a)`` in float and an enclosure ``[q_lo, q_hi]``
+    within ``[0, 1/2]`` (``k`` in {1, 2}: ``-k a`` is exact or overflows to ``-inf``, where the
+    real ``q < e^(-1e308)`` is covered by the ``TINY`` widening of ``up_lib``)."""
+    q = torch.sigmoid(a * -k)
+    return q, torch.clamp(down_lib(q), 0.0, 0.5), torch.clamp(up_lib(q), 0.0, 0.5)
+
+
+def bell_from_q(q_lo: torch.Tensor, q_hi: torch.Tensor, c: float):
+    """An enclosure of ``c q (1 - q)`` for the real ``q`` in ``[q_lo, q_hi]`` within ``[0, 1/2]``
+    (increasing in ``q`` there; ``c`` in {1, 4}: the scaling is exact), clamped to the real
+    range ``[0, c / 4]``."""
+    lo = torch.clamp(down(q_lo * down(1.0 - q_lo)), min=0.0) * c
+    hi = torch.clamp(up(q_hi * up(1.0 - q_hi)) * c, max=c / 4.0)
+    return lo, hi
+
+
+def bell_at(a: torch.Tensor, k: float, c: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """An enclosure of ``c q (1 - q)``, ``q = sigmoid(-k a)``, at floats ``a >= 0``."""
+    _, q_lo, q_hi = bell_q(a, k)
+    return bell_from_q(q_lo, q_hi, c)
 
 
 def softplus_smooth(z: torch.Tensor) -> torch.Tensor:

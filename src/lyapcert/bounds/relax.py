@@ -60,7 +60,16 @@ from typing import NamedTuple
 
 import torch
 
-from lyapcert.bounds.interval import Interval, down, down_lib, softplus_smooth, up, up_lib
+from lyapcert.bounds.interval import (
+    Interval,
+    bell_from_q,
+    bell_q,
+    down,
+    down_lib,
+    softplus_smooth,
+    up,
+    up_lib,
+)
 
 __all__ = [
     "LinearBounds",
@@ -77,13 +86,17 @@ __all__ = [
     "power_fast",
     "relu",
     "sigmoid",
+    "sigmoid_derivative_fast",
     "sigmoid_fast",
+    "sigmoid_pair_fast",
     "sin",
     "sin_fast",
     "softplus",
     "softplus_fast",
     "tanh",
+    "tanh_derivative_fast",
     "tanh_fast",
+    "tanh_pair_fast",
 ]
 
 _INF = math.inf
@@ -770,12 +783,16 @@ def leaky_relu(l: torch.Tensor, u: torch.Tensor, slope: float) -> LinearBounds:
 # finite (or is worse than the constant) becomes the constant line of ``f([l, u])``.
 
 
-def _fast_convex(fn: _Fn, l, u, const: Interval, ends=None):
+def _fast_convex(fn: _Fn, l, u, const: Interval, ends=None, mid=None):
     """Lines of a function convex on every ``[l, u]`` (tangent at the midpoint below, chord above).
-    ``ends``: ``fn.point`` at ``l`` and at ``u`` when the caller has them."""
+    ``ends``: ``fn.point`` at ``l`` and at ``u`` when the caller has them; ``mid``: the midpoint
+    ``_mid(l, u)`` and ``fn.point`` there."""
     with torch.no_grad():
-        t = _mid(l, u)
-        Ft, Ft_iv, dFt, dFt_iv = fn.point(t)
+        if mid is None:
+            t = _mid(l, u)
+            Ft, Ft_iv, dFt, dFt_iv = fn.point(t)
+        else:
+            t, (Ft, Ft_iv, dFt, dFt_iv) = mid
         a_lo = torch.nan_to_num(dFt, nan=0.0, posinf=0.0, neginf=0.0)
         b_lo = Ft - a_lo * t
         b_lo = torch.nan_to_num(b_lo, nan=0.0, posinf=0.0, neginf=0.0)
@@ -811,20 +828,26 @@ def _fast_convex(fn: _Fn, l, u, const: Interval, ends=None):
     return a_lo, b_lo, a_hi, b_hi
 
 
-def _fast_s_shaped(fn: _Fn, l, u, s0: float) -> LinearBounds:
+def _fast_s_shaped(fn: _Fn, l, u, s0: float, points: bool = False):
     """Lines of an increasing S-shaped function (see above) with ``f(-x) = s0 - f(x)`` (tanh: 0,
     sigmoid: 1): the convex rule below 0; above 0 the convex rule on the mirrored interval
     ``[-u, -l]``, mirrored back (``f(y) >= a_hi y + (s0 - b_hi)`` from ``f(-y) <= a_hi (-y) +
     b_hi``, the constant rounded outward); two parallel lines of the smaller endpoint slope across
-    0. One ``fn.point`` evaluation at each end serves every rule."""
+    0. One ``fn.point`` evaluation at each end serves every rule. With ``points``: also
+    ``(ml, mu, point(ml), point(mu), t, point(t))``, the interval the rules used (``[-u, -l]``
+    where ``l >= 0``, else ``[l, u]``) with the evaluations at its ends and midpoint ``t``."""
     with torch.no_grad():
         above = l >= 0
         straddle = (l < 0) & (u > 0)
         ml = torch.where(above, -u, l)  # across 0: l and u themselves (their lines unused)
         mu = torch.where(above, -l, u)
         end_l, end_u = fn.point(ml), fn.point(mu)
+        t = _mid(ml, mu)
+        end_t = fn.point(t)
         const = Interval(end_l[1].lo, end_u[1].hi)  # f increasing
-        c_lo, d_lo, c_hi, d_hi = _fast_convex(fn, ml, mu, const, ends=(end_l, end_u))
+        c_lo, d_lo, c_hi, d_hi = _fast_convex(
+            fn, ml, mu, const, ends=(end_l, end_u), mid=(t, end_t)
+        )
         if s0 == 0.0:
             r_lo, r_hi = -d_hi, -d_lo
         else:
@@ -854,7 +877,10 @@ def _fast_s_shaped(fn: _Fn, l, u, s0: float) -> LinearBounds:
             b_lo = torch.where(bad_lo, full.lo, b_lo)
             a_hi = torch.where(bad_hi, torch.zeros_like(a_hi), a_hi)
             b_hi = torch.where(bad_hi, full.hi, b_hi)
-    return LinearBounds(a_lo, b_lo, a_hi, b_hi)
+    out = LinearBounds(a_lo, b_lo, a_hi, b_hi)
+    if points:
+        return out, (ml, mu, end_l, end_u, t, end_t)
+    return out
 
 
 def _fast_taylor(f, df, f_iv: FIv, df_iv: FIv, d2f_iv: FIv, l, u) -> LinearBounds:
@@ -913,8 +939,195 @@ def tanh_fast(l: torch.Tensor, u: torch.Tensor) -> LinearBounds:
 def sigmoid_fast(l: torch.Tensor, u: torch.Tensor) -> LinearBounds:
     """``sigmoid`` by the fast rules (S-shaped)."""
     l, u = _check(l, u)
-    fn = _Fn(torch.sigmoid, _sig_d, Interval.sigmoid, _sig_d_iv, _sigmoid_point)
-    return _fast_s_shaped(fn, l, u, 1.0)
+    return _fast_s_shaped(_sigmoid_fn(), l, u, 1.0)
+
+
+def _sigmoid_fn() -> _Fn:
+    return _Fn(torch.sigmoid, _sig_d, Interval.sigmoid, _sig_d_iv, _sigmoid_point)
+
+
+# ------------------------------------------------------------- the derivatives of tanh and sigmoid
+#
+# ``tanh'(x) = sech(x)^2`` and ``sigmoid'(x) = s (1 - s)`` as functions of ``x`` ("bells"):
+# ``f(x) = c q (1 - q)`` with ``q = sigmoid(-k |x|)`` (tanh': k = 2, c = 4; sigmoid': k = c = 1),
+# so ``f'(x) = -k sign(x) (1 - 2 q) f(x)``: one library call per point (or none, from the points
+# of tanh / sigmoid themselves: ``tanh' = 1 - F^2``, ``tanh'' = -2 F tanh'``; ``sigmoid'' =
+# sigmoid' (1 - 2 F)``). ``f`` is even, largest (``c / 4``) at 0, increasing on ``x <= 0``;
+# concave on ``|x| <= z_i`` and convex beyond, ``z_i = atanh(1 / sqrt(3))`` (tanh') and twice
+# that (sigmoid'); ``f' >= 0`` on ``x <= 0``, largest at ``-z_i`` (``4 / (3 sqrt(3))``,
+# ``1 / (6 sqrt(3))``). As for tanh, an interval with ``l >= 0`` is mirrored to ``[-u, -l]``
+# (``f(x) = f(-x)``: the slopes change sign, exactly). Then, on ``[l, u]`` with ``u <= 0`` or
+# ``l < 0 < u``:
+#
+# * within ``[-z_i, z_i]`` (concave) or ``u <= -z_i`` (convex): the convex rule (of ``-f``, or of
+#   ``f``);
+# * ``l < -z_i < u <= 0``: two parallel lines of slope ``a``, either ``a <= min f'`` on ``[l, u]``
+#   (the smaller endpoint derivative, enclosed, at least 0: ``f'`` increases on ``(-inf, -z_i]``
+#   and decreases on ``[-z_i, 0]``, so its minimum over ``[l, u]`` is at an end) with ``f - a x``
+#   non-decreasing, or ``a`` at least the global ``max f'`` with ``f - a x`` non-increasing (the
+#   one nearer the chord's slope);
+# * ``l < 0 < u`` beyond ``z_i``: the constant lines ``min(f(l), f(u))`` and ``c / 4``.
+#
+# The floats ``_BELL_*`` bracket ``z_i`` (and bound ``max f'`` above); the tests check them in arb.
+
+_BELL_TANH = (2.0, 4.0, 0.6584789484, 0.6584789485, 0.76980035892)
+_BELL_SIGMOID = (1.0, 1.0, 1.3169578969, 1.3169578970, 0.096225044865)
+"""``(k, c, z_lo, z_hi, slope_max)``: ``z_lo < z_i < z_hi`` and ``slope_max >= max f'``."""
+
+
+def _bell_point(x: torch.Tensor, k: float, c: float):
+    """The bell at float points: ``f``, its enclosure, ``f'`` and its enclosure (one sigmoid)."""
+    q, q_lo, q_hi = bell_q(x.abs(), k)
+    F = c * (q * (1.0 - q))
+    F_lo, F_hi = bell_from_q(q_lo, q_hi, c)
+    sg = torch.sign(x)
+    dF = (-k * sg) * ((1.0 - 2.0 * q) * F)
+    # g = k (1 - 2 q) f >= 0 with 1 - 2 q in [1 - 2 q_hi, 1 - 2 q_lo] within [0, 1] (2 q exact);
+    # the scaling by k in {1, 2} is exact
+    r_lo = torch.clamp(down(1.0 - 2.0 * q_hi), min=0.0)
+    r_hi = torch.clamp(up(1.0 - 2.0 * q_lo), max=1.0)
+    g_lo = torch.clamp(down(r_lo * F_lo), min=0.0) * k
+    g_hi = up(r_hi * F_hi) * k
+    zero = torch.zeros_like(x)
+    d_lo = torch.where(sg > 0, -g_hi, torch.where(sg < 0, g_lo, zero))
+    d_hi = torch.where(sg > 0, -g_lo, torch.where(sg < 0, g_hi, zero))
+    return F, Interval._exact(F_lo, F_hi), dF, Interval._exact(d_lo, d_hi)
+
+
+def _tanh_bell_point(p):
+    """The bell ``tanh'`` at a point from ``_tanh_point`` there (no library call): ``tanh'' =
+    -2 F f`` with ``F`` in ``[F_lo, F_hi]`` and ``f`` in ``[d_lo, d_hi]``, ``d_lo >= 0`` (clamped:
+    ``f > 0``), so ``F f`` lies in ``[F_lo (d_hi if F_lo < 0 else d_lo), F_hi (d_lo if F_hi < 0
+    else d_hi)]``, rounded outward; the scaling by -2 is exact."""
+    F, F_iv, dF, dF_iv = p
+    d_lo = torch.clamp(dF_iv.lo, min=0.0)
+    d_hi = dF_iv.hi
+    lo = down(F_iv.lo * torch.where(F_iv.lo < 0, d_hi, d_lo))
+    hi = up(F_iv.hi * torch.where(F_iv.hi < 0, d_lo, d_hi))
+    return dF, dF_iv, -2.0 * F * dF, Interval(hi * -2.0, lo * -2.0)
+
+
+def _sigmoid_bell_point(p):
+    """The bell ``sigmoid'`` at a point from ``_sigmoid_point`` there (no library call)."""
+    F, F_iv, dF, dF_iv = p
+    return dF, dF_iv, dF * (1.0 - 2.0 * F), dF_iv * (1.0 - F_iv * 2.0)
+
+
+def _flip_iv(x: Interval, neg: torch.Tensor) -> Interval:
+    return Interval._exact(torch.where(neg, -x.hi, x.lo), torch.where(neg, -x.lo, x.hi))
+
+
+def _bell_lines(l, u, ml, mu, ends, t, pt, d_ends, bell) -> LinearBounds:
+    """The bell's lines on ``[l, u]`` from its values at the ends of ``[ml, mu] = [-u, -l]``
+    where ``l >= 0``, else ``[l, u]`` (``ends``: ``(f, [f])`` at ``ml`` and at ``mu``), its point
+    (``f, [f], f', [f']``) at the midpoint ``t``, and ``d_ends()``: ``[f']`` at ``ml`` and ``mu``
+    (called only when an interval needs it)."""
+    _, c, z_lo, z_hi, slope_max = bell
+    (Fl, Fl_iv), (Fu, Fu_iv) = ends
+    with torch.no_grad():
+        across = mu > 0
+        conc = (ml >= -z_lo) & (mu <= z_lo)
+        conv = mu <= -z_hi
+        top = torch.full_like(ml, c / 4.0)
+        r_lo = torch.minimum(Fl_iv.lo, Fu_iv.lo)  # the range of f over [ml, mu]
+        r_hi = torch.where(across, top, torch.maximum(Fl_iv.hi, Fu_iv.hi))
+
+        # the convex rule for g = f (convex) or g = -f (concave); unused elsewhere
+        def neg(x):
+            return torch.where(conc, -x, x)
+
+        g_ends = ((neg(Fl), _flip_iv(Fl_iv, conc)), (neg(Fu), _flip_iv(Fu_iv, conc)))
+        g_ends = tuple((*e, None, None) for e in g_ends)  # the convex rule's ends: f only
+        g_t = (neg(pt[0]), _flip_iv(pt[1], conc), neg(pt[2]), _flip_iv(pt[3], conc))
+        const = _flip_iv(Interval._exact(r_lo, r_hi), conc)
+        ga_lo, gb_lo, ga_hi, gb_hi = _fast_convex(None, ml, mu, const, ends=g_ends, mid=(t, g_t))
+        a_lo = torch.where(conc, -ga_hi, ga_lo)
+        b_lo = torch.where(conc, -gb_hi, gb_lo)
+        a_hi = torch.where(conc, -ga_lo, ga_hi)
+        b_hi = torch.where(conc, -gb_lo, gb_hi)
+        side = ~(conc | conv | across)
+        if bool(side.any()):
+            dl_iv, du_iv = d_ends()
+            # a1 <= min f' on [ml, mu]: f - a1 x non-decreasing; a2 >= max f': non-increasing
+            a1 = torch.clamp(torch.minimum(dl_iv.lo, du_iv.lo), min=0.0)
+            a2 = torch.full_like(ml, slope_max)
+            w = mu - ml
+            kc = (Fu - Fl) / w
+            use2 = (w > 0) & (a2 - kc < kc - a1)
+            a = torch.where(use2, a2, a1)
+            p = torch.where(use2, mu, ml)  # where the lower line is taken
+            q = torch.where(use2, ml, mu)
+            Fp = torch.where(use2, Fu_iv.lo, Fl_iv.lo)
+            Fq = torch.where(use2, Fl_iv.hi, Fu_iv.hi)
+            s_lo = (Interval.point(Fp) - Interval.point(p) * a).lo
+            s_hi = (Interval.point(Fq) - Interval.point(q) * a).hi
+            s_a_lo, s_lo = _finish(a, s_lo, r_lo, ml, mu, True)
+            s_a_hi, s_hi = _finish(a, s_hi, r_hi, ml, mu, False)
+            a_lo = torch.where(side, s_a_lo, a_lo)
+            b_lo = torch.where(side, s_lo, b_lo)
+            a_hi = torch.where(side, s_a_hi, a_hi)
+            b_hi = torch.where(side, s_hi, b_hi)
+        wide = across & ~conc  # the constant lines
+        zero = torch.zeros_like(ml)
+        above = l >= 0
+        # back from [-u, -l]: f(x) = f(-x) >= a (-x) + b
+        a_lo = torch.where(wide, zero, torch.where(above, -a_lo, a_lo))
+        b_lo = torch.where(wide, r_lo, b_lo)
+        a_hi = torch.where(wide, zero, torch.where(above, -a_hi, a_hi))
+        b_hi = torch.where(wide, top, b_hi)
+    return LinearBounds(a_lo, b_lo, a_hi, b_hi)
+
+
+def _bell_fast(l, u, bell) -> LinearBounds:
+    k, c = bell[0], bell[1]
+    with torch.no_grad():
+        above = l >= 0
+        ml = torch.where(above, -u, l)
+        mu = torch.where(above, -l, u)
+        t = _mid(ml, mu)
+        pl, pu, pt = (_bell_point(x, k, c) for x in (ml, mu, t))
+    ends = (pl[:2], pu[:2])
+    return _bell_lines(l, u, ml, mu, ends, t, pt, lambda: (pl[3], pu[3]), bell)
+
+
+def tanh_derivative_fast(l: torch.Tensor, u: torch.Tensor) -> LinearBounds:
+    """``tanh'(x) = 1 - tanh(x)^2`` by the fast rules of a bell (see above)."""
+    l, u = _check(l, u)
+    return _bell_fast(l, u, _BELL_TANH)
+
+
+def sigmoid_derivative_fast(l: torch.Tensor, u: torch.Tensor) -> LinearBounds:
+    """``sigmoid'(x) = s (1 - s)`` by the fast rules of a bell (see above)."""
+    l, u = _check(l, u)
+    return _bell_fast(l, u, _BELL_SIGMOID)
+
+
+def tanh_pair_fast(l: torch.Tensor, u: torch.Tensor) -> tuple[LinearBounds, LinearBounds]:
+    """The lines of ``tanh`` and of ``tanh'`` on ``[l, u]`` (as ``tanh_fast`` and
+    ``tanh_derivative_fast``), from one set of ``tanh`` evaluations."""
+    l, u = _check(l, u)
+    lines, (ml, mu, pl, pu, t, pt) = _fast_s_shaped(_tanh_fn(), l, u, 0.0, points=True)
+    ends = ((pl[2], pl[3]), (pu[2], pu[3]))  # tanh' = 1 - tanh^2 at the ends
+
+    def d_ends():
+        return _tanh_bell_point(pl)[3], _tanh_bell_point(pu)[3]
+
+    bell = _bell_lines(l, u, ml, mu, ends, t, _tanh_bell_point(pt), d_ends, _BELL_TANH)
+    return lines, bell
+
+
+def sigmoid_pair_fast(l: torch.Tensor, u: torch.Tensor) -> tuple[LinearBounds, LinearBounds]:
+    """The lines of ``sigmoid`` and of ``sigmoid'`` on ``[l, u]`` from one set of ``sigmoid``
+    evaluations."""
+    l, u = _check(l, u)
+    lines, (ml, mu, pl, pu, t, pt) = _fast_s_shaped(_sigmoid_fn(), l, u, 1.0, points=True)
+    ends = ((pl[2], pl[3]), (pu[2], pu[3]))  # sigmoid' = s (1 - s) at the ends
+
+    def d_ends():
+        return _sigmoid_bell_point(pl)[3], _sigmoid_bell_point(pu)[3]
+
+    bell = _bell_lines(l, u, ml, mu, ends, t, _sigmoid_bell_point(pt), d_ends, _BELL_SIGMOID)
+    return lines, bell
 
 
 def exp_fast(l: torch.Tensor, u: torch.Tensor) -> LinearBounds:
