@@ -1460,11 +1460,17 @@ def check_vanderpol_hessian(n: int, tier: str) -> Report:
     }
     rng = _rng("vanderpol-hessian", tier)
     lo, hi = _random_boxes2(rng, n, 3.0, -8.0, 0.3)
+    return _check_hessian("vanderpol Hessian", q, exact, rng, lo, hi)
+
+
+def _check_hessian(name: str, q, exact: dict, rng, lo, hi) -> Report:
+    """``forms.hessian_enclosure`` of ``q`` on the boxes ``[lo, hi]``: finite, and containing the
+    arb values of ``exact[(j, k)]`` at grid and random points of each box."""
     hess = forms.hessian_enclosure(q, Interval(_t(lo), _t(hi)))
-    rep = Report("vanderpol Hessian")
+    rep = Report(name)
     for pair, h in hess.items():
         rep.require(bool(torch.isfinite(h.lo).all() and torch.isfinite(h.hi).all()), f"{pair}")
-    for i in range(n):
+    for i in range(lo.shape[0]):
         rep.cases += 1
         for x, y in _grid_points(rng, lo[i], hi[i], k=3, n_random=2):
             for pair, fn in exact.items():
@@ -1513,17 +1519,7 @@ def check_bell_hessian(n: int, tier: str) -> Report:
     exact = {(0, 0): h00, (0, 1): h01, (1, 1): h11}
     rng = _rng("bell-hessian", tier)
     lo, hi = _random_boxes2(rng, n, 2.0, -8.0, 0.0)
-    hess = forms.hessian_enclosure(q, Interval(_t(lo), _t(hi)))
-    rep = Report("tanh/sigmoid Hessian")
-    for pair, h in hess.items():
-        rep.require(bool(torch.isfinite(h.lo).all() and torch.isfinite(h.hi).all()), f"{pair}")
-    for i in range(n):
-        rep.cases += 1
-        for x, y in _grid_points(rng, lo[i], hi[i], k=3, n_random=2):
-            for pair, fn in exact.items():
-                h = hess[pair]
-                rep.check(fn, (x, y), h.lo[i].item(), h.hi[i].item(), f"H{pair} at ({x}, {y})")
-    return rep
+    return _check_hessian("tanh/sigmoid Hessian", q, exact, rng, lo, hi)
 
 
 def test_hessian_enclosure_tanh_sigmoid():
