@@ -1684,3 +1684,31 @@ def test_regression_softplus_mean_value_above_threshold():
     for bounds in (forms.mean_value_bounds(g.evaluate, box), forms.best_bounds(g.evaluate, box)):
         torch_lo = F.softplus(box.lo[:, 0])
         assert bool(torch.all(bounds.lo <= torch_lo)), (bounds.lo, torch_lo)
+
+
+def test_evaluation_leaves_no_cyclic_garbage():
+    """An evaluation's intermediate bounds are freed when it returns, not when the cyclic garbage
+    collector happens to run: a reference cycle holding them made a 4-state verification grow by
+    about 0.9 GB per 100,000 boxes until the kernel killed it."""
+    import gc
+
+    net = torch.nn.Sequential(
+        torch.nn.Linear(2, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1)
+    ).double()
+    graph = capture(net, 1)
+    x = Interval(torch.zeros(16, 2, dtype=torch.float64), torch.ones(16, 2, dtype=torch.float64))
+    t = Interval(torch.ones(16, 2, dtype=torch.float64), torch.ones(16, 2, dtype=torch.float64))
+    gc.collect()
+    flags = gc.get_debug()
+    gc.disable()
+    try:
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        graph.evaluate(x)
+        graph.evaluate(Dual(x, t))
+        gc.collect()
+        leaked = [o for o in gc.garbage if isinstance(o, (Interval, Dual, torch.Tensor))]
+    finally:
+        gc.set_debug(flags)
+        gc.garbage.clear()
+        gc.enable()
+    assert not leaked

@@ -417,15 +417,6 @@ class BoundGraph:
         ref = next((i for i in inputs if is_bound(i)), None)
         device = _base(ref).device if ref is not None else torch.device("cpu")
 
-        def load(a):
-            if isinstance(a, torch.fx.Node):
-                return env[a]
-            if isinstance(a, (list, tuple)):
-                return type(a)(load(x) for x in a)
-            if isinstance(a, dict):
-                return {k: load(v) for k, v in a.items()}
-            return a
-
         result = None
         for node in self.module.graph.nodes:
             if node.op == "placeholder":
@@ -439,7 +430,7 @@ class BoundGraph:
                         value = value.to(device)
                 env[node] = value
             elif node.op in ("call_function", "call_method"):
-                args, kwargs = load(node.args), load(node.kwargs)
+                args, kwargs = _load(node.args, env), _load(node.kwargs, env)
                 if not _any_bound(args) and not _any_bound(kwargs):
                     env[node] = _run_plain(node, args, kwargs)
                     continue
@@ -452,7 +443,7 @@ class BoundGraph:
                 if form is not None:
                     env[node] = form.tighten(env[node], env[form.e], env[form.p])
             elif node.op == "output":
-                result = load(node.args[0])
+                result = _load(node.args[0], env)
             else:  # pragma: no cover - call_module is inlined away
                 raise UnsupportedOperationError([f"graph node {node.op} {node.target}"])
         return result
@@ -470,6 +461,20 @@ class BoundGraph:
     @property
     def smooth(self) -> bool:
         return not (self.ops() & NON_SMOOTH)
+
+
+def _load(a, env: dict):
+    """``a`` (a node, or a list / tuple / dict of them) with every node replaced by its value in
+    ``env``. (A module-level function: a nested recursive one would be a reference cycle holding
+    ``env``, every intermediate bound of the evaluation, until the cyclic garbage collector runs;
+    on a 4-state network the resident memory grew by about 0.9 GB per 100,000 boxes.)"""
+    if isinstance(a, torch.fx.Node):
+        return env[a]
+    if isinstance(a, (list, tuple)):
+        return type(a)(_load(x, env) for x in a)
+    if isinstance(a, dict):
+        return {k: _load(v, env) for k, v in a.items()}
+    return a
 
 
 def _fetch_attr(module, target: str):
