@@ -5,7 +5,8 @@
 * ``lower_eigenvalue_bound`` / ``upper_eigenvalue_bound``: proven ``t <= lambda_min(M)`` /
   ``t >= lambda_max(M)`` over the enclosure;
 * ``proven_multiple(lo, hi, M, guess)``: a ``t`` just under ``guess`` with ``F - t M`` positive
-  definite for every ``F`` in ``[lo, hi]``.
+  definite for every ``F`` in ``[lo, hi]``;
+* ``symmetric_part(P)``: the enclosure of ``(P + P')/2`` for a float matrix ``P``.
 
 Used by the local certificate (``verify.local``), the quadratic floor of a candidate and the
 quadratic-form rule of the bound engine (``bounds.quadform``).
@@ -82,3 +83,10 @@ def proven_multiple(lo: np.ndarray, hi: np.ndarray, M: np.ndarray, guess: float)
         if interval_cholesky_pd(a_lo, a_hi):
             return t
     return None
+
+
+def symmetric_part(P: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``[lo, hi]`` containing the exact ``(P + P')/2`` of a float64 matrix ``P`` (``e'Pe =
+    e' sym(P) e``): the sum is rounded once and moved out by one ulp, the halving is exact."""
+    total = P + P.T
+    return np.nextafter(total, -np.inf) / 2, np.nextafter(total, np.inf) / 2

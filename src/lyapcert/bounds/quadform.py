@@ -35,7 +35,12 @@ import torch.nn.functional as F
 
 from lyapcert.bounds.dual import Dual
 from lyapcert.bounds.interval import Interval
-from lyapcert.bounds.psd import lower_eigenvalue_bound, proven_multiple, upper_eigenvalue_bound
+from lyapcert.bounds.psd import (
+    lower_eigenvalue_bound,
+    proven_multiple,
+    symmetric_part,
+    upper_eigenvalue_bound,
+)
 
 _MUL = {operator.mul, torch.mul, torch.multiply}
 _MATMUL = {operator.matmul, torch.matmul, torch.mm}
@@ -46,6 +51,8 @@ class _Proof:
     """The proven scalars of one ``P`` (float64 on the CPU, exactly the graph's constant)."""
 
     P: torch.Tensor
+    S_lo: np.ndarray  # the enclosure of S = (P + P')/2
+    S_hi: np.ndarray
     lam_lo: float | None
     lam_hi: float | None
     diagonal: torch.Tensor | None  # D [n] with S - diag(D) positive definite, or None
@@ -102,12 +109,13 @@ class QuadraticForm:
         return Interval(lo, hi)
 
 
-def _is(node, functions: set, method: str) -> bool:
+def _is(node, functions: set, method: str | None = None) -> bool:
+    """Whether ``node`` calls one of ``functions`` or the tensor method ``method``."""
     if not isinstance(node, torch.fx.Node):
         return False
     if node.op == "call_function":
         return node.target in functions
-    return node.op == "call_method" and node.target == method
+    return method is not None and node.op == "call_method" and node.target == method
 
 
 def _matrix_operand(node, e) -> tuple[torch.fx.Node, bool] | None:
@@ -116,7 +124,7 @@ def _matrix_operand(node, e) -> tuple[torch.fx.Node, bool] | None:
     if _is(node, _MATMUL, "matmul") and len(node.args) == 2 and not node.kwargs:
         a, b = node.args
         return (b, False) if a is e and _constant(b) else None
-    if _is(node, {F.linear}, "-") and len(node.args) >= 2:
+    if _is(node, {F.linear}) and len(node.args) >= 2:
         bias = node.args[2] if len(node.args) > 2 else node.kwargs.get("bias")
         if node.args[0] is e and bias is None and _constant(node.args[1]):
             return node.args[1], True
@@ -145,15 +153,13 @@ def _sums_last_dim(node) -> bool:
 def _prove(P: torch.Tensor) -> _Proof:
     """The rule's scalars for ``P`` (``lam_lo`` None: no proof, the rule does nothing)."""
     p = P.numpy()
+    lo, hi = symmetric_part(p)
     if not np.all(np.isfinite(p)):
-        return _Proof(P, None, None, None)
-    total = p + p.T  # one rounding; halving is exact
-    lo = np.nextafter(total, -np.inf) / 2
-    hi = np.nextafter(total, np.inf) / 2
+        return _Proof(P, lo, hi, None, None, None)
     lam_lo = lower_eigenvalue_bound(lo, hi)
     lam_hi = upper_eigenvalue_bound(lo, hi)
     if not (np.isfinite(lam_lo) and np.isfinite(lam_hi)):
-        return _Proof(P, None, None, None)
+        return _Proof(P, lo, hi, None, None, None)
     diagonal = None
     if lam_lo > 0:
         M = np.diag(np.diag((lo + hi) / 2))
@@ -165,7 +171,7 @@ def _prove(P: torch.Tensor) -> _Proof:
         t = proven_multiple(lo, hi, M, guess) if guess > 0 else None
         if t is not None:
             diagonal = torch.as_tensor(np.nextafter(t * np.diag(M), -np.inf), dtype=torch.float64)
-    return _Proof(P, float(lam_lo), float(lam_hi), diagonal)
+    return _Proof(P, lo, hi, float(lam_lo), float(lam_hi), diagonal)
 
 
 def find_quadratic_forms(graph: torch.fx.Graph) -> dict[torch.fx.Node, QuadraticForm]:
@@ -203,17 +209,16 @@ def _plain_add(node) -> bool:
 def _nonnegative_constant(module, arg) -> bool:
     if isinstance(arg, (int, float)) and not isinstance(arg, bool):
         return arg >= 0
-    if isinstance(arg, torch.fx.Node) and arg.op == "get_attr":
+    if _constant(arg):
         value = _fetch(module, arg.target)
         return isinstance(value, torch.Tensor) and bool((value >= 0).all())
     return False
 
 
 def _fetch(module, target: str):
-    obj = module
-    for part in target.split("."):
-        obj = getattr(obj, part, None)
-    return obj
+    from lyapcert.bounds.graph import _fetch_attr  # (graph imports this module)
+
+    return _fetch_attr(module, target)
 
 
 def _nonnegative(module, node, depth: int = 0) -> bool:
@@ -236,7 +241,7 @@ def _nonnegative(module, node, depth: int = 0) -> bool:
     if _is(node, {torch.pow, operator.pow}, "pow") and len(args) == 2:
         p = args[1]
         return isinstance(p, int) and not isinstance(p, bool) and p >= 0 and p % 2 == 0
-    if _is(node, _POSITIVE_FUNCTIONS, "") or (
+    if _is(node, _POSITIVE_FUNCTIONS) or (
         node.op == "call_method" and node.target in ("exp", "sigmoid", "abs", "relu")
     ):
         return True
@@ -264,7 +269,7 @@ def _centre(module, e, x: torch.fx.Node, n: int) -> torch.Tensor | None:
     if e.kwargs.get("alpha", 1) != 1 or set(e.kwargs) - {"alpha"}:
         return None
     c = e.args[1]
-    if not (isinstance(c, torch.fx.Node) and c.op == "get_attr"):
+    if not _constant(c):
         return None
     value = _fetch(module, c.target)
     if (
@@ -309,12 +314,8 @@ def graph_quadratic_floor(
             centre = c
         elif not torch.equal(centre, c):
             return None
-        p = proof.P.numpy()
-        total = p + p.T
-        s_lo = np.nextafter(total, -np.inf) / 2
-        s_hi = np.nextafter(total, np.inf) / 2
-        lo = s_lo if lo is None else np.nextafter(lo + s_lo, -np.inf)
-        hi = s_hi if hi is None else np.nextafter(hi + s_hi, np.inf)
+        lo = proof.S_lo if lo is None else np.nextafter(lo + proof.S_lo, -np.inf)
+        hi = proof.S_hi if hi is None else np.nextafter(hi + proof.S_hi, np.inf)
     if centre is None:
         return None
     return centre.numpy(), lo, hi

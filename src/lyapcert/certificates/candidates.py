@@ -207,14 +207,13 @@ class NetworkCandidate(Candidate):
         ``|phi(x) - phi(x*)|^2 >= 0``; the matrix rounded outward. Any other module (a file):
         the floor its captured graph proves by its form (``bounds.quadform.graph_quadratic_floor``:
         a sum of quadratic forms around one centre and of terms nonnegative by their form)."""
+        from lyapcert.bounds.psd import symmetric_part
         from lyapcert.certificates.network import LyapunovNetwork
 
         if type(self.module) is not LyapunovNetwork:
             return self._graph_floor()
         P = self.module.P.detach().cpu().numpy().astype(np.float64)
-        total = P + P.T  # one rounding; halving is exact
-        lo = np.nextafter(total, -np.inf) / 2
-        hi = np.nextafter(total, np.inf) / 2
+        lo, hi = symmetric_part(P)
         eye = np.eye(len(P), dtype=bool)
         eps = np.full(len(P), self.module.eps)  # eps |e / s|^2: eps / s_i^2 on the diagonal
         eps_lo = eps_hi = eps
