@@ -240,14 +240,7 @@ def inner_level(problem: _Problem, local, target: float | None = None) -> tuple[
         if problem.options.linear and bool(open_.any()):
             # V's linear lower bound where the box is not inside Q (near x*, where V is
             # quadratically small and intervals cannot prove it positive)
-            try:
-                lb = crown_bounds(
-                    problem.value_q, Interval(boxes.lo[open_], boxes.hi[open_]), upper=False
-                )
-            except LINEAR_FAILURES:
-                return vb
-            vb.lo = vb.lo.clone()
-            vb.lo[open_] = torch.maximum(vb.lo[open_], lb.lo)
+            vb = _raise_linear_lower(problem.value_q, boxes, vb, open_)
         return vb
 
     def clear(boxes, vb):
@@ -695,19 +688,34 @@ def _boundary_search(problem: _Problem, target: float | None):
     """``inf V`` over the boundary of the box (its 2n faces)."""
     opts = problem.options
     face_lo, face_hi = boundary_faces(problem.lo, problem.hi)
+    best = [math.inf]  # the least proven value of V at a face point so far
+    linear_tier = PayingTier()
 
     def face_bounds(boxes):
-        return (
+        vb = (
             interval_bounds(problem.value_q, boxes)
             if not opts.mean_value
             else best_bounds(problem.value_q, boxes)
         )
+        if opts.linear and linear_tier.wanted():
+            # V's linear lower bound where the box could still hold the minimum: below the
+            # least value seen (less the tolerance) and the target
+            bar = best[0] - opts.level_tolerance * abs(best[0])
+            if target is not None:
+                bar = min(bar, target)
+            need = ~(vb.lo >= bar)
+            if bool(need.any()):
+                vb = _raise_linear_lower(problem.value_q, boxes, vb, need)
+                linear_tier.record(int(need.sum()), int((need & (vb.lo >= bar)).sum()))
+        return vb
 
     def face_clear(boxes, vb):
         return torch.zeros(vb.lo.shape[0], dtype=torch.bool, device=vb.lo.device)
 
     def face_point(points):
         v = _point_values(problem.value_q, points)
+        if v.hi.numel():
+            best[0] = min(best[0], float(v.hi.min()))
         return torch.ones(points.shape[0], dtype=torch.bool, device=points.device), v.hi
 
     return minimize(
@@ -799,6 +807,20 @@ def _tighten_linear(
         sens = sens.clone()
         sens[need] = sens_l
     return Bounds(lo, hi, sens)
+
+
+def _raise_linear_lower(q, boxes: Interval, bounds: Bounds, need: torch.Tensor) -> Bounds:
+    """``bounds`` with its lower end raised to the linear (CROWN) lower bound of ``q`` on the
+    boxes marked ``need`` (the split guide is kept). Any failure of the linear passes keeps
+    ``bounds`` (updated in place and returned)."""
+    try:
+        lb = crown_bounds(q, Interval(boxes.lo[need], boxes.hi[need]), upper=False)
+    except LINEAR_FAILURES:
+        return bounds
+    lo = bounds.lo.clone()
+    lo[need] = torch.maximum(lo[need], lb.lo)
+    bounds.lo = lo  # the caller's own object: fields it attached (``q_hi``) stay
+    return bounds
 
 
 def _tighten_second_order(q, boxes: Interval, bounds: Bounds, undecided: torch.Tensor) -> Bounds:
