@@ -242,16 +242,32 @@ def _saturated_gain(K):
         ("inverted_pendulum-dt", True),
     ],
 )
-def test_local_certificate_claims_hold_on_dense_samples(name, discrete):
-    """Inside {V_q <= c_q} the quadratic strictly decreases (sampled, float64, margin-free)."""
+@pytest.mark.parametrize("proposal", [False, True])
+def test_local_certificate_claims_hold_on_dense_samples(name, discrete, proposal):
+    """Inside {V_q <= c_q} the quadratic strictly decreases (sampled, float64, margin-free);
+    also with a proposed ``P`` (the Lyapunov matrix of a weight far from the identity)."""
     from lyapcert.verify.local import LocalCertificate, local_certificate
     from lyapcert.verify.lyapunov import build_problem
 
     s = get_system(name)
     ctrl = _saturated_gain([[-4.0, -1.0]]) if s.input_names else None
-    pb = build_problem(s.closed_loop(ctrl), QuadraticCandidate(np.eye(2), s), FAST)
-    loc = local_certificate(pb.field, pb.x_star, pb.lo, pb.hi, pb.u_fn, discrete=discrete)
+    loop = s.closed_loop(ctrl)
+    pb = build_problem(loop, QuadraticCandidate(np.eye(2), s), FAST)
+    P0 = None
+    if proposal:
+        a = loop.linearize()[0]
+        weight = np.diag([1.0, 40.0])
+        P0 = (
+            scipy.linalg.solve_discrete_lyapunov(a.T, weight)
+            if discrete
+            else scipy.linalg.solve_continuous_lyapunov(a.T, -weight)
+        )
+    loc = local_certificate(
+        pb.field, pb.x_star, pb.lo, pb.hi, pb.u_fn, discrete=discrete, proposal=P0
+    )
     assert isinstance(loc, LocalCertificate) and np.isfinite(loc.remainder_M)
+    if proposal:
+        assert np.array_equal(loc.P, (P0 + P0.T) / 2)
     rng = np.random.default_rng(1)
     # points on and inside the boundary of the ellipse {e'Pe <= c}
     L = np.linalg.cholesky(np.linalg.inv(loc.P))
@@ -270,6 +286,28 @@ def test_local_certificate_claims_hold_on_dense_samples(name, discrete):
     else:
         change = 2 * ((x @ Pt) * fx).sum(1)
     assert bool((change < 0).all())
+
+
+def test_the_local_certificate_takes_the_shape_of_a_quadratic_candidate():
+    """``prove_local`` also tries the candidate's own quadratic floor as the local ``P`` and keeps
+    whichever leaves the smaller hole (the larger proven ``c0``)."""
+    from lyapcert.verify.local import local_certificate
+    from lyapcert.verify.lyapunov import build_problem, floor_inner_level, prove_local
+
+    s = get_system("vanderpol")
+    a = s.linearize()[0]
+    for weight, own_wins in (([0.2, 1.0], True), ([1.0, 0.2], False)):
+        P = scipy.linalg.solve_continuous_lyapunov(a.T, -np.diag(weight))
+        cand = QuadraticCandidate(P, s)
+        pb = build_problem(s, cand, FAST)
+        default = local_certificate(pb.field, pb.x_star, pb.lo, pb.hi, pb.u_fn)
+        own = local_certificate(pb.field, pb.x_star, pb.lo, pb.hi, pb.u_fn, proposal=P)
+        c_default = floor_inner_level(cand, default, pb.x_star)
+        c_own = floor_inner_level(cand, own, pb.x_star)
+        assert (c_own > c_default) == own_wins
+        _, local = prove_local(pb)
+        assert np.array_equal(local.P, own.P if own_wins else default.P)
+        assert floor_inner_level(cand, local, pb.x_star) == max(c_own, c_default) > 0
 
 
 def test_discrete_time_quadratic_certificate():
@@ -452,8 +490,7 @@ def test_scaled_network_certificate_with_the_floor_inner_level_holds_on_dense_sa
     """A LyapunovNetwork in box units, certified with the inner level taken from its quadratic
     floor: no sampled point of the certified set violates the decrease or reaches the boundary."""
     from lyapcert.certificates.network import LyapunovNetwork
-    from lyapcert.verify.local import local_certificate
-    from lyapcert.verify.lyapunov import build_problem, floor_inner_level
+    from lyapcert.verify.lyapunov import build_problem, floor_inner_level, prove_local
 
     torch.manual_seed(0)
     s = get_system("vanderpol")
@@ -464,7 +501,7 @@ def test_scaled_network_certificate_with_the_floor_inner_level_holds_on_dense_sa
     r = verify_candidate(s, cand, options=FAST)
     assert r.verdict is Verdict.VERIFIED and r.hole is None and r.level > 1.0
     pb = build_problem(s, cand, FAST)
-    loc = local_certificate(pb.field, pb.x_star, pb.lo, pb.hi, pb.u_fn, discrete=False)
+    _, loc = prove_local(pb)
     c0 = floor_inner_level(cand, loc, pb.x_star)
     assert c0 > 0 and math.nextafter(c0, -math.inf) * (1 - 1e-9) == r.inner_level
     assert dense_check(s, cand, r.level) == 0

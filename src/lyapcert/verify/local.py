@@ -135,6 +135,7 @@ def local_certificate(
     iterations: int = 12,
     discrete: bool = False,
     centre_radius=None,
+    proposal: np.ndarray | None = None,
 ) -> LocalCertificate | LocalFailure:
     """Prove a quadratic region of attraction around ``x*`` (see the module docstring).
 
@@ -161,7 +162,11 @@ def local_certificate(
                 + ", ".join(f"{abs(e):.4g}" for e in eig)
                 + "): no quadratic local certificate"
             )
-        P = scipy.linalg.solve_discrete_lyapunov(a_mid.T, np.eye(n))
+        P = (
+            scipy.linalg.solve_discrete_lyapunov(a_mid.T, np.eye(n))
+            if proposal is None
+            else proposal
+        )
         P = (P + P.T) / 2
         # Q = P - J'PJ over the Jacobian enclosure
         PJ = _mat_interval_product(P, j_lo, j_hi)
@@ -177,7 +182,11 @@ def local_certificate(
                 + ", ".join(f"{e:.4g}" for e in eig)
                 + "): no quadratic local certificate"
             )
-        P = scipy.linalg.solve_continuous_lyapunov(a_mid.T, -np.eye(n))
+        P = (
+            scipy.linalg.solve_continuous_lyapunov(a_mid.T, -np.eye(n))
+            if proposal is None
+            else proposal
+        )
         P = (P + P.T) / 2
         # Q = -(P J + J' P) over the Jacobian enclosure, with outward rounding
         PJ = _mat_interval_product(P, j_lo, j_hi)

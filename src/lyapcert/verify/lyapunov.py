@@ -927,15 +927,29 @@ def prove_local(problem: _Problem):
     )
     if isinstance(eq, EquilibriumFailure):
         return eq, None
-    local = local_certificate(
-        problem.field,
-        problem.x_star.cpu(),
-        problem.lo.cpu(),
-        problem.hi.cpu(),
-        problem.u_fn,
-        discrete=discrete,
-        centre_radius=None if eq.exact else eq.radius,
-    )
+
+    def attempt(proposal=None):
+        return local_certificate(
+            problem.field,
+            problem.x_star.cpu(),
+            problem.lo.cpu(),
+            problem.hi.cpu(),
+            problem.u_fn,
+            discrete=discrete,
+            centre_radius=None if eq.exact else eq.radius,
+            proposal=proposal,
+        )
+
+    local = attempt()
+    floor = _floor_at(problem.candidate, problem.x_star)
+    if floor is not None and isinstance(local, LocalCertificate):
+        # the candidate's own quadratic floor as the local P: its sublevel sets have V's shape
+        # near x*, so the hole it leaves in V is often much smaller (the better c0 is kept)
+        own = attempt((floor[0] + floor[1]) / 2)
+        if isinstance(own, LocalCertificate) and floor_inner_level(
+            problem.candidate, own, problem.x_star
+        ) > floor_inner_level(problem.candidate, local, problem.x_star):
+            local = own
     return eq, local
 
 
