@@ -78,7 +78,9 @@ def test_cuda_without_a_cuda_device_is_refused(monkeypatch):
 
 def test_mapper_for_backends():
     assert mapper_for() is None and mapper_for("local") is None
-    with pytest.raises(VerificationError, match="--backend: expected local or ray, got 'dask'"):
+    with pytest.raises(
+        VerificationError, match="--backend: expected local, process or ray, got 'dask'"
+    ):
         mapper_for("dask")
     with pytest.raises(VerificationError, match="--address is for --backend ray"):
         mapper_for("local", "127.0.0.1:6379")

@@ -14,7 +14,7 @@ import lyapcert
 from lyapcert.certificates import ExpressionCandidate
 from lyapcert.cli import app
 from lyapcert.control.linear import lqr
-from lyapcert.errors import VerificationError
+from lyapcert.errors import OptionsError, VerificationError
 from lyapcert.methods.quadratic import QuadraticMethod, QuadraticOptions
 from lyapcert.verify import VerifyOptions, verify_candidate
 from lyapcert.verify.lyapunov import split_box
@@ -90,6 +90,32 @@ def test_cli_parts_and_bad_backend():
     assert res.exit_code == 2 and "--parts" in res.output
     res = runner.invoke(app, ["verify", "vanderpol", "-c", VDP_V, "--backend", "dask"])
     assert res.exit_code == 2 and "--backend" in res.output
+
+
+def test_process_split_verification_gives_the_level_of_one_search():
+    """The parts in two worker processes (fresh interpreters: the system, its controller and the
+    candidate travel by cloudpickle) merge to the level of one search."""
+    from lyapcert.verify.distributed import process_mapper
+
+    s, cand, k = _quadratic("inverted_pendulum")
+    one = verify_candidate(s.closed_loop(k), cand)
+    split = verify_candidate(
+        s.closed_loop(k), cand, options=VerifyOptions(parts=2), mapper=process_mapper(2)
+    )
+    assert split.verdict.value == "verified" and split.hole is None
+    assert split.level == pytest.approx(one.level, rel=2e-3)
+
+
+def test_process_mapper_keeps_order_and_raises_a_worker_error():
+    from lyapcert.verify.distributed import process_mapper
+
+    mapper = process_mapper(2)
+    assert mapper(abs, [-3, 2, -1]) == [3, 2, 1]
+    assert mapper(abs, []) == []
+    with pytest.raises(TypeError):
+        mapper(abs, ["not a number"])
+    with pytest.raises(OptionsError, match="workers"):
+        process_mapper(0)
 
 
 @pytest.mark.slow

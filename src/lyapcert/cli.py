@@ -401,7 +401,11 @@ def verify_command(
         ),
     ] = None,
     backend: Annotated[
-        str, typer.Option(help="Where the parts run: local (here, one after another) or ray.")
+        str,
+        typer.Option(
+            help="Where the parts run: local (here, one after another), process (worker "
+            "processes on this machine, one per core) or ray."
+        ),
     ] = "local",
     address: Annotated[
         str | None, typer.Option(help="Ray cluster address (default: start a local Ray).")

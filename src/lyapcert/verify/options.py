@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from lyapcert.errors import VerificationError
 
-BACKENDS = ("local", "ray")
+BACKENDS = ("local", "process", "ray")
 
 
 def check_device(device: str) -> None:
@@ -61,16 +61,21 @@ def check_options(options) -> None:
 
 def mapper_for(backend: str = "local", address: str | None = None) -> Callable | None:
     """The mapper that runs a split verification's parts: ``None`` (here, one after another) for
-    ``"local"``, ``verify.distributed.ray_mapper(address)`` for ``"ray"``; ``VerificationError``
-    for another backend, or an address without Ray."""
+    ``"local"``, ``verify.distributed.process_mapper()`` (worker processes on this machine's
+    cores) for ``"process"``, ``verify.distributed.ray_mapper(address)`` for ``"ray"``;
+    ``VerificationError`` for another backend, or an address without Ray."""
     if backend not in BACKENDS:
-        raise VerificationError(f"--backend: expected local or ray, got {backend!r}")
+        raise VerificationError(f"--backend: expected local, process or ray, got {backend!r}")
     if address is not None and backend != "ray":
         raise VerificationError("--address is for --backend ray (the Ray cluster to connect to)")
     if backend == "ray":
         from lyapcert.verify.distributed import ray_mapper
 
         return ray_mapper(address)
+    if backend == "process":
+        from lyapcert.verify.distributed import process_mapper
+
+        return process_mapper()
     return None
 
 
