@@ -52,23 +52,50 @@ _INF = float("inf")
 
 
 class JetSpace:
-    """The boxes' dimension ``n`` and the Hessian pairs ``(j, k)``, ``j <= k``, as index lists."""
+    """The boxes' dimension ``n`` and the Hessian pairs ``(j, k)``, ``j <= k``; caches the index
+    plans of sparse sums and pair products."""
 
-    __slots__ = ("J", "K", "device", "diag_pos", "diag_var", "dtype", "n", "pairs")
+    __slots__ = ("device", "dtype", "n", "pair_index", "pairs", "plans")
 
     def __init__(self, n: int, pairs: Sequence[tuple[int, int]], dtype, device):
         self.n = n
         self.dtype, self.device = dtype, device
-        self.pairs = list(pairs)
-        self.J = torch.tensor([j for j, _ in self.pairs], dtype=torch.long, device=device)
-        self.K = torch.tensor([k for _, k in self.pairs], dtype=torch.long, device=device)
-        diag = [(i, j) for i, (j, k) in enumerate(self.pairs) if j == k]
-        self.diag_pos = torch.tensor([i for i, _ in diag], dtype=torch.long, device=device)
-        self.diag_var = torch.tensor([j for _, j in diag], dtype=torch.long, device=device)
+        self.pairs = [(int(j), int(k)) for j, k in pairs]
+        self.pair_index = {pair: i for i, pair in enumerate(self.pairs)}
+        self.plans: dict = {}
 
     @property
     def p(self) -> int:
         return len(self.pairs)
+
+    def index(self, items) -> torch.Tensor:
+        return torch.tensor(list(items), dtype=torch.long, device=self.device)
+
+
+class Der:
+    """A derivative component with structural zeros: the rows ``rows`` (of ``n`` gradient rows or
+    ``p`` Hessian pairs, increasing) as ``iv [len(rows), b, ...]``; every other row is exactly 0.
+    ``None`` stands for a component that is 0 everywhere."""
+
+    __slots__ = ("iv", "rows")
+
+    def __init__(self, rows: tuple, iv: Interval):
+        self.rows = rows
+        self.iv = iv
+
+    def map(self, fn) -> Der:
+        return Der(self.rows, fn(self.iv))
+
+    def dense(self, total: int) -> Interval:
+        if len(self.rows) == total:
+            return self.iv
+        shape = (total, *tuple(self.iv.lo.shape[1:]))
+        lo = torch.zeros(shape, dtype=self.iv.lo.dtype, device=self.iv.lo.device)
+        hi = torch.zeros_like(lo)
+        idx = torch.tensor(self.rows, dtype=torch.long, device=lo.device)
+        lo[idx] = self.iv.lo
+        hi[idx] = self.iv.hi
+        return _iv(lo, hi)
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -78,11 +105,7 @@ def _iv(lo: torch.Tensor, hi: torch.Tensor) -> Interval:
     return Interval._exact(lo, hi)
 
 
-def _align(c: Interval | None, nd: int) -> Interval | None:
-    """A derivative component ``[L, *s]`` viewed as ``[L, 1, ..., 1, *s]`` with ``nd`` value dims
-    (so that it broadcasts right-aligned against values of ``nd`` dims)."""
-    if c is None:
-        return None
+def _align_iv(c: Interval, nd: int) -> Interval:
     have = c.lo.ndim - 1
     if have == nd:
         return c
@@ -92,32 +115,83 @@ def _align(c: Interval | None, nd: int) -> Interval | None:
     return _iv(c.lo.reshape(shape), c.hi.reshape(shape))
 
 
-def _fit(c: Interval | None, shape) -> Interval | None:
-    """``c`` expanded to ``[L, *shape]`` (after a broadcast the value may be larger)."""
-    if c is None:
-        return None
-    c = _align(c, len(shape))
+def _align(d: Der | None, nd: int) -> Der | None:
+    """A derivative ``[L, *s]`` viewed as ``[L, 1, ..., 1, *s]`` with ``nd`` value dims (so that
+    it broadcasts right-aligned against values of ``nd`` dims)."""
+    return None if d is None else d.map(lambda c: _align_iv(c, nd))
+
+
+def _fit_iv(c: Interval, shape) -> Interval:
+    c = _align_iv(c, len(shape))
     full = (c.lo.shape[0], *tuple(shape))
     if tuple(c.lo.shape) == full:
         return c
     return _iv(c.lo.expand(full), c.hi.expand(full))
 
 
-def _plus(a: Interval | None, b: Interval | None) -> Interval | None:
+def _fit(d: Der | None, shape) -> Der | None:
+    """``d`` expanded to ``[L, *shape]`` (after a broadcast the value may be larger)."""
+    return None if d is None else d.map(lambda c: _fit_iv(c, shape))
+
+
+def _take(c: Interval, idx: torch.Tensor) -> Interval:
+    return _iv(c.lo.index_select(0, idx), c.hi.index_select(0, idx))
+
+
+def _merge_plan(space: JetSpace, ra: tuple, rb: tuple):
+    key = ("merge", ra, rb)
+    plan = space.plans.get(key)
+    if plan is None:
+        pa = {r: i for i, r in enumerate(ra)}
+        pb = {r: i for i, r in enumerate(rb)}
+        rows = tuple(sorted(set(ra) | set(rb)))
+        both = [r for r in rows if r in pa and r in pb]
+        only_a = [r for r in rows if r not in pb]
+        only_b = [r for r in rows if r not in pa]
+        pos = {r: i for i, r in enumerate(rows)}
+        ix = space.index
+        plan = (
+            rows,
+            (ix(pos[r] for r in both), ix(pa[r] for r in both), ix(pb[r] for r in both)),
+            (ix(pos[r] for r in only_a), ix(pa[r] for r in only_a)),
+            (ix(pos[r] for r in only_b), ix(pb[r] for r in only_b)),
+        )
+        space.plans[key] = plan
+    return plan
+
+
+def _plus(a: Der | None, b: Der | None, space: JetSpace, shape) -> Der | None:
+    """``a + b`` (both fitted to ``[L, *shape]``); rows in one only are copied exactly."""
     if a is None:
-        return b
+        return _fit(b, shape)
     if b is None:
-        return a
-    return a + b
+        return _fit(a, shape)
+    a, b = _fit(a, shape), _fit(b, shape)
+    if a.rows == b.rows:
+        return Der(a.rows, a.iv + b.iv)
+    rows, (p_both, a_both, b_both), (p_a, a_only), (p_b, b_only) = _merge_plan(
+        space, a.rows, b.rows
+    )
+    full = (len(rows), *tuple(shape))
+    lo = torch.empty(full, dtype=a.iv.lo.dtype, device=a.iv.lo.device)
+    hi = torch.empty_like(lo)
+    if p_both.numel():
+        s = _take(a.iv, a_both) + _take(b.iv, b_both)
+        lo[p_both], hi[p_both] = s.lo, s.hi
+    if p_a.numel():
+        lo[p_a], hi[p_a] = a.iv.lo[a_only], a.iv.hi[a_only]
+    if p_b.numel():
+        lo[p_b], hi[p_b] = b.iv.lo[b_only], b.iv.hi[b_only]
+    return Der(rows, _iv(lo, hi))
 
 
-def _neg(a: Interval | None) -> Interval | None:
-    return None if a is None else -a
+def _neg(a: Der | None) -> Der | None:
+    return None if a is None else a.map(lambda c: -c)
 
 
-def _times(a: Interval | None, k) -> Interval | None:
+def _times(a: Der | None, k) -> Der | None:
     """A derivative component times a value (``Interval``, tensor or number)."""
-    return None if a is None else a * k
+    return None if a is None else a.map(lambda c: c * k)
 
 
 def _constant_interval(other, like: torch.Tensor) -> Interval:
@@ -129,13 +203,27 @@ def _constant_interval(other, like: torch.Tensor) -> Interval:
     return _iv(c, c)
 
 
-def _index_lead(c: Interval, idx: torch.Tensor) -> Interval:
-    return _iv(c.lo.index_select(0, idx), c.hi.index_select(0, idx))
-
-
 def _shift_dim(d: int) -> int:
     """A value dimension as a dimension of a derivative component (non-negative ones move by 1)."""
     return d + 1 if d >= 0 else d
+
+
+def _prune(d: Der | None) -> Der | None:
+    """``d`` without the rows that are exactly 0 (after indexing, most rows of ``x[:, i]``)."""
+    if d is None:
+        return d
+    flat_lo = d.iv.lo.reshape(d.iv.lo.shape[0], -1)
+    flat_hi = d.iv.hi.reshape(d.iv.hi.shape[0], -1)
+    if flat_lo.shape[1] == 0:
+        return d
+    keep = ((flat_lo != 0) | (flat_hi != 0)).any(dim=1).tolist()
+    if all(keep):
+        return d
+    if not any(keep):
+        return None
+    sel = [i for i, k in enumerate(keep) if k]
+    idx = torch.tensor(sel, dtype=torch.long, device=d.iv.lo.device)
+    return Der(tuple(d.rows[i] for i in sel), _take(d.iv, idx))
 
 
 # ------------------------------------------------------------------------------ the value type
@@ -148,7 +236,7 @@ class Jet2:
     is_affine = True  # a bound value of its own kind (see the module text), not an ``Affine``
     is_jet = True
 
-    def __init__(self, value: Interval, grad, hess, space: JetSpace):
+    def __init__(self, value: Interval, grad: Der | None, hess: Der | None, space: JetSpace):
         self.value = value
         self.grad = grad
         self.hess = hess
@@ -164,7 +252,7 @@ class Jet2:
         space = JetSpace(n, pairs, boxes.lo.dtype, boxes.lo.device)
         eye = torch.eye(n, dtype=boxes.lo.dtype, device=boxes.lo.device)
         g = eye[:, None, :].expand(n, b, n)
-        return cls(boxes, _iv(g, g), None, space)
+        return cls(boxes, Der(tuple(range(n)), _iv(g, g)), None, space)
 
     @classmethod
     def constant(cls, value, space: JetSpace, like: torch.Tensor | None = None) -> Jet2:
@@ -200,18 +288,17 @@ class Jet2:
     def mid(self) -> torch.Tensor:
         return self.value.mid
 
-    def grad_interval(self) -> Interval:
-        """``grad`` as an ``Interval`` (zeros where it is exactly zero)."""
-        if self.grad is not None:
-            return self.grad
-        z = torch.zeros((self.space.n, *self.shape), dtype=self.lo.dtype, device=self.lo.device)
+    def _zeros(self, lead: int) -> Interval:
+        z = torch.zeros((lead, *self.shape), dtype=self.lo.dtype, device=self.lo.device)
         return _iv(z, z)
 
+    def grad_interval(self) -> Interval:
+        """The gradient ``[n, ...]`` as an ``Interval`` (its structural zeros filled in)."""
+        return self._zeros(self.space.n) if self.grad is None else self.grad.dense(self.space.n)
+
     def hess_interval(self) -> Interval:
-        if self.hess is not None:
-            return self.hess
-        z = torch.zeros((self.space.p, *self.shape), dtype=self.lo.dtype, device=self.lo.device)
-        return _iv(z, z)
+        """The Hessian pairs ``[p, ...]`` as an ``Interval``."""
+        return self._zeros(self.space.p) if self.hess is None else self.hess.dense(self.space.p)
 
     def __repr__(self) -> str:
         return f"Jet2(shape={tuple(self.shape)}, value={self.value!r})"
@@ -234,10 +321,10 @@ class Jet2:
             return NotImplemented
         if isinstance(o, Jet2):
             value = self.value + o.value
-            nd = value.lo.ndim
-            g = _plus(_align(self.grad, nd), _align(o.grad, nd))
-            h = _plus(_align(self.hess, nd), _align(o.hess, nd))
-            return self._new(value, g, h)
+            sp, shape = self.space, value.shape
+            g = _plus(self.grad, o.grad, sp, shape)
+            h = _plus(self.hess, o.hess, sp, shape)
+            return Jet2(value, g, h, sp)
         return self._new(self.value + o, self.grad, self.hess)
 
     __radd__ = __add__
@@ -279,7 +366,11 @@ class Jet2:
         nd = value.lo.ndim
         g = _align(self.grad, nd)
         h = _align(self.hess, nd)
-        return self._new(value, None if g is None else g / o, None if h is None else h / o)
+        return self._new(
+            value,
+            None if g is None else g.map(lambda c: c / o),
+            None if h is None else h.map(lambda c: c / o),
+        )
 
     def __rtruediv__(self, other) -> Jet2:
         return self.reciprocal() * other
@@ -300,14 +391,17 @@ class Jet2:
 
     # ----------------------------------------------------------------- unary functions
 
-    def _nested(self, name: str, *args):
-        """``name`` on ``Dual(Dual(X, 1), Dual(1, 0))`` for the value ``X``: the rule's enclosures
-        of ``f(X)``, ``f'(X)``, ``f''(X)``."""
+    def _seed(self) -> Dual:
+        """``Dual(Dual(X, 1), Dual(1, 0))`` for the value ``X``."""
         one = torch.ones_like(self.lo)
         zero = torch.zeros_like(self.lo)
         ione, izero = _iv(one, one), _iv(zero, zero)
-        d = Dual(Dual(self.value, ione), Dual(ione, izero))
-        return getattr(d, name)(*args)
+        return Dual(Dual(self.value, ione), Dual(ione, izero))
+
+    def _nested(self, name: str, *args):
+        """``name`` on the nested dual of the value: the rule's enclosures of ``f(X)``,
+        ``f'(X)``, ``f''(X)``."""
+        return getattr(self._seed(), name)(*args)
 
     def _compose(self, r) -> Jet2:
         """The chain rule with ``r`` a nested ``Dual`` of ``f`` at the value."""
@@ -316,11 +410,12 @@ class Jet2:
         f0, f1, f2 = r.value.value, r.value.tangent, r.tangent.tangent
         if not all(type(c) is Interval for c in (f0, f1, f2)):
             raise UnsupportedOperationError(["jet: a rule that does not give intervals"])
-        g = self.grad
-        grad = None if g is None else g * f1
-        hess = None if self.hess is None else self.hess * f1
+        sp, shape = self.space, f0.shape
+        g = _fit(self.grad, shape)
+        grad = _times(g, f1)
+        hess = _times(_fit(self.hess, shape), f1)
         if g is not None:
-            hess = _plus(hess, _pair_products(g, g, self.space, symmetric=True) * f2)
+            hess = _plus(hess, _times(_pair_products(g, g, sp, symmetric=True), f2), sp, shape)
         return self._new(f0, grad, hess)
 
     def _chain(self, name: str, *args) -> Jet2:
@@ -383,11 +478,7 @@ class Jet2:
         for limit in (min, max):
             if limit is not None and not isinstance(limit, (int, float)):
                 raise UnsupportedOperationError(["jet: clamp with non-number limits"])
-        one = torch.ones_like(self.lo)
-        zero = torch.zeros_like(self.lo)
-        ione, izero = _iv(one, one), _iv(zero, zero)
-        d = Dual(Dual(self.value, ione), Dual(ione, izero))
-        return self._compose(d.clamp(min=min, max=max))
+        return self._compose(self._seed().clamp(min=min, max=max))
 
     @staticmethod
     def maximum(a, b) -> Jet2:
@@ -404,15 +495,15 @@ class Jet2:
         """Zero where ``mask`` is false, unbounded where it is true (the derivative of a step, as
         a function of ``x``: constant 0 on a box without the jump, so its derivatives too)."""
         sp = self.space
-        like = self.lo
-        mask = mask.expand(self.shape) if tuple(mask.shape) != tuple(self.shape) else mask
 
         def filled(lead):
-            shape = (*lead, *self.shape)
-            zero = torch.zeros(shape, dtype=like.dtype, device=like.device)
-            return Interval(zero, zero).masked_unbounded(mask.expand(shape))
+            z = self._zeros(lead)
+            return z.masked_unbounded(mask.expand(z.shape))
 
-        return Jet2(filled(()), filled((sp.n,)), filled((sp.p,)), sp)
+        value = self.value.masked_unbounded(mask.expand(self.shape))
+        return Jet2(
+            value, Der(tuple(range(sp.n)), filled(sp.n)), Der(tuple(range(sp.p)), filled(sp.p)), sp
+        )
 
     def hull_const(self, mask: torch.Tensor, c: float) -> Jet2:
         """The value joined with the constant ``c`` where ``mask`` holds (the derivatives with 0,
@@ -422,10 +513,14 @@ class Jet2:
             torch.where(mask, torch.clamp(v.lo, max=c), v.lo),
             torch.where(mask, torch.clamp(v.hi, min=c), v.hi),
         )
-        c_der = c if c in (_INF, -_INF) else 0.0
-        grad = _join_const(self.grad_interval(), mask, c_der)
-        hess = _join_const(self.hess_interval(), mask, c_der)
-        return Jet2(value, grad, hess, self.space)
+        sp = self.space
+        if c in (_INF, -_INF):
+            grad = Der(tuple(range(sp.n)), _join_const(self.grad_interval(), mask, c))
+            hess = Der(tuple(range(sp.p)), _join_const(self.hess_interval(), mask, c))
+        else:  # rows that are 0 stay 0
+            grad = None if self.grad is None else self.grad.map(lambda t: _join_const(t, mask, 0.0))
+            hess = None if self.hess is None else self.hess.map(lambda t: _join_const(t, mask, 0.0))
+        return Jet2(value, grad, hess, sp)
 
     # ----------------------------------------------------------------- linear maps, structure
 
@@ -437,22 +532,28 @@ class Jet2:
                 raise UnsupportedOperationError(["jet: sum over every dimension with keepdim"])
         else:
             dims = tuple(_shift_dim(d) for d in ((dim,) if isinstance(dim, int) else tuple(dim)))
-        g = None if self.grad is None else self.grad.sum(dims, keepdim)
-        h = None if self.hess is None else self.hess.sum(dims, keepdim)
-        return self._new(value, g, h)
+
+        def f(c):
+            return c.sum(dims, keepdim)
+
+        return self._new(value, _map(self.grad, f), _map(self.hess, f))
 
     def linear(self, weight: torch.Tensor, bias: torch.Tensor | None = None) -> Jet2:
         value = self.value.linear(weight, bias)
-        g = None if self.grad is None else self.grad.linear(weight, None)
-        h = None if self.hess is None else self.hess.linear(weight, None)
-        return self._new(value, g, h)
+
+        def f(c):
+            return c.linear(weight, None)
+
+        return self._new(value, _map(self.grad, f), _map(self.hess, f))
 
     def __getitem__(self, index) -> Jet2:
         value = self.value[index]
         lead = (slice(None),) + (index if isinstance(index, tuple) else (index,))
-        g = None if self.grad is None else self.grad[lead]
-        h = None if self.hess is None else self.hess[lead]
-        return self._new(value, g, h)
+
+        def f(c):
+            return c[lead]
+
+        return self._new(value, _prune(_map(self.grad, f)), _prune(_map(self.hess, f)))
 
     def apply(self, fn, *args, **kwargs) -> Jet2:
         """A shape operation applied to the value and to each derivative slice."""
@@ -460,8 +561,6 @@ class Jet2:
         shape = value.shape
 
         def each(c):
-            if c is None:
-                return None
             if fn is torch.reshape and not kwargs and len(args) == 1:
                 full = (c.lo.shape[0], *tuple(shape))
                 return _iv(c.lo.reshape(full), c.hi.reshape(full))
@@ -470,7 +569,7 @@ class Jet2:
                 torch.stack([fn(t, *args, **kwargs) for t in c.hi.unbind(0)]),
             )
 
-        return self._new(value, each(self.grad), each(self.hess))
+        return self._new(value, _map(self.grad, each), _map(self.hess, each))
 
     @staticmethod
     def stack(items: Sequence[Jet2], dim: int = 0) -> Jet2:
@@ -488,55 +587,122 @@ class Jet2:
         ivs = [i.value for i in items]
         value = Interval.stack(ivs, dim) if op is torch.stack else Interval.cat(ivs, dim)
         ld = _shift_dim(dim)
+        sp = items[0].space
 
-        def comp(getter):
-            cs = [getter(i) for i in items]
-            if all(c is None for c in cs):
+        def comp(ders, total):
+            if all(d is None for d in ders):
                 return None
-            full = [getter(i, True) for i in items]
-            return _iv(op([c.lo for c in full], ld), op([c.hi for c in full], ld))
+            full = [
+                i._zeros(total) if d is None else d.dense(total)
+                for i, d in zip(items, ders, strict=True)
+            ]
+            return Der(
+                tuple(range(total)), _iv(op([c.lo for c in full], ld), op([c.hi for c in full], ld))
+            )
 
-        def g(i, force=False):
-            return i.grad_interval() if force else i.grad
-
-        def h(i, force=False):
-            return i.hess_interval() if force else i.hess
-
-        return items[0]._new(value, comp(g), comp(h))
+        grad = comp([i.grad for i in items], sp.n)
+        hess = comp([i.hess for i in items], sp.p)
+        return items[0]._new(value, grad, hess)
 
 
 # ------------------------------------------------------------------------------ rules
 
 
-def _pair_products(a: Interval, b: Interval, space: JetSpace, symmetric: bool) -> Interval:
+def _map(d: Der | None, fn) -> Der | None:
+    return None if d is None else d.map(fn)
+
+
+def _pair_plan(space: JetSpace, ra: tuple, rb: tuple, symmetric: bool):
+    """Index lists for ``a[J] b[K] + a[K] b[J]`` over the pairs whose terms are not 0: the pair
+    rows, and for each term (the first; the second unless ``symmetric``) the positions in the
+    output and the rows of ``a`` and ``b``; the diagonal pairs (squares) when ``symmetric``."""
+    key = ("pairs", ra, rb, symmetric)
+    plan = space.plans.get(key)
+    if plan is not None:
+        return plan
+    pa = {r: i for i, r in enumerate(ra)}
+    pb = {r: i for i, r in enumerate(rb)}
+    rows = []
+    t1, t2 = [], []  # (pair, a row, b row)
+    sq = []  # (pair, a row)
+    for idx, (j, k) in enumerate(space.pairs):
+        if symmetric:
+            if j in pa and k in pa:
+                rows.append(idx)
+                (sq if j == k else t1).append((idx, pa[j], pa[k]))
+            continue
+        one = j in pa and k in pb
+        two = k in pa and j in pb
+        if one or two:
+            rows.append(idx)
+        if one:
+            t1.append((idx, pa[j], pb[k]))
+        if two:
+            t2.append((idx, pa[k], pb[j]))
+    pos = {r: i for i, r in enumerate(rows)}
+    ix = space.index
+
+    def term(lst):
+        return (ix(pos[t[0]] for t in lst), ix(t[1] for t in lst), ix(t[2] for t in lst), len(lst))
+
+    plan = (tuple(rows), term(t1), term(t2), term(sq))
+    space.plans[key] = plan
+    return plan
+
+
+def _pair_products(a: Der, b: Der, space: JetSpace, symmetric: bool) -> Der | None:
     """``a[J] b[K] + a[K] b[J]`` over the pairs (``symmetric``: ``a = b``, the sum is
-    ``a[J] a[K]`` once, with the diagonal pairs as squares, never negative)."""
-    aJ, bK = _index_lead(a, space.J), _index_lead(b, space.K)
+    ``a[J] a[K]`` once, the diagonal pairs as squares, never negative); ``a``, ``b`` fitted to one
+    shape."""
+    rows, (p1, a1, b1, n1), (p2, a2, b2, n2), (ps, as_, _, ns) = _pair_plan(
+        space, a.rows, b.rows, symmetric
+    )
+    if not rows:
+        return None
+    full = (len(rows), *tuple(a.iv.lo.shape[1:]))
+    lo = torch.zeros(full, dtype=a.iv.lo.dtype, device=a.iv.lo.device)
+    hi = torch.zeros_like(lo)
+    if ns:
+        s = _take(a.iv, as_).square()
+        lo[ps], hi[ps] = s.lo, s.hi
     if symmetric:
-        out = aJ * bK
-        if space.diag_pos.numel():
-            sq = _index_lead(a, space.diag_var).square()
-            lo, hi = out.lo.clone(), out.hi.clone()
-            lo[space.diag_pos] = sq.lo
-            hi[space.diag_pos] = sq.hi
+        if n1:
+            t = _take(a.iv, a1) * _take(a.iv, b1)
+            lo[p1], hi[p1] = t.lo, t.hi
+        return Der(rows, _iv(lo, hi))
+    # pairs with both terms are summed (an outward-rounded sum), the others take their one term
+    t1 = _take(a.iv, a1) * _take(b.iv, b1) if n1 else None
+    t2 = _take(a.iv, a2) * _take(b.iv, b2) if n2 else None
+    if t1 is not None and t2 is not None and n1 == n2 and torch.equal(p1, p2):
+        t = t1 + t2
+        return Der(rows, t)
+    if t1 is not None:
+        lo[p1], hi[p1] = t1.lo, t1.hi
+    if t2 is not None:
+        if t1 is None:
+            lo[p2], hi[p2] = t2.lo, t2.hi
+        else:
             out = _iv(lo, hi)
-        return out
-    aK, bJ = _index_lead(a, space.K), _index_lead(b, space.J)
-    return aJ * bK + aK * bJ
+            z = torch.zeros_like(lo)
+            zl, zh = z.clone(), z
+            zl[p2], zh[p2] = t2.lo, t2.hi
+            return Der(rows, out + _iv(zl, zh))
+    return Der(rows, _iv(lo, hi))
 
 
 def _product(x: Jet2, y: Jet2) -> Jet2:
     """``x y``: value, ``x g_y + y g_x``, ``x h_y + y h_x + g_x[J] g_y[K] + g_x[K] g_y[J]``."""
     value = x.value * y.value
+    sp, shape = x.space, value.shape
     nd = value.lo.ndim
     xg, yg = _align(x.grad, nd), _align(y.grad, nd)
     xh, yh = _align(x.hess, nd), _align(y.hess, nd)
-    grad = _plus(_times(yg, x.value), _times(xg, y.value))
-    hess = _plus(_times(yh, x.value), _times(xh, y.value))
+    grad = _plus(_times(yg, x.value), _times(xg, y.value), sp, shape)
+    hess = _plus(_times(yh, x.value), _times(xh, y.value), sp, shape)
     if xg is not None and yg is not None:
-        xg_f, yg_f = _fit(xg, value.shape), _fit(yg, value.shape)
-        hess = _plus(hess, _pair_products(xg_f, yg_f, x.space, symmetric=False))
-    return x._new(value, grad, hess)
+        pp = _pair_products(_fit(xg, shape), _fit(yg, shape), sp, symmetric=False)
+        hess = _plus(hess, pp, sp, shape)
+    return Jet2(value, grad, hess, sp)
 
 
 def _join_const(c: Interval, mask: torch.Tensor, k: float) -> Interval:
@@ -546,4 +712,4 @@ def _join_const(c: Interval, mask: torch.Tensor, k: float) -> Interval:
     )
 
 
-__all__ = ["Jet2", "JetSpace"]
+__all__ = ["Der", "Jet2", "JetSpace"]
