@@ -15,6 +15,8 @@ A *quantity* is a Python function ``q(x) -> [batch]`` built from captured graphs
 
 from __future__ import annotations
 
+import contextlib
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -22,6 +24,8 @@ import torch
 
 from lyapcert.bounds.dual import Dual
 from lyapcert.bounds.interval import Interval, down, up
+from lyapcert.bounds.jet import Jet2
+from lyapcert.errors import UnsupportedOperationError
 
 Quantity = Callable[[object], object]
 
@@ -89,10 +93,56 @@ def best_bounds(q: Quantity, boxes: Interval, mean_value: bool = True) -> Bounds
     return Bounds(torch.maximum(ia.lo, mv.lo), torch.minimum(ia.hi, mv.hi), mv.sensitivity)
 
 
+_JET_FAILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+"""Quantities whose evaluation on ``Jet2`` failed once (they go to nested duals at once)."""
+
+_JET_ERRORS = (TypeError, AttributeError, NotImplementedError, ValueError, IndexError, RuntimeError)
+"""What a quantity may raise on a ``Jet2`` it does not support (``UnsupportedOperationError`` is
+a ``TypeError``); the nested-dual evaluation then decides, and raises again if it fails too."""
+
+
 def hessian_enclosure(q: Quantity, boxes: Interval, pairs=None) -> dict:
-    """``d2q / dx_j dx_k`` over each box for ``j <= k`` (``{(j, k): Interval [batch]}``), by
-    nested forward mode (outer seed ``e_j``, inner seed ``e_k``). Where a non-smooth operation
-    may have its kink inside a box, the entry is unbounded."""
+    """``d2q / dx_j dx_k`` over each box for ``j <= k`` (``{(j, k): Interval [batch]}``), by one
+    second-order jet evaluation (``bounds.jet``: value, gradient and every pair at once); where
+    ``q`` does not support jets, by nested forward mode. Where a non-smooth operation may have
+    its kink inside a box, the entry is unbounded."""
+    n = boxes.shape[1]
+    pairs = pairs or [(j, k) for j in range(n) for k in range(j, n)]
+    if not _jet_failed(q):
+        try:
+            return _hessian_jet(q, boxes, pairs)
+        except _JET_ERRORS:
+            _mark_jet_failed(q)
+    return hessian_enclosure_nested(q, boxes, pairs)
+
+
+def _jet_failed(q) -> bool:
+    try:
+        return q in _JET_FAILED
+    except TypeError:  # not weakly referable
+        return False
+
+
+def _mark_jet_failed(q) -> None:
+    with contextlib.suppress(TypeError):  # not weakly referable
+        _JET_FAILED[q] = True
+
+
+def _hessian_jet(q: Quantity, boxes: Interval, pairs) -> dict:
+    b = boxes.shape[0]
+    out = q(Jet2.from_boxes(boxes, pairs))
+    if not isinstance(out, Jet2) or out.lo.numel() != b:
+        raise UnsupportedOperationError(["a quantity whose jet evaluation is not one per box"])
+    h = out.hess_interval()
+    p = len(pairs)
+    lo, hi = h.lo.reshape(p, b), h.hi.reshape(p, b)
+    return {pair: Interval(lo[i], hi[i]) for i, pair in enumerate(pairs)}
+
+
+def hessian_enclosure_nested(q: Quantity, boxes: Interval, pairs=None) -> dict:
+    """``hessian_enclosure`` by nested forward mode (outer seed ``e_j``, inner seed ``e_k``,
+    the batch repeated for each pair): the reference, and the fallback for quantities that do
+    not support ``Jet2``."""
     b, n = boxes.shape
     pairs = pairs or [(j, k) for j in range(n) for k in range(j, n)]
     p = len(pairs)
