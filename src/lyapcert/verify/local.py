@@ -144,6 +144,10 @@ def local_certificate(
     enclosed over that box, the remainder bound over ``x_e +- rho`` for every such ``x_e``, and the
     proven region ``{(x - x_e)'P(x - x_e) <= c}`` is shrunk to a level ``c'`` of
     ``(x - x*)'P(x - x*)`` it contains for every ``x_e`` (``equilibrium.sublevel_radius_shrink``).
+
+    ``proposal`` ``[n, n]``: the ``P`` to try instead of the Lyapunov equation's solution (its
+    symmetric part is used; every fact about it is proven the same way, so any matrix is safe:
+    one that does not work gives a ``LocalFailure``).
     """
     x_star = x_star.reshape(1, -1).to(torch.float64)
     n = x_star.shape[1]
