@@ -148,7 +148,7 @@ class Affine:
     """Lower and upper linear functions of the box offset ``d`` and an enclosure, elementwise."""
 
     __slots__ = ("A_hi", "A_lo", "c_hi", "c_lo", "iv", "node", "space")
-    is_affine = True
+    own_rules = True  # a bound value with its own mixed-operation rules (``graph.is_bound``)
 
     def __init__(self, A_lo, c_lo, A_hi, c_hi, iv: Interval, space: Space):
         self.A_lo, self.c_lo, self.A_hi, self.c_hi = A_lo, c_lo, A_hi, c_hi

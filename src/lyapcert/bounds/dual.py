@@ -238,7 +238,7 @@ class Dual:
 
 def _unbounded_where(x, mask: torch.Tensor):
     """``x`` with its entries replaced by "unbounded" where ``mask`` holds."""
-    if getattr(x, "is_affine", False):
+    if getattr(x, "own_rules", False):
         return _affine_unbounded(x, mask)
     if isinstance(x, Interval):
         return Interval(
@@ -250,7 +250,7 @@ def _unbounded_where(x, mask: torch.Tensor):
 
 def lift_like(value, like):
     """A constant as an exact bound value of the same structure as ``like`` (zero tangents)."""
-    if getattr(like, "is_affine", False):
+    if getattr(like, "own_rules", False):
         return type(like).constant(value, like.space)
     if isinstance(like, Dual):
         inner = lift_like(value, like.value)
@@ -274,7 +274,7 @@ def _base_interval(x) -> Interval:
 def _hull_const(x, mask: torch.Tensor, c: float):
     """``x`` joined with the constant ``c`` where ``mask`` holds (a nested ``Dual``: its value with
     ``c``, its tangents with 0, the derivatives of a constant)."""
-    if getattr(x, "is_affine", False):
+    if getattr(x, "own_rules", False):
         return x.hull_const(mask, c)
     if isinstance(x, Interval):
         return Interval(

@@ -26,13 +26,16 @@ Bound = Interval | Dual
 
 
 def is_bound(x) -> bool:
-    return isinstance(x, (Interval, Dual)) or getattr(x, "is_affine", False)
+    """An ``Interval``, a ``Dual``, or a bound value with rules of its own (``own_rules``:
+    ``Affine``, ``Jet2``; each has ``constant(value, space)``, ``hull_const``, ``.lo``, ``.hi``,
+    and ``Interval``'s operators defer to it)."""
+    return isinstance(x, (Interval, Dual)) or getattr(x, "own_rules", False)
 
 
 def _cls(x):
     if isinstance(x, Dual):
         return Dual
-    return type(x) if getattr(x, "is_affine", False) else Interval
+    return type(x) if getattr(x, "own_rules", False) else Interval
 
 
 # ------------------------------------------------------------------------------- rules

@@ -139,7 +139,7 @@ class Interval:
         return Interval._exact(-self.hi, -self.lo)  # endpoints are never NaN
 
     def __add__(self, other) -> Interval:
-        if getattr(other, "is_affine", False):
+        if getattr(other, "own_rules", False):
             return NotImplemented
         if isinstance(other, Interval):
             return Interval(down0(self.lo + other.lo), up0(self.hi + other.hi))
@@ -149,7 +149,7 @@ class Interval:
     __radd__ = __add__
 
     def __sub__(self, other) -> Interval:
-        if getattr(other, "is_affine", False):
+        if getattr(other, "own_rules", False):
             return NotImplemented
         if isinstance(other, Interval):
             return Interval(down0(self.lo - other.hi), up0(self.hi - other.lo))
@@ -161,7 +161,7 @@ class Interval:
         return Interval(down0(c - self.hi), up0(c - self.lo))
 
     def __mul__(self, other) -> Interval:
-        if getattr(other, "is_affine", False):
+        if getattr(other, "own_rules", False):
             return NotImplemented
         if isinstance(other, Interval):
             a0, a1, b0, b1 = self.lo, self.hi, other.lo, other.hi
@@ -208,7 +208,7 @@ class Interval:
         return Interval(lo, hi)
 
     def __truediv__(self, other) -> Interval:
-        if getattr(other, "is_affine", False):
+        if getattr(other, "own_rules", False):
             return NotImplemented
         if isinstance(other, Interval):
             ok = (other.lo > 0) | (other.hi < 0)

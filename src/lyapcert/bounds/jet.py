@@ -31,7 +31,7 @@ the exact real derivative over the box wherever the quantity is twice differenti
 unbounded where a kink may lie inside, as with nested duals).
 
 ``Jet2`` goes through captured graphs and ``Dual`` rules as a bound value of its own kind: it
-sets the ``is_affine`` flag that ``graph.is_bound``, ``dual.lift_like`` / ``_hull_const`` /
+sets the ``own_rules`` flag that ``graph.is_bound``, ``dual.lift_like`` / ``_hull_const`` /
 ``_unbounded_where`` and ``Interval``'s reflected operators use to recognise a bound value that is
 neither ``Interval`` nor ``Dual`` (it has ``constant(value, space)``, ``hull_const``, ``.lo``,
 ``.hi``). Anything it does not support raises ``UnsupportedOperationError``;
@@ -233,7 +233,7 @@ class Jet2:
     """Value, gradient and Hessian (upper triangle) enclosures over each box, elementwise."""
 
     __slots__ = ("grad", "hess", "space", "value")
-    is_affine = True  # a bound value of its own kind (see the module text), not an ``Affine``
+    own_rules = True  # a bound value of its own kind (see the module text), not an ``Affine``
     is_jet = True
 
     def __init__(self, value: Interval, grad: Der | None, hess: Der | None, space: JetSpace):
@@ -308,7 +308,7 @@ class Jet2:
     def _coerce(self, other):
         if isinstance(other, Jet2):
             return other
-        if getattr(other, "is_dual", False) or getattr(other, "is_affine", False):
+        if getattr(other, "is_dual", False) or getattr(other, "own_rules", False):
             return None
         return _constant_interval(other, self.lo)
 
