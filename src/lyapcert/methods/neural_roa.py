@@ -83,6 +83,24 @@ class NeuralROAOptions(NetworkOptions):
     train_controller: train the (neural) controller's weights together with V
     controller_width: hidden units per layer of the controller made by --controller neural
     controller_depth: hidden layers of that controller
+    margin_kind: "box" (dV <= -margin |z|^2, above) or "value": dV <= -margin V(x) (discrete time
+        V(x+) - V(x) <= -margin V(x)), a decrease that does not vanish relative to V near x*
+    zubov_sampling: each round, estimate the closed loop's Zubov function
+        W = 1 - exp(-zubov_beta * integral |z(t)|^2 dt) on the uniform sample of the training
+        domain by simulation (W = 1 where it does not converge) and draw boundary_share of the
+        coverage/exclusion sample and of the buffer's refreshed points near the estimated ROA's
+        boundary (training.boundary_points: W in the top 1 - boundary_quantile of the converging
+        points, and the non-converging points nearest to converging ones)
+    boundary_share: share of those points drawn near the boundary
+    boundary_quantile: the boundary band: W at or above this quantile of the converging points
+    zubov_beta: scale of the Zubov cost (z as for the margin; the band depends on it only by ties)
+    expand_domain: train on a domain that grows: the box around x* scaled by domain_start
+        (intersected with the box), times domain_growth after a round whose closed-loop sample
+        converges on at least expand_when of the domain, up to the whole box; the samples and the
+        PGD buffer lie in it (the verifier still certifies on the whole box)
+    domain_start: first domain's scale (half-widths relative to the box's)
+    domain_growth: factor of each growth
+    expand_when: share of the current domain's sample that must converge before it grows
     """
 
     epochs: int = 600
@@ -99,6 +117,15 @@ class NeuralROAOptions(NetworkOptions):
     train_controller: bool = False
     controller_width: int = 16
     controller_depth: int = 2
+    margin_kind: str = "box"
+    zubov_sampling: bool = False
+    boundary_share: float = 0.5
+    boundary_quantile: float = 0.8
+    zubov_beta: float = 0.05
+    expand_domain: bool = False
+    domain_start: float = 0.25
+    domain_growth: float = 1.5
+    expand_when: float = 0.9
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -112,6 +139,18 @@ class NeuralROAOptions(NetworkOptions):
             raise ValueError("pgd_step must be > 0 and verify_seconds >= 0")
         if min(self.controller_width, self.controller_depth) < 1:
             raise ValueError("controller_width and controller_depth must be positive")
+        if self.margin_kind not in MARGIN_KINDS:
+            raise ValueError(
+                f"margin_kind: expected one of {', '.join(MARGIN_KINDS)}, got {self.margin_kind!r}"
+            )
+        for name in ("boundary_share", "boundary_quantile", "expand_when"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name}: expected a number in [0, 1], got {getattr(self, name)}")
+        if not (self.zubov_beta > 0 and 0 < self.domain_start <= 1 and self.domain_growth > 1):
+            raise ValueError("zubov_beta must be > 0, domain_start in (0, 1], domain_growth > 1")
+
+
+MARGIN_KINDS = ("box", "value")
 
 
 class NeuralROAMethod(Method):
@@ -142,6 +181,15 @@ class NeuralROAMethod(Method):
         net = build_network(system, options, P)
         lo, hi = system.domain.as_tensors()
         x_star = system.equilibrium_tensor()
+        # the training domain (expand_domain: a growing box around x*; else the box) and, with
+        # zubov_sampling or expand_domain, the labelled sample drawn in it (pool: boundary points)
+        domain = TrainingDomain(system, options)
+        dlo, dhi = domain.bounds()
+        pool = None
+        resample = options.zubov_sampling or options.expand_domain
+        domain_roa = None
+        if resample:
+            pts, inside, pool, domain_roa = self._domain_sample(system, options, domain, 0, gen)
         # the trained weights: V's, and the closed loop's controller's with train_controller
         trained = {"k": system.controller} if train_k else {}
         model = torch.nn.ModuleDict({"V": net, **trained})
@@ -150,9 +198,9 @@ class NeuralROAMethod(Method):
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(
             opt, total, eta_min=0.05 * options.learning_rate
         )
-        buffer = lo + torch.rand(
+        buffer = dlo + torch.rand(
             options.adversarial_points, n, generator=gen, dtype=torch.float64
-        ) * (hi - lo)
+        ) * (dhi - dlo)
         history: list[dict] = []
         best = None  # (share, state dict) of the best verified round
         session = TrainingSession(self.name, total, checkpoint, progress)
@@ -164,8 +212,11 @@ class NeuralROAMethod(Method):
             sched.load_state_dict(state["scheduler"])
             buffer, history, start = state["buffer"], state["history"], state["step"] + 1
             gen.set_state(state["generator"])
-            if train_k:
+            if state["labels"] is not None:
                 pts, inside = state["labels"]
+            if resample:
+                domain.scale, pool, domain_roa = state["domain"]
+                dlo, dhi = domain.bounds()
             if state["best_model"] is not None:
                 best = (state["best_share"], state["best_model"])
 
@@ -177,18 +228,21 @@ class NeuralROAMethod(Method):
                 "buffer": buffer,
                 "history": history,
                 "generator": gen.get_state(),
-                "labels": (pts, inside) if train_k else None,
+                "labels": (pts, inside) if train_k or resample else None,
+                "domain": (domain.scale, pool, domain_roa) if resample else None,
                 "best_model": None if best is None else best[1],
                 "best_share": 0.0 if best is None else best[0],
             }
 
         # points on the box's faces: V >= 1 there, with the small weight face_weight
         faces = face_points(system, max(64, options.samples // 8), options.seed)
+        if resample and not history:  # the first domain (a resumed run has it in its history)
+            history.append({"epoch": 0, **domain.record(), "domain_roa": domain_roa})
         in_pts, out_pts = pts[inside], pts[~inside]
         step_size = options.pgd_step * (hi - lo)
         with session:
             for step in range(start, total):
-                buffer = self._attack(system, net, buffer, lo, hi, step_size, options, gen)
+                buffer = self._attack(system, net, buffer, dlo, dhi, step_size, options, gen, pool)
                 loss, parts = self._loss(
                     system, net, buffer, in_pts, out_pts, faces, x_star, options
                 )
@@ -210,7 +264,21 @@ class NeuralROAMethod(Method):
                         best = (record["roa_share"], copy.deepcopy(model.state_dict()))
                     if point is not None:
                         buffer[int(torch.randint(len(buffer), (1,), generator=gen))] = point
-                if train_k and end_of_round and step + 1 < total:
+                if resample and end_of_round and step + 1 < total:
+                    round_no = (step + 1) // options.epochs
+                    if train_k:  # the closed loop changed: a fresh sample of the domain
+                        pts, inside, pool, domain_roa = self._domain_sample(
+                            system, options, domain, round_no, gen
+                        )
+                    if domain.grow(domain_roa):  # most of the domain converges: a larger one
+                        dlo, dhi = domain.bounds()
+                        pts, inside, pool, domain_roa = self._domain_sample(
+                            system, options, domain, round_no + 7919, gen
+                        )
+                    in_pts, out_pts = pts[inside], pts[~inside]
+                    history.append({"epoch": step, **domain.record(), "domain_roa": domain_roa})
+                    metrics.update(domain=domain.scale, domain_roa=domain_roa)
+                elif train_k and end_of_round and step + 1 < total:
                     # the closed loop changed: fresh labels of its true ROA for the next round
                     round_seed = options.seed + (step + 1) // options.epochs
                     pts, inside = closed_loop_sample(system, options.samples, round_seed)
@@ -228,14 +296,46 @@ class NeuralROAMethod(Method):
         )
 
     @staticmethod
+    def _domain_sample(system, options, domain, round_no, gen):
+        """``(points, inside, pool, roa share)``: ``samples`` uniform points of the training domain
+        labelled by simulation (share: of them, converging); with ``zubov_sampling``
+        ``boundary_share`` of them are replaced by points drawn near the estimated ROA's boundary
+        (``boundary_points`` on the Zubov estimate), which are also the ``pool`` the buffer's
+        refreshed points come from (``None`` without it)."""
+        from lyapcert.methods.training import boundary_points
+        from lyapcert.methods.zubov import zubov_targets
+        from lyapcert.simulate.roa import ConvergenceCriterion
+
+        dlo, dhi = domain.bounds()
+        seed = options.seed + round_no
+        pts, inside = closed_loop_sample(system, options.samples, seed, dlo, dhi)
+        share = float(inside.double().mean())
+        if not options.zubov_sampling:
+            return pts, inside, None, share
+        crit = ConvergenceCriterion.for_system(system)
+        frozen = system.frozen() if system.is_closed_loop else system
+        units = margin_units(system, options)
+        w = zubov_targets(frozen, pts, inside, options.zubov_beta, crit.horizon, crit.step, units)
+        k = round(options.boundary_share * len(pts))
+        idx = boundary_points(pts, inside, w, k, gen, options.boundary_quantile)
+        keep = len(pts) - len(idx)
+        pool = pts[idx] if len(idx) else None
+        pts, inside = torch.cat([pts[:keep], pts[idx]]), torch.cat([inside[:keep], inside[idx]])
+        return pts, inside, pool, share
+
+    @staticmethod
     def _violation(system, net, x, x_star, options):
         """``dV + margin |z|^2`` ``[k]`` with ``z = (x - x*) / margin_units`` (the half-widths in box
-        units, else ``z = x - x*``); ``x`` requires grad in continuous time."""
+        units, else ``z = x - x*``), or with ``margin_kind="value"`` ``dV + margin V(x)``; ``x``
+        requires grad in continuous time."""
+        if options.margin_kind == "value":
+            return decrease(system, net, x) + options.margin * net(x)
         z = (x - x_star) / margin_units(system, options)
         return decrease(system, net, x) + options.margin * (z**2).sum(1)
 
-    def _attack(self, system, net, buffer, lo, hi, step_size, options, gen):
-        """PGD ascent of ``min(1 - V, violation)`` on the buffer; redraw a share uniformly."""
+    def _attack(self, system, net, buffer, lo, hi, step_size, options, gen, pool=None):
+        """PGD ascent of ``min(1 - V, violation)`` on the buffer (kept in ``[lo, hi]``, the
+        training domain); redraw a share uniformly, ``boundary_share`` of it from ``pool``."""
         x_star = system.equilibrium_tensor()
         z = buffer.detach()
         for _ in range(options.pgd_steps):
@@ -248,7 +348,11 @@ class NeuralROAMethod(Method):
         k = int(options.refresh * len(z))
         if k:
             idx = torch.randperm(len(z), generator=gen)[:k]
-            z[idx] = lo + torch.rand(k, len(lo), generator=gen, dtype=z.dtype) * (hi - lo)
+            fresh = lo + torch.rand(k, len(lo), generator=gen, dtype=z.dtype) * (hi - lo)
+            if pool is not None:
+                b = round(options.boundary_share * k)
+                fresh[:b] = pool[torch.randint(len(pool), (b,), generator=gen)]
+            z[idx] = fresh
         return z.detach()
 
     def _loss(self, system, net, buffer, in_pts, out_pts, faces, x_star, options):
@@ -366,15 +470,53 @@ def _check_trainable(controller, method: str) -> None:
         )
 
 
-def closed_loop_sample(system: System, samples: int, seed: int):
-    """``(points [samples, n], inside [samples])``: uniform points of the box labelled by
-    simulating the closed loop with its controller as it is now (not cached: it is being
-    trained)."""
+def closed_loop_sample(system: System, samples: int, seed: int, lo=None, hi=None):
+    """``(points [samples, n], inside [samples])``: uniform points of the box (or of ``[lo, hi]``)
+    labelled by simulating the closed loop with its controller as it is now (not cached: it is
+    being trained)."""
     from lyapcert.simulate.roa import CONVERGED, ConvergenceCriterion, label_convergence
 
     gen = torch.Generator().manual_seed(seed)
-    lo, hi = system.domain.as_tensors()
+    if lo is None or hi is None:
+        lo, hi = system.domain.as_tensors()
     pts = lo + torch.rand(samples, system.n_states, generator=gen, dtype=torch.float64) * (hi - lo)
     frozen = system.frozen() if system.is_closed_loop else system
     outcome = label_convergence(frozen, pts, ConvergenceCriterion.for_system(system))
     return pts, torch.as_tensor(outcome == CONVERGED)
+
+
+class TrainingDomain:
+    """The box neural-roa trains on: with ``expand_domain`` the box ``x* +- scale * half-widths``
+    intersected with the system's box (``scale`` from ``domain_start``, times ``domain_growth`` at
+    each growth, until it holds the whole box); else the system's box."""
+
+    def __init__(self, system: System, options) -> None:
+        self.lo, self.hi = system.domain.as_tensors(torch.float64)
+        self.centre = system.equilibrium_tensor().reshape(-1)
+        self.half = half_widths(system)
+        self.expand = options.expand_domain
+        self.growth, self.when = options.domain_growth, options.expand_when
+        # the scale at which the domain holds the whole box
+        reach = torch.maximum(self.hi - self.centre, self.centre - self.lo) / self.half
+        self.full = float(reach.max())
+        self.scale = min(options.domain_start, self.full) if self.expand else self.full
+
+    def bounds(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.expand:
+            return self.lo, self.hi
+        lo = torch.maximum(self.centre - self.scale * self.half, self.lo)
+        hi = torch.minimum(self.centre + self.scale * self.half, self.hi)
+        return lo, hi
+
+    def grow(self, roa_share: float | None) -> bool:
+        """Grow (``True``) when the domain is not yet the box and ``roa_share >= expand_when``."""
+        if not self.expand or roa_share is None or self.scale >= self.full:
+            return False
+        if roa_share < self.when:
+            return False
+        self.scale = min(self.scale * self.growth, self.full)
+        return True
+
+    def record(self) -> dict:
+        lo, hi = self.bounds()
+        return {"domain_scale": self.scale, "domain": [lo.tolist(), hi.tolist()]}

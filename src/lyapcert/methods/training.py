@@ -160,3 +160,51 @@ def face_points(system: System, count: int, seed: int) -> torch.Tensor:
     rows = torch.arange(count)
     x[rows, axis] = torch.where(upper, hi[axis], lo[axis])
     return x
+
+
+def boundary_points(
+    points: torch.Tensor,
+    inside: torch.Tensor,
+    w: torch.Tensor,
+    count: int,
+    gen: torch.Generator,
+    quantile: float = 0.8,
+) -> torch.Tensor:
+    """Indices ``[count]`` (into ``points [k, n]``) of points drawn near the boundary of the region
+    of attraction estimated by a Zubov function ``w [k]`` (``W = 1 - exp(-beta * cost)``, larger
+    farther along the ROA, 1 outside) and the convergence labels ``inside [k]``.
+
+    The rule: the candidates are (a) the converging points whose ``w`` is at least the
+    ``quantile``-quantile of ``w`` over the converging points (the outer band of the estimated
+    ROA) and (b) the same share of the non-converging points, those nearest (Euclidean distance in
+    the coordinates of ``points``) to a converging point: the ``1 - quantile`` nearest, at
+    least one. Half of ``count`` (rounded down) is drawn uniformly with replacement from (a), the
+    rest from (b); when one of the two sets is empty all come from the other; with neither (no
+    points) the result is empty. Draws use ``gen`` only (reproducible)."""
+    if not 0 <= quantile <= 1:
+        raise ValueError(f"quantile: expected a number in [0, 1], got {quantile}")
+    inside = inside.bool()
+    idx_in = torch.nonzero(inside).reshape(-1)
+    idx_out = torch.nonzero(~inside).reshape(-1)
+    band = idx_in
+    if len(idx_in):
+        w_in = w[idx_in].double()
+        band = idx_in[w_in >= torch.quantile(w_in, quantile)]
+    near = idx_out
+    if len(idx_out) and len(idx_in):
+        # distance of each non-converging point to the nearest converging one (chunked: k x k)
+        ref = points[idx_in].double()
+        dist = torch.cat(
+            [torch.cdist(points[c].double(), ref).min(1).values for c in idx_out.split(1024)]
+        )
+        keep = max(1, math.ceil((1 - quantile) * len(idx_out)))
+        near = idx_out[torch.argsort(dist, stable=True)[:keep]]
+    if count <= 0 or (len(band) == 0 and len(near) == 0):
+        return torch.zeros(0, dtype=torch.long)
+    n_band = count // 2 if len(near) else count
+    n_band = n_band if len(band) else 0
+
+    def draw(pool: torch.Tensor, k: int) -> torch.Tensor:
+        return pool[torch.randint(len(pool), (k,), generator=gen)] if k else pool[:0]
+
+    return torch.cat([draw(band, n_band), draw(near, count - n_band)])

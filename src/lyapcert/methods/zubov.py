@@ -69,22 +69,25 @@ def zubov_targets(
     beta: float,
     horizon: float,
     step: float,
+    units: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """``W_target = 1 - exp(-beta * int_0^T |x(t) - x*|^2 dt)`` by RK4 (trapezoid rule), and 1
-    for points outside the true ROA."""
+    """``W_target = 1 - exp(-beta * int_0^T |z(t)|^2 dt)`` by RK4 (trapezoid rule), and 1
+    for points outside the true ROA (``inside`` False); ``z = x - x*``, or ``(x - x*) / units``
+    (e.g. the box half-widths). Discrete time: the trapezoid sum over the iterates, step ``dt``."""
     steps, h = n_steps(system, horizon, step)
     stepper = make_stepper(system, h)
     x_star = system.equilibrium_tensor()
+    scale = torch.ones_like(x_star) if units is None else torch.as_tensor(units).to(x_star)
     x = points[inside].clone()
     cost = torch.zeros(x.shape[0], dtype=torch.float64)
     with torch.no_grad():
-        prev = ((x - x_star) ** 2).sum(1)
+        prev = (((x - x_star) / scale) ** 2).sum(1)
         for _ in range(steps):
             x = stepper(x)
-            now = ((x - x_star) ** 2).sum(1)
+            now = (((x - x_star) / scale) ** 2).sum(1)
             cost += 0.5 * h * (prev + now)
             prev = now
-            if float(now.max()) < 1e-14:
+            if not len(now) or float(now.max()) < 1e-14:
                 break
     target = torch.ones(points.shape[0], dtype=torch.float64)
     target[inside] = 1.0 - torch.exp(-beta * cost)
