@@ -2,7 +2,10 @@
 beside the published one (shared/benchmarks.md).
 
     python benchmarks/roa_controlled.py [--systems ...] [--methods quadratic neural-roa]
-        [--controller lqr|neural] [--name roa_controlled]
+        [--controller lqr|neural] [--name roa_controlled] [-o KEY=VALUE ...]
+
+``-o KEY=VALUE`` (repeatable) sets a method option, as ``lyapcert certify -o`` does (for example
+``-o zubov_sampling=true -o expand_domain=true -o margin_kind=value`` for neural-roa).
 
 Each row: system, controller, method, verdict, hole, certified volume (counted on the
 `lyapcert roa` sample of the closed loop, in state-space units), % of the closed loop's true
@@ -20,6 +23,7 @@ from _common import add_linear_option, write_results
 
 import lyapcert
 from lyapcert.bench.anchors import PUBLISHED_VOLUME
+from lyapcert.methods.options import parse_assignments
 from lyapcert.verify import VerifyOptions
 
 SYSTEMS = [
@@ -49,7 +53,9 @@ def main() -> None:
     parser.add_argument(
         "--time-limit", type=float, default=120.0, help="seconds per branch-and-bound search"
     )
+    parser.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
+    method_options = parse_assignments(args.option)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     path = Path(args.out) / f"{args.name}.json"
     rows = []
@@ -77,6 +83,7 @@ def main() -> None:
                         time_limit=args.time_limit, linear=args.linear == "on"
                     ),
                     roa=True,
+                    **method_options,
                 )
             except lyapcert.LyapcertError as exc:
                 row.update(verdict="error", message=str(exc))
