@@ -44,7 +44,7 @@ from collections.abc import Sequence
 
 import torch
 
-from lyapcert.bounds.dual import Dual
+from lyapcert.bounds.dual import Dual, _hull_const
 from lyapcert.bounds.interval import Interval
 from lyapcert.errors import UnsupportedOperationError
 
@@ -508,18 +508,14 @@ class Jet2:
     def hull_const(self, mask: torch.Tensor, c: float) -> Jet2:
         """The value joined with the constant ``c`` where ``mask`` holds (the derivatives with 0,
         those of a constant); an infinite ``c`` makes every component unbounded there."""
-        v = self.value
-        value = _iv(
-            torch.where(mask, torch.clamp(v.lo, max=c), v.lo),
-            torch.where(mask, torch.clamp(v.hi, min=c), v.hi),
-        )
+        value = _hull_const(self.value, mask, c)
         sp = self.space
         if c in (_INF, -_INF):
-            grad = Der(tuple(range(sp.n)), _join_const(self.grad_interval(), mask, c))
-            hess = Der(tuple(range(sp.p)), _join_const(self.hess_interval(), mask, c))
+            grad = Der(tuple(range(sp.n)), _hull_const(self.grad_interval(), mask, c))
+            hess = Der(tuple(range(sp.p)), _hull_const(self.hess_interval(), mask, c))
         else:  # rows that are 0 stay 0
-            grad = None if self.grad is None else self.grad.map(lambda t: _join_const(t, mask, 0.0))
-            hess = None if self.hess is None else self.hess.map(lambda t: _join_const(t, mask, 0.0))
+            grad = None if self.grad is None else self.grad.map(lambda t: _hull_const(t, mask, 0.0))
+            hess = None if self.hess is None else self.hess.map(lambda t: _hull_const(t, mask, 0.0))
         return Jet2(value, grad, hess, sp)
 
     # ----------------------------------------------------------------- linear maps, structure
@@ -703,13 +699,6 @@ def _product(x: Jet2, y: Jet2) -> Jet2:
         pp = _pair_products(_fit(xg, shape), _fit(yg, shape), sp, symmetric=False)
         hess = _plus(hess, pp, sp, shape)
     return Jet2(value, grad, hess, sp)
-
-
-def _join_const(c: Interval, mask: torch.Tensor, k: float) -> Interval:
-    return _iv(
-        torch.where(mask, torch.clamp(c.lo, max=k), c.lo),
-        torch.where(mask, torch.clamp(c.hi, min=k), c.hi),
-    )
 
 
 __all__ = ["Der", "Jet2", "JetSpace"]
