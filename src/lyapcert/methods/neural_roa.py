@@ -80,6 +80,8 @@ class NeuralROAOptions(NetworkOptions):
         controller is trained, 0 otherwise (on the autonomous registry it cost up to 5 points of
         the true ROA on five systems and gained 7 on nonpoly2_3d)
     verify_seconds: time limit of each in-training verification (0: skip them)
+    verify_boxes: box budget of each in-training verification (default: none; set it, with a
+        generous verify_seconds, to make training independent of the machine's speed)
     train_controller: train the (neural) controller's weights together with V
     controller_width: hidden units per layer of the controller made by --controller neural
     controller_depth: hidden layers of that controller
@@ -101,6 +103,16 @@ class NeuralROAOptions(NetworkOptions):
     domain_start: first domain's scale (half-widths relative to the box's)
     domain_growth: factor of each growth
     expand_when: share of the current domain's sample that must converge before it grows
+    finetune_rounds: rounds of the fine-tuning stage after the rounds above (0: none): the best
+        verified V (and controller) is trained on the band {V <= rho} it is to be verified on,
+        with PGD on that set and the verifier's and falsifier's counterexamples in it, then
+        verified again
+    finetune_epochs: optimiser steps per fine-tuning round
+    finetune_level: rho (default: from the sample, 0.95 times the least V of a point that does
+        not converge, at most 1 and at least the verified level), raised by finetune_raise after a
+        round that verifies all of it (up to that cap)
+    finetune_raise: factor rho grows by after a round verified at rho
+    counterexamples: capacity of the fine-tuning stage's counterexample set (oldest dropped)
     """
 
     epochs: int = 600
@@ -114,6 +126,7 @@ class NeuralROAOptions(NetworkOptions):
     face_weight: float = 0.02
     local_weight: float | None = None
     verify_seconds: float = 20.0
+    verify_boxes: int | None = None
     train_controller: bool = False
     controller_width: int = 16
     controller_depth: int = 2
@@ -126,6 +139,11 @@ class NeuralROAOptions(NetworkOptions):
     domain_start: float = 0.25
     domain_growth: float = 1.5
     expand_when: float = 0.9
+    finetune_rounds: int = 0
+    finetune_epochs: int = 300
+    finetune_level: float | None = None
+    finetune_raise: float = 1.2
+    counterexamples: int = 1024
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -135,6 +153,8 @@ class NeuralROAOptions(NetworkOptions):
             raise ValueError("refresh must lie in [0, 1]; margin and coverage_weight >= 0")
         if not (self.face_weight >= 0 and (self.local_weight is None or self.local_weight >= 0)):
             raise ValueError("face_weight and local_weight: expected numbers >= 0")
+        if self.verify_boxes is not None and self.verify_boxes < 1:
+            raise ValueError(f"verify_boxes: expected a positive number, got {self.verify_boxes}")
         if not (self.pgd_step > 0 and self.verify_seconds >= 0):
             raise ValueError("pgd_step must be > 0 and verify_seconds >= 0")
         if min(self.controller_width, self.controller_depth) < 1:
@@ -148,6 +168,12 @@ class NeuralROAOptions(NetworkOptions):
                 raise ValueError(f"{name}: expected a number in [0, 1], got {getattr(self, name)}")
         if not (self.zubov_beta > 0 and 0 < self.domain_start <= 1 and self.domain_growth > 1):
             raise ValueError("zubov_beta must be > 0, domain_start in (0, 1], domain_growth > 1")
+        if self.finetune_rounds < 0 or min(self.finetune_epochs, self.counterexamples) < 1:
+            raise ValueError("finetune_rounds >= 0; finetune_epochs and counterexamples > 0")
+        if self.finetune_level is not None and not self.finetune_level > 0:
+            raise ValueError(f"finetune_level: expected a number > 0, got {self.finetune_level}")
+        if not self.finetune_raise >= 1:
+            raise ValueError(f"finetune_raise: expected a number >= 1, got {self.finetune_raise}")
 
 
 MARGIN_KINDS = ("box", "value")
@@ -194,7 +220,8 @@ class NeuralROAMethod(Method):
         trained = {"k": system.controller} if train_k else {}
         model = torch.nn.ModuleDict({"V": net, **trained})
         opt = torch.optim.Adam(model.parameters(), lr=options.learning_rate)
-        total = options.rounds * options.epochs
+        main_total = options.rounds * options.epochs
+        total = main_total + options.finetune_rounds * options.finetune_epochs
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(
             opt, total, eta_min=0.05 * options.learning_rate
         )
@@ -202,7 +229,12 @@ class NeuralROAMethod(Method):
             options.adversarial_points, n, generator=gen, dtype=torch.float64
         ) * (dhi - dlo)
         history: list[dict] = []
-        best = None  # (share, state dict) of the best verified round
+        best = None  # (share, state dict, level) of the best verified round
+        # the set S = {V <= level} the training works on: 1, then the fine-tuning stage's rho
+        level = 1.0
+        cex = torch.zeros(0, n, dtype=torch.float64)  # the fine-tuning stage's counterexamples
+        tuning = False  # in the fine-tuning stage
+        kept = None  # its true-ROA points kept in S (the coverage term asks only for these)
         session = TrainingSession(self.name, total, checkpoint, progress)
         state = session.restore()
         start = 0
@@ -218,7 +250,11 @@ class NeuralROAMethod(Method):
                 domain.scale, pool, domain_roa = state["domain"]
                 dlo, dhi = domain.bounds()
             if state["best_model"] is not None:
-                best = (state["best_share"], state["best_model"])
+                best = (state["best_share"], state["best_model"], state.get("best_level"))
+            if state.get("finetune") is not None:
+                level, cex, tuning, kept = state["finetune"]
+                if tuning:
+                    dlo, dhi = lo, hi
 
         def snapshot():
             return {
@@ -232,6 +268,8 @@ class NeuralROAMethod(Method):
                 "domain": (domain.scale, pool, domain_roa) if resample else None,
                 "best_model": None if best is None else best[1],
                 "best_share": 0.0 if best is None else best[0],
+                "best_level": None if best is None else best[2],
+                "finetune": (level, cex, tuning, kept),
             }
 
         # points on the box's faces: V >= 1 there, with the small weight face_weight
@@ -239,12 +277,39 @@ class NeuralROAMethod(Method):
         if resample and not history:  # the first domain (a resumed run has it in its history)
             history.append({"epoch": 0, **domain.record(), "domain_roa": domain_roa})
         in_pts, out_pts = pts[inside], pts[~inside]
+        if kept is not None:
+            in_pts = in_pts[kept]
         step_size = options.pgd_step * (hi - lo)
         with session:
             for step in range(start, total):
-                buffer = self._attack(system, net, buffer, dlo, dhi, step_size, options, gen, pool)
+                if step == main_total and not tuning:  # the fine-tuning stage begins
+                    tuning = True
+                    if best is not None:  # it tunes the best verified V (and controller)
+                        model.load_state_dict(best[1])
+                    domain.scale = domain.full  # the band may reach anywhere in the box
+                    dlo, dhi = lo, hi
+                    if resample:
+                        pts, inside, pool, domain_roa = self._domain_sample(
+                            system, options, domain, options.rounds + 104729, gen
+                        )
+                    elif train_k:  # labels of the (best) controller now trained
+                        pts, inside = closed_loop_sample(
+                            system, options.samples, options.seed + options.rounds
+                        )
+                    in_pts, out_pts = pts[inside], pts[~inside]
+                    level = self._finetune_level(net, out_pts, faces, best, options)
+                    all_in = pts[inside]
+                    kept = self._kept(net, all_in, level)
+                    in_pts = all_in[kept]
+                    buffer = lo + torch.rand(buffer.shape, generator=gen, dtype=buffer.dtype) * (
+                        hi - lo
+                    )
+                    history.append({"epoch": step, "stage": "finetune", "finetune_level": level})
+                buffer = self._attack(
+                    system, net, buffer, dlo, dhi, step_size, options, gen, pool, level
+                )
                 loss, parts = self._loss(
-                    system, net, buffer, in_pts, out_pts, faces, x_star, options
+                    system, net, buffer, in_pts, out_pts, faces, x_star, options, level, cex
                 )
                 if not torch.isfinite(loss):
                     raise MethodError(f"{self.name}: the loss became {float(loss)} at epoch {step}")
@@ -255,16 +320,45 @@ class NeuralROAMethod(Method):
                 metrics = {"loss": float(loss.detach())}
                 if step % 100 == 0:
                     history.append({"epoch": step, **metrics, **parts})
-                end_of_round = (step + 1) % options.epochs == 0
+                if tuning:
+                    end_of_round = (step + 1 - main_total) % options.finetune_epochs == 0
+                else:
+                    end_of_round = (step + 1) % options.epochs == 0
                 if end_of_round and options.verify_seconds > 0:
                     record, point = self._verify_round(system, net, options)
                     history.append({"epoch": step, **record})
-                    metrics.update(level=record["level"] or 0.0, roa_share=record["roa_share"])
+                    metrics.update(
+                        level=record["level"] or 0.0,
+                        roa_share=record["roa_share"],
+                        volume=record["volume"],
+                    )
                     if record["verified"] and (best is None or record["roa_share"] > best[0]):
-                        best = (record["roa_share"], copy.deepcopy(model.state_dict()))
+                        best = (
+                            record["roa_share"],
+                            copy.deepcopy(model.state_dict()),
+                            record["level"],
+                        )
                     if point is not None:
                         buffer[int(torch.randint(len(buffer), (1,), generator=gen))] = point
-                if resample and end_of_round and step + 1 < total:
+                    if tuning:  # counterexamples in the band, and rho raised once all of it holds
+                        found = self._band_counterexamples(
+                            system, net, level, lo, hi, options, step
+                        )
+                        if point is not None and float(net(point[None]).detach()) <= level:
+                            found = torch.cat([point[None], found])
+                        cex = torch.cat([found, cex])[: options.counterexamples]
+                        verified = record["verified"] and (record["level"] or 0.0) >= 0.99 * level
+                        if verified and options.finetune_level is None:
+                            cap = self._finetune_level(net, out_pts, faces, None, options)
+                            level = max(level, min(level * options.finetune_raise, cap))
+                            all_in = pts[inside]
+                            kept = self._kept(net, all_in, level)
+                            in_pts = all_in[kept]
+                        metrics.update(rho=level, counterexamples=len(cex))
+                        history.append(
+                            {"epoch": step, "finetune_level": level, "counterexamples": len(cex)}
+                        )
+                if resample and end_of_round and step + 1 < main_total:
                     round_no = (step + 1) // options.epochs
                     if train_k:  # the closed loop changed: a fresh sample of the domain
                         pts, inside, pool, domain_roa = self._domain_sample(
@@ -278,7 +372,7 @@ class NeuralROAMethod(Method):
                     in_pts, out_pts = pts[inside], pts[~inside]
                     history.append({"epoch": step, **domain.record(), "domain_roa": domain_roa})
                     metrics.update(domain=domain.scale, domain_roa=domain_roa)
-                elif train_k and end_of_round and step + 1 < total:
+                elif train_k and end_of_round and step + 1 < main_total:
                     # the closed loop changed: fresh labels of its true ROA for the next round
                     round_seed = options.seed + (step + 1) // options.epochs
                     pts, inside = closed_loop_sample(system, options.samples, round_seed)
@@ -333,14 +427,14 @@ class NeuralROAMethod(Method):
         z = (x - x_star) / margin_units(system, options)
         return decrease(system, net, x) + options.margin * (z**2).sum(1)
 
-    def _attack(self, system, net, buffer, lo, hi, step_size, options, gen, pool=None):
-        """PGD ascent of ``min(1 - V, violation)`` on the buffer (kept in ``[lo, hi]``, the
+    def _attack(self, system, net, buffer, lo, hi, step_size, options, gen, pool=None, level=1.0):
+        """PGD ascent of ``min(level - V, violation)`` on the buffer (kept in ``[lo, hi]``, the
         training domain); redraw a share uniformly, ``boundary_share`` of it from ``pool``."""
         x_star = system.equilibrium_tensor()
         z = buffer.detach()
         for _ in range(options.pgd_steps):
             z = z.clone().requires_grad_(True)
-            h = torch.minimum(1.0 - net(z), self._violation(system, net, z, x_star, options))
+            h = torch.minimum(level - net(z), self._violation(system, net, z, x_star, options))
             (grad,) = torch.autograd.grad(h.sum(), z)
             with torch.no_grad():
                 grad = torch.nan_to_num(grad)
@@ -355,14 +449,19 @@ class NeuralROAMethod(Method):
             z[idx] = fresh
         return z.detach()
 
-    def _loss(self, system, net, buffer, in_pts, out_pts, faces, x_star, options):
-        x = torch.cat([buffer, in_pts]).clone().requires_grad_(True)
+    def _loss(
+        self, system, net, buffer, in_pts, out_pts, faces, x_star, options, level=1.0, cex=None
+    ):
+        """The training loss on ``S = {V <= level}`` (``cex``: counterexamples whose decrease is
+        penalised with the buffer's) and its parts."""
+        extra = [] if cex is None or not len(cex) else [cex]
+        x = torch.cat([buffer, in_pts, *extra]).clone().requires_grad_(True)
         viol = self._violation(system, net, x, x_star, options)
-        inside_s = (net(x) <= 1.0).detach()
+        inside_s = (net(x) <= level).detach()
         loss_dec = (torch.relu(viol) * inside_s).sum() / max(1, int(inside_s.sum()))
-        loss_cov = torch.relu(net(in_pts) - 1.0).mean() if len(in_pts) else torch.zeros(())
-        loss_out = torch.relu(1.0 - net(out_pts)).mean() if len(out_pts) else torch.zeros(())
-        loss_faces = torch.relu(1.0 - net(faces)).mean()
+        loss_cov = torch.relu(net(in_pts) - level).mean() if len(in_pts) else torch.zeros(())
+        loss_out = torch.relu(level - net(out_pts)).mean() if len(out_pts) else torch.zeros(())
+        loss_faces = torch.relu(level - net(faces)).mean()
         loss = loss_dec + options.coverage_weight * loss_cov + loss_out
         loss = loss + options.face_weight * loss_faces
         weight = options.local_weight
@@ -371,7 +470,13 @@ class NeuralROAMethod(Method):
         loss_local = torch.zeros(())
         if weight > 0:
             units = margin_units(system, options)
-            loss_local = torch.relu(local_decrease(system, net, x_star, units) + 2 * options.margin)
+            if options.margin_kind == "value":  # dV + 2 margin V <= 0 along the linearisation
+                rate = 2 * options.margin
+                loss_local = torch.relu(local_decrease(system, net, x_star, units, rate))
+            else:
+                loss_local = torch.relu(
+                    local_decrease(system, net, x_star, units) + 2 * options.margin
+                )
             loss = loss + weight * loss_local
         parts = {
             "decrease": float(loss_dec.detach()),
@@ -394,12 +499,15 @@ class NeuralROAMethod(Method):
             system,
             cand,
             options=VerifyOptions(
-                time_limit=options.verify_seconds, level_tolerance=1e-2, falsify_samples=2048
+                time_limit=options.verify_seconds,
+                level_tolerance=1e-2,
+                falsify_samples=2048,
+                **({} if options.verify_boxes is None else {"max_boxes": options.verify_boxes}),
             ),
         )
-        share = 0.0
+        share = volume = 0.0
         if result.verified and result.level is not None:
-            share = self._share(system, cand, result.level, options)
+            share, volume = self._share(system, cand, result.level, options)
         point = None
         cx = result.counterexample
         if cx is not None and cx.get("point") is not None:
@@ -408,29 +516,80 @@ class NeuralROAMethod(Method):
             "verified": bool(result.verified),
             "level": result.level,
             "roa_share": float(share),
+            "volume": float(volume),
             "verify_seconds": result.seconds,
         }
         return record, point
 
     @staticmethod
     def _share(system, cand, level, options):
-        """Share of the true ROA inside ``{V <= level}``: on the cached sample, or for a controller
-        being trained (whose true ROA changes every round) on a fresh labelled sample."""
+        """``(share of the true ROA, volume)`` of ``{V <= level}`` (the volume of its converging
+        points): on the cached true-ROA sample, or for a controller being trained (whose true ROA
+        changes every round) on a fresh labelled sample of the box."""
         from lyapcert.metric import region_share
 
         if not options.train_controller:
-            return region_share(system, cand, level)[1]
+            volume, share = region_share(system, cand, level)
+            return share, volume
         pts, inside = closed_loop_sample(system, options.samples, options.seed + 7919)
         with torch.no_grad():
             within = cand.value(pts) <= level
-        return float((within & inside).sum()) / max(1, int(inside.sum()))
+        lo, hi = system.domain.as_tensors(torch.float64)
+        hits = int((within & inside).sum())
+        volume = hits / len(pts) * float(torch.prod(hi - lo))
+        return hits / max(1, int(inside.sum())), volume
+
+    @staticmethod
+    def _kept(net, points, level) -> torch.Tensor:
+        """``[k]``: which true-ROA points lie in ``{V <= level}`` now (the fine-tuning stage keeps
+        them there; it does not pull the rest in)."""
+        with torch.no_grad():
+            return net(points) <= level
+
+    @staticmethod
+    def _finetune_level(net, out_pts, faces, best, options) -> float:
+        """The fine-tuning stage's ``rho``: ``finetune_level``, or 0.95 times the least ``V`` of
+        the non-converging sample points and of the box's face points, at most 1 and at least the
+        best verified level (``best[2]``)."""
+        if options.finetune_level is not None:
+            return float(options.finetune_level)
+        with torch.no_grad():
+            outside = torch.cat([out_pts, faces])
+            rho = min(1.0, 0.95 * float(net(outside).min())) if len(outside) else 1.0
+        if best is not None and best[2] is not None:
+            rho = max(rho, float(best[2]))
+        return rho
+
+    def _band_counterexamples(self, system, net, level, lo, hi, options, seed) -> torch.Tensor:
+        """Points ``[k, n]`` of ``{V <= level}`` where the decrease with the margin fails, found by
+        the falsifier (Sobol sample, then PGD) on ``min(level - V, violation)``; at most a quarter
+        of the ``counterexamples`` capacity, the worst first."""
+        from lyapcert.verify.falsify import falsification_points
+
+        x_star = system.equilibrium_tensor()
+
+        def score(x):
+            with torch.enable_grad():
+                xg = x if x.requires_grad else x.detach().requires_grad_(True)
+                viol = self._violation(system, net, xg, x_star, options)
+                h = torch.minimum(level - net(xg), viol)
+            return h if x.requires_grad else h.detach()
+
+        found = falsification_points(score, lo, hi, n_samples=4096, n_starts=128, seed=seed)
+        h = score(found)
+        keep = torch.argsort(h, descending=True)[: max(1, options.counterexamples // 4)]
+        keep = keep[h[keep] > 0]
+        return found[keep].detach()
 
 
-def local_decrease(system: System, net, x_star: torch.Tensor, units=None) -> torch.Tensor:
-    """``lambda_max(D M D)``: ``M = A'H + HA`` (discrete time ``A'HA - H``) with ``H`` the Hessian
-    of ``V``, ``A`` the Jacobian of the (closed-loop) dynamics at ``x*`` and ``D = diag(units)``
-    (default I); differentiable in the weights (of ``V`` and of a trained controller). Negative
-    iff ``V`` decreases along the linearisation."""
+def local_decrease(
+    system: System, net, x_star: torch.Tensor, units=None, rate: float = 0.0
+) -> torch.Tensor:
+    """``lambda_max(D M D)``: ``M = A'H + HA + rate H`` (discrete time ``A'HA - (1 - rate) H``)
+    with ``H`` the Hessian of ``V``, ``A`` the Jacobian of the (closed-loop) dynamics at ``x*`` and
+    ``D = diag(units)`` (default I); differentiable in the weights (of ``V`` and of a trained
+    controller). Negative iff ``V``'s quadratic part decreases along the linearisation at least as
+    fast as ``dV <= -rate V`` (discrete time ``V(x+) - V(x) <= -rate V(x)``)."""
     from torch.autograd.functional import hessian, jacobian
 
     from lyapcert.simulate.integrate import vector_field
@@ -446,7 +605,7 @@ def local_decrease(system: System, net, x_star: torch.Tensor, units=None) -> tor
     centre = x_star.reshape(-1)
     H = hessian(value, centre, create_graph=True)
     A = jacobian(closed_loop, centre, create_graph=True)
-    M = A.T @ H @ A - H if system.is_discrete else A.T @ H + H @ A
+    M = A.T @ H @ A - (1 - rate) * H if system.is_discrete else A.T @ H + H @ A + rate * H
     if units is not None:  # in the coordinates z = D^-1 e
         D = torch.diag(torch.as_tensor(units, dtype=M.dtype))
         M = D @ M @ D

@@ -1,0 +1,161 @@
+"""neural-roa's fine-tuning stage on the band to be verified, and the local term of the value
+margin (issue 16)."""
+
+import itertools
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+import torch
+
+import lyapcert
+from lyapcert.errors import TrainingInterrupted
+from lyapcert.methods.checkpoint import TrainingSession
+from lyapcert.methods.neural_roa import NeuralROAMethod, NeuralROAOptions, local_decrease
+from lyapcert.methods.training import decrease
+from lyapcert.systems import System, get_system
+from lyapcert.verify import recheck
+
+
+def _linear(A, discrete=False) -> System:
+    n = len(A)
+    names = [f"x{i}" for i in range(n)]
+    dyn = [" + ".join(f"({A[i][j]})*{names[j]}" for j in range(n)) for i in range(n)]
+    extra = {"time": "discrete", "dt": 0.1} if discrete else {}
+    return System.from_equations("lin", states=names, dynamics=dyn, domain=[[-2, 2]] * n, **extra)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"finetune_rounds": -1},
+        {"finetune_epochs": 0},
+        {"counterexamples": 0},
+        {"finetune_level": 0.0},
+        {"finetune_raise": 0.5},
+    ],
+)
+def test_finetune_options_are_checked(bad):
+    with pytest.raises(ValueError):
+        NeuralROAOptions(**bad)
+    assert NeuralROAOptions().finetune_rounds == 0  # off by default
+
+
+@pytest.mark.parametrize("discrete", [False, True])
+def test_local_decrease_with_a_rate_is_the_known_eigenvalue(discrete):
+    """``V = e'Pe`` (Hessian ``H = 2P``) on a linear system: ``lambda_max(A'H + HA + r H)``
+    (discrete time, of the map ``x+ = A x``: ``lambda_max(A'HA - (1 - r) H)``)."""
+    A = np.array([[0.5, 0.2], [-0.1, 0.6]]) if discrete else np.array([[-1.0, 2.0], [-0.5, -3.0]])
+    P = np.array([[2.0, 0.3], [0.3, 1.0]])
+    system = _linear(A.tolist(), discrete)
+    Pt = torch.as_tensor(P)
+
+    def v(x):
+        return ((x @ Pt) * x).sum(1)
+
+    H = 2 * P
+    x_star = system.equilibrium_tensor()
+    for rate in (0.0, 0.3):
+        got = float(local_decrease(system, v, x_star, rate=rate))
+        if discrete:
+            M = A.T @ H @ A - (1 - rate) * H
+        else:
+            M = A.T @ H + H @ A + rate * H
+        assert got == pytest.approx(np.linalg.eigvalsh(0.5 * (M + M.T))[-1], rel=1e-9, abs=1e-12)
+
+
+def test_band_counterexamples_lie_in_the_band_and_violate():
+    """On ``x' = A x`` with a rotation that makes ``|x|^2`` grow in places, every point returned
+    lies in ``{V <= level}`` and violates ``dV + margin |z|^2 <= 0``; on a stable system with a
+    decreasing ``V`` none is returned."""
+    unstable = _linear([[0.2, 1.0], [-1.0, -1.0]])  # dV = 0.4 x0^2 - 2 x1^2 with V = |x|^2
+
+    def v(x):
+        return (x**2).sum(1)
+
+    opts = NeuralROAOptions(margin=0.01, scale_inputs="off")
+    lo, hi = unstable.domain.as_tensors()
+    found = NeuralROAMethod()._band_counterexamples(unstable, v, 1.5, lo, hi, opts, seed=3)
+    assert len(found) > 10
+    x = found.clone().requires_grad_(True)
+    viol = decrease(unstable, v, x) + 0.01 * (x.detach() ** 2).sum(1)
+    assert bool((v(found) <= 1.5).all()) and bool((viol > 0).all())
+    stable = _linear([[-1.0, 0.0], [0.0, -1.0]])
+    none = NeuralROAMethod()._band_counterexamples(stable, v, 1.5, lo, hi, opts, seed=3)
+    assert len(none) == 0
+
+
+SMALL = dict(
+    epochs=40,
+    rounds=2,
+    samples=512,
+    adversarial_points=256,
+    verify_seconds=600,  # the box budget decides (verdicts must not depend on the machine)
+    verify_boxes=20_000,
+    finetune_rounds=2,
+    finetune_epochs=30,
+    margin_kind="value",
+)
+
+
+def _stage(history):
+    return [h for h in history if "finetune_level" in h]
+
+
+def test_joint_run_with_the_finetuning_stage_rechecks(tmp_path):
+    system = get_system("path_tracking")
+    res = lyapcert.certify(
+        system,
+        "neural-roa",
+        controller="neural",
+        **SMALL,
+        checkpoint=False,
+        roa=False,
+        out=tmp_path / "c",
+    )
+    history = res.info["history"]
+    stage = _stage(history)
+    assert stage[0]["stage"] == "finetune" and stage[0]["epoch"] == 80
+    assert len(stage) == 3  # the start and one record per fine-tuning round
+    rho = [h["finetune_level"] for h in stage]
+    assert all(b >= a for a, b in itertools.pairwise(rho))  # rho only grows
+    rounds = [h for h in history if "verified" in h]
+    assert len(rounds) == 4 and all("volume" in h for h in rounds)
+    assert res.verified  # the stage keeps the best verified round: path_tracking's LQR verifies
+    assert res.result.hole is None
+    _, again = recheck(tmp_path / "c")
+    assert again.verified and again.level == res.result.level
+
+
+def _interrupt_at(monkeypatch, at_step: int):
+    original = TrainingSession.tick
+
+    def tick(self, step, metrics, state_fn):
+        if step == at_step:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.01)
+        return original(self, step, metrics, state_fn)
+
+    monkeypatch.setattr(TrainingSession, "tick", tick)
+
+
+@pytest.mark.slow
+def test_a_run_resumed_in_the_finetuning_stage_gives_the_same_result(tmp_path, monkeypatch):
+    system = get_system("damped_sho")
+    path = tmp_path / "run.pt"
+    options = dict(SMALL)
+    straight = lyapcert.certify(system, "neural-roa", checkpoint=path, roa=False, **options)
+    with monkeypatch.context() as m:
+        _interrupt_at(m, 95)  # in the first fine-tuning round
+        with pytest.raises(TrainingInterrupted):
+            lyapcert.certify(system, "neural-roa", checkpoint=path, roa=False, **options)
+    state = torch.load(path, weights_only=True)
+    assert state["step"] == 95 and state["finetune"][2] is True
+    resumed = lyapcert.certify(
+        system, "neural-roa", checkpoint=path, resume=True, roa=False, **options
+    )
+    assert _stage(resumed.info["history"]) == _stage(straight.info["history"])
+    assert resumed.result.verified == straight.result.verified
+    assert resumed.result.level == pytest.approx(straight.result.level, rel=1e-9)
