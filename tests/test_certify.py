@@ -57,6 +57,14 @@ def test_options_are_typed_and_unknown_keys_rejected(tmp_path):
         build_options(QuadraticOptions, {"samples": "many"})
     with pytest.raises(OptionsError, match="q_scale"):
         build_options(QuadraticOptions, {"q_scale": -1})
+    # optional options (``X | None``) from the command line's strings
+    from lyapcert.methods.neural_roa import NeuralROAOptions
+
+    opts = build_options(NeuralROAOptions, {"local_weight": "0.5", "finetune_rounds": "2"})
+    assert opts.local_weight == 0.5 and opts.finetune_rounds == 2
+    assert build_options(NeuralROAOptions, {"finetune_level": "none"}).finetune_level is None
+    with pytest.raises(OptionsError, match="finetune_level"):
+        build_options(NeuralROAOptions, {"finetune_level": "high"})
     cfg = tmp_path / "cfg.toml"
     cfg.write_text("seed = 3\n[quadratic]\noptimize = true\n")
     assert read_config(cfg, "quadratic") == {"seed": 3, "optimize": True}

@@ -289,6 +289,7 @@ def test_a_neural_controller_trained_with_its_certificate_verifies_and_rechecks(
         samples=2048,
         adversarial_points=512,
         verify_seconds=0,
+        finetune_rounds=0,
         checkpoint=False,
         roa=False,
         out=tmp_path / "c",

@@ -40,7 +40,9 @@ def _linear(A, discrete=False) -> System:
 def test_finetune_options_are_checked(bad):
     with pytest.raises(ValueError):
         NeuralROAOptions(**bad)
-    assert NeuralROAOptions().finetune_rounds == 0  # off by default
+    assert NeuralROAOptions().tuning_rounds() == 0  # off for autonomous systems
+    assert NeuralROAOptions(train_controller=True).tuning_rounds() == 4  # on for joint training
+    assert NeuralROAOptions(train_controller=True, finetune_rounds=0).tuning_rounds() == 0
 
 
 @pytest.mark.parametrize("discrete", [False, True])

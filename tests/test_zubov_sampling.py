@@ -154,6 +154,7 @@ ALL_ON = dict(
     domain_start=0.25,
     expand_when=0.0,  # grow after every round: the growth itself is what is tested
     margin_kind="value",
+    finetune_rounds=0,
 )
 
 

@@ -106,7 +106,8 @@ class NeuralROAOptions(NetworkOptions):
     finetune_rounds: rounds of the fine-tuning stage after the rounds above (0: none): the best
         verified V (and controller) is trained on the band {V <= rho} it is to be verified on,
         with PGD on that set and the verifier's and falsifier's counterexamples in it, then
-        verified again
+        verified again; default (none): 4 when the controller is trained, 0 otherwise (the
+        autonomous registry's results are those measured without it)
     finetune_epochs: optimiser steps per fine-tuning round
     finetune_level: rho (default: from the sample, 0.95 times the least V of a point that does
         not converge, at most 1 and at least the verified level), raised by finetune_raise after a
@@ -139,7 +140,7 @@ class NeuralROAOptions(NetworkOptions):
     domain_start: float = 0.25
     domain_growth: float = 1.5
     expand_when: float = 0.9
-    finetune_rounds: int = 0
+    finetune_rounds: int | None = None
     finetune_epochs: int = 300
     finetune_level: float | None = None
     finetune_raise: float = 1.2
@@ -168,12 +169,18 @@ class NeuralROAOptions(NetworkOptions):
                 raise ValueError(f"{name}: expected a number in [0, 1], got {getattr(self, name)}")
         if not (self.zubov_beta > 0 and 0 < self.domain_start <= 1 and self.domain_growth > 1):
             raise ValueError("zubov_beta must be > 0, domain_start in (0, 1], domain_growth > 1")
-        if self.finetune_rounds < 0 or min(self.finetune_epochs, self.counterexamples) < 1:
+        if (self.finetune_rounds or 0) < 0 or min(self.finetune_epochs, self.counterexamples) < 1:
             raise ValueError("finetune_rounds >= 0; finetune_epochs and counterexamples > 0")
         if self.finetune_level is not None and not self.finetune_level > 0:
             raise ValueError(f"finetune_level: expected a number > 0, got {self.finetune_level}")
         if not self.finetune_raise >= 1:
             raise ValueError(f"finetune_raise: expected a number >= 1, got {self.finetune_raise}")
+
+    def tuning_rounds(self) -> int:
+        """``finetune_rounds``, its default resolved (4 with ``train_controller``, else 0)."""
+        if self.finetune_rounds is None:
+            return 4 if self.train_controller else 0
+        return self.finetune_rounds
 
 
 MARGIN_KINDS = ("box", "value")
@@ -221,7 +228,7 @@ class NeuralROAMethod(Method):
         model = torch.nn.ModuleDict({"V": net, **trained})
         opt = torch.optim.Adam(model.parameters(), lr=options.learning_rate)
         main_total = options.rounds * options.epochs
-        total = main_total + options.finetune_rounds * options.finetune_epochs
+        total = main_total + options.tuning_rounds() * options.finetune_epochs
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(
             opt, total, eta_min=0.05 * options.learning_rate
         )

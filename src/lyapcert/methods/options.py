@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import types
 import typing
 from collections.abc import Mapping
 from pathlib import Path
@@ -37,7 +38,7 @@ def build_options(cls, values: Mapping[str, object], where: str = "options"):
 
 def _coerce(value, hint, where: str):
     origin = typing.get_origin(hint)
-    if origin is typing.Union or str(origin) == "types.UnionType":
+    if origin is typing.Union or origin is types.UnionType:  # Optional[X] and X | None
         args = [a for a in typing.get_args(hint) if a is not type(None)]
         if value is None or (isinstance(value, str) and value.lower() == "none"):
             return None
