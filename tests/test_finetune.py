@@ -161,3 +161,26 @@ def test_a_run_resumed_in_the_finetuning_stage_gives_the_same_result(tmp_path, m
     assert _stage(resumed.info["history"]) == _stage(straight.info["history"])
     assert resumed.result.verified == straight.result.verified
     assert resumed.result.level == pytest.approx(straight.result.level, rel=1e-9)
+
+
+def test_band_level_raises_when_all_is_verified_and_narrows_when_stalled():
+    from lyapcert.methods.neural_roa import BandLevel
+
+    band = BandLevel(NeuralROAOptions(finetune_raise=1.2), rho=0.5, best=0.1)
+    assert band.after_round(0.5, cap=0.9) and band.rho == pytest.approx(0.6)  # all verified
+    assert band.after_round(0.7, cap=0.65) and band.rho == pytest.approx(0.65)  # up to the cap
+    assert not band.after_round(0.65, cap=0.65)  # at the cap: stays
+    # stalled twice (no more than 1.1 times the best, 0.7): the band narrows to sqrt(rho * best)
+    band = BandLevel(NeuralROAOptions(), rho=0.4, best=0.01)
+    assert not band.after_round(0.0105, cap=0.4)
+    assert band.after_round(None, cap=0.4)
+    assert band.rho == pytest.approx((0.4 * 0.0105) ** 0.5)
+    assert band.stall == 0 and band.best == pytest.approx(0.0105)
+    # progress resets the count
+    band = BandLevel(NeuralROAOptions(), rho=0.4, best=0.01)
+    assert not band.after_round(0.0105, cap=0.4)
+    assert not band.after_round(0.05, cap=0.4) and band.stall == 0
+    # a fixed finetune_level never moves
+    fixed = BandLevel(NeuralROAOptions(finetune_level=0.3), rho=0.3)
+    assert not fixed.after_round(0.3, cap=1.0) and not fixed.after_round(None, cap=1.0)
+    assert not fixed.after_round(None, cap=1.0) and fixed.rho == 0.3

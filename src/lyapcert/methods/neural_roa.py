@@ -35,6 +35,7 @@ points, simulated) before every round, so the coverage target grows with the con
 from __future__ import annotations
 
 import copy
+import math
 import time
 from dataclasses import dataclass
 
@@ -239,6 +240,7 @@ class NeuralROAMethod(Method):
         best = None  # (share, state dict, level) of the best verified round
         # the set S = {V <= level} the training works on: 1, then the fine-tuning stage's rho
         level = 1.0
+        band = None  # the fine-tuning stage's BandLevel (rho's schedule)
         cex = torch.zeros(0, n, dtype=torch.float64)  # the fine-tuning stage's counterexamples
         tuning = False  # in the fine-tuning stage
         kept = None  # its true-ROA points kept in S (the coverage term asks only for these)
@@ -259,7 +261,10 @@ class NeuralROAMethod(Method):
             if state["best_model"] is not None:
                 best = (state["best_share"], state["best_model"], state.get("best_level"))
             if state.get("finetune") is not None:
-                level, cex, tuning, kept = state["finetune"]
+                band_state, cex, tuning, kept = state["finetune"]
+                if band_state is not None:
+                    band = BandLevel(options, *band_state)
+                    level = band.rho
                 if tuning:
                     dlo, dhi = lo, hi
 
@@ -276,7 +281,7 @@ class NeuralROAMethod(Method):
                 "best_model": None if best is None else best[1],
                 "best_share": 0.0 if best is None else best[0],
                 "best_level": None if best is None else best[2],
-                "finetune": (level, cex, tuning, kept),
+                "finetune": (None if band is None else band.state(), cex, tuning, kept),
             }
 
         # points on the box's faces: V >= 1 there, with the small weight face_weight
@@ -304,7 +309,9 @@ class NeuralROAMethod(Method):
                             system, options.samples, options.seed + options.rounds
                         )
                     in_pts, out_pts = pts[inside], pts[~inside]
-                    level = self._finetune_level(net, out_pts, faces, best, options)
+                    rho = self._finetune_level(net, out_pts, faces, best, options)
+                    band = BandLevel(options, rho, 0.0 if best is None else best[2] or 0.0)
+                    level = band.rho
                     all_in = pts[inside]
                     kept = self._kept(net, all_in, level)
                     in_pts = all_in[kept]
@@ -354,10 +361,10 @@ class NeuralROAMethod(Method):
                         if point is not None and float(net(point[None]).detach()) <= level:
                             found = torch.cat([point[None], found])
                         cex = torch.cat([found, cex])[: options.counterexamples]
-                        verified = record["verified"] and (record["level"] or 0.0) >= 0.99 * level
-                        if verified and options.finetune_level is None:
-                            cap = self._finetune_level(net, out_pts, faces, None, options)
-                            level = max(level, min(level * options.finetune_raise, cap))
+                        proven = record["level"] if record["verified"] else None
+                        cap = self._finetune_level(net, out_pts, faces, None, options)
+                        if band.after_round(proven, cap):
+                            level = band.rho
                             all_in = pts[inside]
                             kept = self._kept(net, all_in, level)
                             in_pts = all_in[kept]
@@ -587,6 +594,49 @@ class NeuralROAMethod(Method):
         keep = torch.argsort(h, descending=True)[: max(1, options.counterexamples // 4)]
         keep = keep[h[keep] > 0]
         return found[keep].detach()
+
+
+class BandLevel:
+    """The fine-tuning stage's ``rho`` round by round (``finetune_level`` fixes it):
+
+    * a round verified on all of ``{V <= rho}``: ``rho <- max(rho, level) * finetune_raise``, at
+      most ``cap`` (0.95 times the least ``V`` of a non-converging sample or face point);
+    * a round whose verified level does not exceed 1.1 times the best one of the stage (nor
+      ``rho``), twice in a row: ``rho <- sqrt(rho * best)``, a narrower band between the proven
+      level and the goal (a band too wide to repair is what stalls it);
+    * otherwise ``rho`` stays.
+
+    ``best`` starts at the best verified level before the stage."""
+
+    patience = 2
+
+    def __init__(self, options, rho: float, best: float = 0.0, stall: int = 0) -> None:
+        self.fixed = options.finetune_level is not None
+        self.factor = options.finetune_raise
+        self.rho, self.best, self.stall = float(rho), float(best), int(stall)
+
+    def after_round(self, level: float | None, cap: float) -> bool:
+        """Update after a round that verified ``level`` (``None``: nothing); ``True`` when
+        ``rho`` changed."""
+        proven = level or 0.0
+        before = self.rho
+        if not self.fixed:
+            if proven >= 0.99 * self.rho:
+                self.rho = max(self.rho, min(max(self.rho, proven) * self.factor, cap))
+                self.stall = 0
+            elif proven > 1.1 * self.best:
+                self.stall = 0
+            else:
+                self.stall += 1
+                if self.stall >= self.patience:
+                    floor = max(self.best, proven)
+                    self.rho = math.sqrt(self.rho * floor) if floor > 0 else self.rho / 2
+                    self.stall = 0
+        self.best = max(self.best, proven)
+        return self.rho != before
+
+    def state(self) -> tuple[float, float, int]:
+        return self.rho, self.best, self.stall
 
 
 def local_decrease(
