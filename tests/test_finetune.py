@@ -184,3 +184,24 @@ def test_band_level_raises_when_all_is_verified_and_narrows_when_stalled():
     fixed = BandLevel(NeuralROAOptions(finetune_level=0.3), rho=0.3)
     assert not fixed.after_round(0.3, cap=1.0) and not fixed.after_round(None, cap=1.0)
     assert not fixed.after_round(None, cap=1.0) and fixed.rho == 0.3
+
+
+def test_a_users_controlled_system_file_gets_the_joint_method(tmp_path):
+    """The joint method (rounds, then the fine-tuning stage) on a system file with no per-system
+    settings: whatever it certifies has no hole and re-checks from the saved files."""
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "examples" / "controlled_pendulum.toml"
+    res = lyapcert.certify(
+        str(path),
+        "neural-roa",
+        controller="neural",
+        **{**SMALL, "rounds": 1, "finetune_rounds": 1},
+        checkpoint=False,
+        roa=False,
+        out=tmp_path / "c",
+    )
+    assert _stage(res.info["history"])[0]["stage"] == "finetune"
+    assert res.verified and res.result.hole is None
+    _, again = recheck(tmp_path / "c")
+    assert again.verified and again.level == res.result.level
