@@ -30,6 +30,13 @@ loop whose controller is a ``NeuralController`` (starting as the saturated LQR);
 loop's dynamics ``f(x, k(x))`` (or ``F(x, k(x))`` in discrete time). The labels
 of the closed loop's true ROA are drawn afresh for the current controller (``samples`` uniform
 points, simulated) before every round, so the coverage target grows with the controller.
+
+Fine-tuning stage (``finetune_rounds``; by default 4 rounds in joint synthesis): the best verified
+round's ``V`` (and controller) is trained on the band ``S = {V <= rho}`` it is to be verified on:
+PGD on ``min(rho - V, violation)``, the verifier's limiting point and the falsifier's violations
+in ``S`` kept as counterexamples, coverage only of the true-ROA points already in ``S``;
+``rho`` follows ``BandLevel`` (from 0.95 times the least ``V`` of a non-converging or face point;
+raised when a round verifies all of ``S``, narrowed when rounds stall).
 """
 
 from __future__ import annotations
