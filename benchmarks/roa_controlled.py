@@ -30,6 +30,7 @@ from _common import add_linear_option, write_results
 
 import lyapcert
 from lyapcert.bench.anchors import PUBLISHED_VOLUME
+from lyapcert.errors import TrainingInterrupted
 from lyapcert.methods.options import parse_assignments
 from lyapcert.verify import VerifyOptions
 
@@ -107,6 +108,8 @@ def main() -> None:
                 out=out,
                 **{**method_options, **seeded},
             )
+        except TrainingInterrupted:
+            raise  # Ctrl-C or SIGTERM stops the benchmark (the checkpoint resumes the run)
         except lyapcert.LyapcertError as exc:
             row.update(verdict="error", message=str(exc))
             rows.append(row)
