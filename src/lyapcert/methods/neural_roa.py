@@ -117,10 +117,11 @@ class NeuralROAOptions(NetworkOptions):
         verified again; default (none): 4 when the controller is trained, 0 otherwise (the
         autonomous registry's results are those measured without it)
     finetune_epochs: optimiser steps per fine-tuning round
-    finetune_level: rho (default: from the sample, 0.95 times the least V of a point that does
-        not converge, at most 1 and at least the verified level), raised by finetune_raise after a
-        round that verifies all of it (up to that cap)
-    finetune_raise: factor rho grows by after a round verified at rho
+    finetune_level: a fixed rho (default: none, rho starts at 0.95 times the least V of a sample
+        point that does not converge or of a face point, at most 1 and at least the verified
+        level, and follows BandLevel: raised after a round that verifies all of it, narrowed
+        after two stalled rounds)
+    finetune_raise: factor rho grows by (times the verified level) after a round verified at rho
     counterexamples: capacity of the fine-tuning stage's counterexample set (oldest dropped)
     """
 
