@@ -20,3 +20,27 @@ def _float64_default():
     torch.set_default_dtype(torch.float64)
     yield
     torch.set_default_dtype(previous)
+
+
+def _interrupt_training_at(monkeypatch, at_step: int) -> None:
+    """Send this process SIGINT (a real Ctrl-C) right after training epoch ``at_step``."""
+    import signal
+    import time
+
+    from lyapcert.methods.checkpoint import TrainingSession
+
+    original = TrainingSession.tick
+
+    def tick(self, step, metrics, state_fn):
+        if step == at_step:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.01)  # let the handler run
+        return original(self, step, metrics, state_fn)
+
+    monkeypatch.setattr(TrainingSession, "tick", tick)
+
+
+@pytest.fixture
+def interrupt_at():
+    """``interrupt_at(monkeypatch, step)``: a Ctrl-C right after that training epoch."""
+    return _interrupt_training_at

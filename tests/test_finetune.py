@@ -2,9 +2,6 @@
 margin (issue 16)."""
 
 import itertools
-import os
-import signal
-import time
 
 import numpy as np
 import pytest
@@ -12,7 +9,6 @@ import torch
 
 import lyapcert
 from lyapcert.errors import TrainingInterrupted
-from lyapcert.methods.checkpoint import TrainingSession
 from lyapcert.methods.neural_roa import NeuralROAMethod, NeuralROAOptions, local_decrease
 from lyapcert.methods.training import decrease
 from lyapcert.systems import System, get_system
@@ -131,26 +127,16 @@ def test_joint_run_with_the_finetuning_stage_rechecks(tmp_path):
     assert again.verified and again.level == res.result.level
 
 
-def _interrupt_at(monkeypatch, at_step: int):
-    original = TrainingSession.tick
-
-    def tick(self, step, metrics, state_fn):
-        if step == at_step:
-            os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(0.01)
-        return original(self, step, metrics, state_fn)
-
-    monkeypatch.setattr(TrainingSession, "tick", tick)
-
-
 @pytest.mark.slow
-def test_a_run_resumed_in_the_finetuning_stage_gives_the_same_result(tmp_path, monkeypatch):
+def test_a_run_resumed_in_the_finetuning_stage_gives_the_same_result(
+    interrupt_at, tmp_path, monkeypatch
+):
     system = get_system("damped_sho")
     path = tmp_path / "run.pt"
     options = dict(SMALL)
     straight = lyapcert.certify(system, "neural-roa", checkpoint=path, roa=False, **options)
     with monkeypatch.context() as m:
-        _interrupt_at(m, 95)  # in the first fine-tuning round
+        interrupt_at(m, 95)  # in the first fine-tuning round
         with pytest.raises(TrainingInterrupted):
             lyapcert.certify(system, "neural-roa", checkpoint=path, roa=False, **options)
     state = torch.load(path, weights_only=True)

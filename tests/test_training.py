@@ -62,19 +62,6 @@ def test_progress_shows_epoch_loss_and_level(capfd):
     assert "demo" in err and "3/3" in err and "loss 0.167" in err and "level 0.5" in err
 
 
-def _interrupt_at(monkeypatch, at_step: int):
-    """Send this process SIGINT (a real Ctrl-C) right after epoch ``at_step``."""
-    original = TrainingSession.tick
-
-    def tick(self, step, metrics, state_fn):
-        if step == at_step:
-            os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(0.01)  # let the handler run
-        return original(self, step, metrics, state_fn)
-
-    monkeypatch.setattr(TrainingSession, "tick", tick)
-
-
 @pytest.mark.parametrize(
     "method, options",
     [
@@ -84,7 +71,7 @@ def _interrupt_at(monkeypatch, at_step: int):
     ],
 )
 def test_ctrl_c_leaves_a_checkpoint_and_resume_gives_the_same_network(
-    method, options, tmp_path, monkeypatch
+    interrupt_at, method, options, tmp_path, monkeypatch
 ):
     system = get_system("cubic_1d")
     path = tmp_path / "run.pt"
@@ -92,7 +79,7 @@ def test_ctrl_c_leaves_a_checkpoint_and_resume_gives_the_same_network(
     assert not path.exists()  # removed once the certificate is verified
 
     with monkeypatch.context() as m:
-        _interrupt_at(m, 70)
+        interrupt_at(m, 70)
         with pytest.raises(TrainingInterrupted, match="--resume") as info:
             lyapcert.certify(system, method, checkpoint=path, roa=False, **options)
     assert info.value.checkpoint == path and path.exists()
@@ -105,13 +92,15 @@ def test_ctrl_c_leaves_a_checkpoint_and_resume_gives_the_same_network(
     assert not path.exists()
 
 
-def test_resume_without_a_checkpoint_or_with_other_options_is_refused(tmp_path, monkeypatch):
+def test_resume_without_a_checkpoint_or_with_other_options_is_refused(
+    interrupt_at, tmp_path, monkeypatch
+):
     system = get_system("cubic_1d")
     path = tmp_path / "run.pt"
     with pytest.raises(OptionsError, match="no checkpoint"):
         lyapcert.certify(system, "neural-lyapunov", checkpoint=path, resume=True, epochs=10)
     with monkeypatch.context() as m:
-        _interrupt_at(m, 3)
+        interrupt_at(m, 3)
         with pytest.raises(TrainingInterrupted):
             lyapcert.certify(system, "neural-lyapunov", checkpoint=path, epochs=10, samples=200)
     with pytest.raises(OptionsError, match="another system, method or options"):

@@ -1,15 +1,10 @@
 """neural-roa's Zubov sampling, domain expansion and value-relative margin (issue 16)."""
 
-import os
-import signal
-import time
-
 import pytest
 import torch
 
 import lyapcert
 from lyapcert.errors import TrainingInterrupted
-from lyapcert.methods.checkpoint import TrainingSession
 from lyapcert.methods.neural_roa import NeuralROAMethod, NeuralROAOptions, TrainingDomain
 from lyapcert.methods.training import boundary_points
 from lyapcert.methods.zubov import zubov_targets
@@ -191,25 +186,13 @@ def test_autonomous_fit_with_the_options_keeps_points_in_the_domain():
     assert all(h > l for l, h in zip(lo, hi))
 
 
-def _interrupt_at(monkeypatch, at_step: int):
-    original = TrainingSession.tick
-
-    def tick(self, step, metrics, state_fn):
-        if step == at_step:
-            os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(0.01)
-        return original(self, step, metrics, state_fn)
-
-    monkeypatch.setattr(TrainingSession, "tick", tick)
-
-
-def test_a_resumed_run_continues_with_the_same_domain(tmp_path, monkeypatch):
+def test_a_resumed_run_continues_with_the_same_domain(interrupt_at, tmp_path, monkeypatch):
     system = get_system("cubic_1d")
     path = tmp_path / "run.pt"
     options = dict(ALL_ON)
     straight = lyapcert.certify(system, "neural-roa", checkpoint=path, roa=False, **options)
     with monkeypatch.context() as m:
-        _interrupt_at(m, 50)  # in the second round, after one growth
+        interrupt_at(m, 50)  # in the second round, after one growth
         with pytest.raises(TrainingInterrupted):
             lyapcert.certify(system, "neural-roa", checkpoint=path, roa=False, **options)
     state = torch.load(path, weights_only=True)
