@@ -140,7 +140,7 @@ def test_a_run_resumed_in_the_finetuning_stage_gives_the_same_result(
         with pytest.raises(TrainingInterrupted):
             lyapcert.certify(system, "neural-roa", checkpoint=path, roa=False, **options)
     state = torch.load(path, weights_only=True)
-    assert state["step"] == 95 and state["finetune"][2] is True
+    assert state["step"] == 95 and state["finetune"][0] is not None  # in the stage
     resumed = lyapcert.certify(
         system, "neural-roa", checkpoint=path, resume=True, roa=False, **options
     )

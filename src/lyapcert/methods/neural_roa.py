@@ -246,11 +246,10 @@ class NeuralROAMethod(Method):
         ) * (dhi - dlo)
         history: list[dict] = []
         best = None  # (share, state dict, level) of the best verified round
-        # the set S = {V <= level} the training works on: 1, then the fine-tuning stage's rho
-        level = 1.0
-        band = None  # the fine-tuning stage's BandLevel (rho's schedule)
+        # the fine-tuning stage's BandLevel (rho's schedule; None before the stage): the training
+        # works on S = {V <= 1}, in the stage on S = {V <= rho}
+        band = None
         cex = torch.zeros(0, n, dtype=torch.float64)  # the fine-tuning stage's counterexamples
-        tuning = False  # in the fine-tuning stage
         kept = None  # its true-ROA points kept in S (the coverage term asks only for these)
         session = TrainingSession(self.name, total, checkpoint, progress)
         state = session.restore()
@@ -269,11 +268,9 @@ class NeuralROAMethod(Method):
             if state["best_model"] is not None:
                 best = (state["best_share"], state["best_model"], state.get("best_level"))
             if state.get("finetune") is not None:
-                band_state, cex, tuning, kept = state["finetune"]
+                band_state, cex, kept = state["finetune"]
                 if band_state is not None:
                     band = BandLevel(options, *band_state)
-                    level = band.rho
-                if tuning:
                     dlo, dhi = lo, hi
 
         def snapshot():
@@ -289,7 +286,7 @@ class NeuralROAMethod(Method):
                 "best_model": None if best is None else best[1],
                 "best_share": 0.0 if best is None else best[0],
                 "best_level": None if best is None else best[2],
-                "finetune": (None if band is None else band.state(), cex, tuning, kept),
+                "finetune": (None if band is None else band.state(), cex, kept),
             }
 
         # points on the box's faces: V >= 1 there, with the small weight face_weight
@@ -302,8 +299,7 @@ class NeuralROAMethod(Method):
         step_size = options.pgd_step * (hi - lo)
         with session:
             for step in range(start, total):
-                if step == main_total and not tuning:  # the fine-tuning stage begins
-                    tuning = True
+                if step == main_total and band is None:  # the fine-tuning stage begins
                     if best is not None:  # it tunes the best verified V (and controller)
                         model.load_state_dict(best[1])
                     domain.scale = domain.full  # the band may reach anywhere in the box
@@ -316,17 +312,15 @@ class NeuralROAMethod(Method):
                         pts, inside = closed_loop_sample(
                             system, options.samples, options.seed + options.rounds
                         )
-                    in_pts, out_pts = pts[inside], pts[~inside]
+                    out_pts = pts[~inside]
                     rho = self._finetune_level(net, out_pts, faces, best, options)
                     band = BandLevel(options, rho, 0.0 if best is None else best[2] or 0.0)
-                    level = band.rho
-                    all_in = pts[inside]
-                    kept = self._kept(net, all_in, level)
-                    in_pts = all_in[kept]
+                    kept, in_pts = self._kept(net, pts[inside], band.rho)
                     buffer = lo + torch.rand(buffer.shape, generator=gen, dtype=buffer.dtype) * (
                         hi - lo
                     )
-                    history.append({"epoch": step, "stage": "finetune", "finetune_level": level})
+                    history.append({"epoch": step, "stage": "finetune", "finetune_level": band.rho})
+                level = 1.0 if band is None else band.rho
                 buffer = self._attack(
                     system, net, buffer, dlo, dhi, step_size, options, gen, pool, level
                 )
@@ -342,7 +336,7 @@ class NeuralROAMethod(Method):
                 metrics = {"loss": float(loss.detach())}
                 if step % 100 == 0:
                     history.append({"epoch": step, **metrics, **parts})
-                if tuning:
+                if band is not None:
                     end_of_round = (step + 1 - main_total) % options.finetune_epochs == 0
                 else:
                     end_of_round = (step + 1) % options.epochs == 0
@@ -362,7 +356,7 @@ class NeuralROAMethod(Method):
                         )
                     if point is not None:
                         buffer[int(torch.randint(len(buffer), (1,), generator=gen))] = point
-                    if tuning:  # counterexamples in the band, and rho raised once all of it holds
+                    if band is not None:  # counterexamples in the band; rho's schedule
                         found = self._band_counterexamples(
                             system, net, level, lo, hi, options, step
                         )
@@ -372,13 +366,10 @@ class NeuralROAMethod(Method):
                         proven = record["level"] if record["verified"] else None
                         cap = self._finetune_level(net, out_pts, faces, None, options)
                         if band.after_round(proven, cap):
-                            level = band.rho
-                            all_in = pts[inside]
-                            kept = self._kept(net, all_in, level)
-                            in_pts = all_in[kept]
-                        metrics.update(rho=level, counterexamples=len(cex))
+                            kept, in_pts = self._kept(net, pts[inside], band.rho)
+                        metrics.update(rho=band.rho, counterexamples=len(cex))
                         history.append(
-                            {"epoch": step, "finetune_level": level, "counterexamples": len(cex)}
+                            {"epoch": step, "finetune_level": band.rho, "counterexamples": len(cex)}
                         )
                 if resample and end_of_round and step + 1 < main_total:
                     round_no = (step + 1) // options.epochs
@@ -562,11 +553,13 @@ class NeuralROAMethod(Method):
         return hits / max(1, int(inside.sum())), volume
 
     @staticmethod
-    def _kept(net, points, level) -> torch.Tensor:
-        """``[k]``: which true-ROA points lie in ``{V <= level}`` now (the fine-tuning stage keeps
-        them there; it does not pull the rest in)."""
+    def _kept(net, points, level) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(mask [k], points[mask])``: the true-ROA points ``points [k, n]`` that lie in
+        ``{V <= level}`` now (the fine-tuning stage keeps them there; it does not pull the rest
+        in)."""
         with torch.no_grad():
-            return net(points) <= level
+            mask = net(points) <= level
+        return mask, points[mask]
 
     @staticmethod
     def _finetune_level(net, out_pts, faces, best, options) -> float:
