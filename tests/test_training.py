@@ -14,7 +14,7 @@ from lyapcert.errors import OptionsError, TrainingInterrupted
 from lyapcert.methods.checkpoint import TrainingSession
 from lyapcert.methods.neural_roa import NeuralROAOptions
 from lyapcert.systems import get_system
-from lyapcert.verify import recheck
+from lyapcert.verify import VerifyOptions, recheck
 
 SMALL_ROA = dict(epochs=150, rounds=2, samples=2048, adversarial_points=512, verify_seconds=10.0)
 
@@ -194,3 +194,56 @@ def test_box_units_scale_the_network_on_a_wide_box_and_survive_the_certificate_f
     assert cert.candidate.module.scaled
     assert cert.candidate.module.spec()["input_scale"] == [20.0, 100.0]
     assert again.verified and again.level == res.result.level
+
+
+def test_a_run_that_does_not_verify_keeps_its_trained_network(tmp_path, monkeypatch):
+    system = get_system("cubic_1d")
+    path = tmp_path / "run.pt"
+    options = dict(epochs=120, rounds=2, samples=1024)
+    first = lyapcert.certify(
+        system,
+        "neural-lyapunov",
+        checkpoint=path,
+        roa=False,
+        verify_options=VerifyOptions(max_boxes=1),  # too few boxes to prove a level
+        **options,
+    )
+    assert not first.verified and first.checkpoint == str(path) and path.exists()
+    assert first.to_dict()["checkpoint"] == str(path)
+
+    def no_training(self, step, metrics, state_fn):
+        raise AssertionError(f"epoch {step} trained again")
+
+    monkeypatch.setattr(TrainingSession, "tick", no_training)
+    again = lyapcert.certify(
+        system, "neural-lyapunov", checkpoint=path, resume=True, roa=False, **options
+    )
+    assert again.verified and again.checkpoint is None and not path.exists()
+
+
+def test_the_cli_names_the_kept_network_and_resume_verifies_it(tmp_path, monkeypatch):
+    import dataclasses
+    import importlib
+
+    from typer.testing import CliRunner
+
+    from lyapcert.cli import app
+
+    certify_module = importlib.import_module("lyapcert.certify")  # the module, not the function
+
+    real = certify_module.verify_candidate
+
+    def one_box(system, candidate, options):
+        return real(system, candidate, options=dataclasses.replace(options, max_boxes=1))
+
+    path = tmp_path / "run.pt"
+    args = ["certify", "cubic_1d", "--method", "neural-lyapunov", "--checkpoint", str(path)]
+    args += ["-o", "epochs=120", "-o", "rounds=2", "-o", "samples=1024"]
+    with monkeypatch.context() as m:
+        m.setattr(certify_module, "verify_candidate", one_box)
+        first = CliRunner().invoke(app, args, env={"COLUMNS": "400"})
+    assert first.exit_code == 1, first.output
+    assert f"kept in {path}" in first.output and "--resume" in first.output
+    again = CliRunner().invoke(app, [*args, "--resume"], env={"COLUMNS": "400"})
+    assert again.exit_code == 0, again.output
+    assert "kept in" not in again.output and not path.exists()

@@ -42,6 +42,9 @@ class CertifyResult:
     certified_volume_stderr: float | None = None
     certificate_dir: str | None = None
     info: dict = dataclasses.field(default_factory=dict)
+    # the trained state, kept when the result is not verified (``None`` otherwise): certify again
+    # with ``resume=True`` (a larger time limit, say) to verify it without training it again
+    checkpoint: str | None = None
 
     @property
     def verified(self) -> bool:
@@ -60,6 +63,7 @@ class CertifyResult:
             volume_method=self.volume_method,
             certified_volume_stderr=self.certified_volume_stderr,
             certificate_dir=self.certificate_dir,
+            checkpoint=self.checkpoint,
             method_info=self.info,
         )
         return d
@@ -85,7 +89,9 @@ def certify(
     arguments are option values too (``certify(s, "quadratic", optimize=True)``). Methods that
     train keep a checkpoint (``checkpoint``: a path, ``True`` for the default path in the cache
     folder, or ``False``); ``resume=True`` continues an interrupted run from it. It is removed
-    once the certificate is verified and measured. ``controller`` closes the loop first
+    once the certificate is verified and measured; when the result is not verified it is kept
+    (``CertifyResult.checkpoint``), and ``resume=True`` then goes straight to verification.
+    ``controller`` closes the loop first
     (``control.closed_loop.close_for_method``): ``"lqr"``, ``"neural"`` (a neural controller
     trained together with ``V``; methods that can), a path to an ONNX or TorchScript file, or a
     controller module.
@@ -164,7 +170,10 @@ def certify(
         )
         out_result.certificate_dir = str(path.parent)
     if ckpt is not None:
-        ckpt.remove()
+        if result.verified:
+            ckpt.remove()
+        else:  # nothing lost: the trained network can be verified again without training
+            out_result.checkpoint = str(ckpt.path)
     return out_result
 
 

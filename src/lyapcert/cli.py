@@ -694,7 +694,10 @@ def certify_command(
     s, options = close_for_method(s, controller, m, options)
     ckpt = training_checkpoint(s, m, options, checkpoint or True, resume)
     if ckpt is not None and not resume and ckpt.path.exists() and not as_json:
-        err.print(f"note: an interrupted run left {ckpt.path}; --resume would continue it")
+        err.print(
+            f"note: an earlier run (interrupted, or trained but not verified) left {ckpt.path}; "
+            "--resume would continue it"
+        )
     try:
         res = certify(
             s,
@@ -732,6 +735,11 @@ def certify_command(
             out.print(f"true ROA volume: {res.true_roa_volume:.6g}")
         if res.certificate_dir:
             out.print(f"certificate: {res.certificate_dir}")
+        if res.checkpoint:
+            out.print(
+                f"the trained network is kept in {res.checkpoint}: rerun with --resume (and a "
+                "larger --time-limit) to verify it again without training"
+            )
     if not res.verified:
         raise typer.Exit(EXIT_NEGATIVE)
 
