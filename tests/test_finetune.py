@@ -191,3 +191,50 @@ def test_a_users_controlled_system_file_gets_the_joint_method(tmp_path):
     assert res.verified and res.result.hole is None
     _, again = recheck(tmp_path / "c")
     assert again.verified and again.level == res.result.level
+
+
+def test_trainable_quadratic_is_the_quadratic_of_its_matrix_and_starts_at_p0():
+    from lyapcert.methods.training import TrainableQuadratic
+
+    P0 = np.array([[2.0, 0.5, 0.0], [0.5, 1.0, 0.2], [0.0, 0.2, 0.3]])
+    x_star = [0.5, -1.0, 2.0]
+    scale = [1.0, 4.0, 10.0]
+    q = TrainableQuadratic(3, x_star, P0, input_scale=scale)
+    assert np.allclose(q.matrix().numpy(), P0, rtol=0, atol=1e-12)
+    with torch.no_grad():
+        q.L.add_(torch.randn(3, 3, generator=torch.Generator().manual_seed(0)))  # "trained"
+    x = torch.randn(100, 3, dtype=torch.float64) * 5
+    e = x - torch.tensor(x_star)
+    P = q.matrix()
+    assert torch.allclose(q(x), ((e @ P) * e).sum(1), rtol=1e-12, atol=0)
+    assert (
+        float(torch.linalg.eigvalsh(P)[0]) > 0 and float(q(torch.tensor([x_star])).detach()) == 0.0
+    )
+    q(x).sum().backward()
+    assert q.L.grad is not None and bool(torch.isfinite(q.L.grad).all())
+    with pytest.raises(ValueError, match="v_shape"):
+        NeuralROAOptions(v_shape="cubic")
+
+
+def test_joint_run_with_a_quadratic_v_saves_a_quadratic_certificate(tmp_path):
+    from lyapcert.certificates.candidates import QuadraticCandidate
+
+    system = get_system("path_tracking")
+    res = lyapcert.certify(
+        system,
+        "neural-roa",
+        controller="neural",
+        **SMALL,
+        v_shape="quadratic",
+        checkpoint=False,
+        roa=False,
+        out=tmp_path / "c",
+    )
+    assert res.verified and res.result.hole is None
+    cert, again = recheck(tmp_path / "c")
+    assert again.verified and again.level == res.result.level
+    assert isinstance(cert.candidate, QuadraticCandidate)
+    assert cert.record["candidate"]["family"] == "quadratic"
+    assert cert.controller is not None  # the trained controller is saved beside it
+    P = np.asarray(cert.record["candidate"]["P"])
+    assert np.all(np.linalg.eigvalsh(P) > 0)

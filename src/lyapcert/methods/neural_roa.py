@@ -48,13 +48,15 @@ from dataclasses import dataclass
 
 import torch
 
-from lyapcert.certificates.candidates import NetworkCandidate
+from lyapcert.certificates.candidates import NetworkCandidate, QuadraticCandidate
 from lyapcert.errors import MethodError
 from lyapcert.methods.base import Fit, Method
 from lyapcert.methods.checkpoint import TrainingSession
 from lyapcert.methods.training import (
     NetworkOptions,
+    TrainableQuadratic,
     build_network,
+    build_quadratic,
     check_weights,
     decrease,
     face_points,
@@ -123,6 +125,10 @@ class NeuralROAOptions(NetworkOptions):
         after two stalled rounds)
     finetune_raise: factor rho grows by (times the verified level) after a round verified at rho
     counterexamples: capacity of the fine-tuning stage's counterexample set (oldest dropped)
+    v_shape: "network" (V as above) or "quadratic": V = (x - x*)' P (x - x*) with P = L L' + eps I
+        trained (training.TrainableQuadratic, starting at the linearisation's quadratic), saved
+        as a quadratic certificate: with a trained controller, the cheapest V to verify in 4-6
+        states (width, depth, activation and use_quadratic do not apply)
     """
 
     epochs: int = 600
@@ -154,6 +160,7 @@ class NeuralROAOptions(NetworkOptions):
     finetune_level: float | None = None
     finetune_raise: float = 1.2
     counterexamples: int = 1024
+    v_shape: str = "network"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -169,6 +176,10 @@ class NeuralROAOptions(NetworkOptions):
             raise ValueError("pgd_step must be > 0 and verify_seconds >= 0")
         if min(self.controller_width, self.controller_depth) < 1:
             raise ValueError("controller_width and controller_depth must be positive")
+        if self.v_shape not in V_SHAPES:
+            raise ValueError(
+                f"v_shape: expected one of {', '.join(V_SHAPES)}, got {self.v_shape!r}"
+            )
         if self.margin_kind not in MARGIN_KINDS:
             raise ValueError(
                 f"margin_kind: expected one of {', '.join(MARGIN_KINDS)}, got {self.margin_kind!r}"
@@ -193,6 +204,7 @@ class NeuralROAOptions(NetworkOptions):
 
 
 MARGIN_KINDS = ("box", "value")
+V_SHAPES = ("network", "quadratic")
 
 
 class NeuralROAMethod(Method):
@@ -217,10 +229,11 @@ class NeuralROAMethod(Method):
             pts, inside = closed_loop_sample(system, options.samples, options.seed)
         else:
             pts, inside = labelled_sample(system, options.samples, options.seed, progress)
-        P = None
-        if options.use_quadratic:
-            P = normalised_quadratic(system, pts[inside])
-        net = build_network(system, options, P)
+        if options.v_shape == "quadratic":
+            net = build_quadratic(system, options, normalised_quadratic(system, pts[inside]))
+        else:
+            P = normalised_quadratic(system, pts[inside]) if options.use_quadratic else None
+            net = build_network(system, options, P)
         lo, hi = system.domain.as_tensors()
         x_star = system.equilibrium_tensor()
         # the training domain (expand_domain: a growing box around x*; else the box) and, with
@@ -397,7 +410,7 @@ class NeuralROAMethod(Method):
             model.load_state_dict(best[1])
         check_weights(model, self.name)
         return Fit(
-            NetworkCandidate(net),
+            candidate_of(net, system),
             time.perf_counter() - started,
             {"history": history, "trained_controller": train_k},
         )
@@ -505,7 +518,7 @@ class NeuralROAMethod(Method):
         on) with a coarse tolerance; the limiting point, if any."""
         from lyapcert.verify import VerifyOptions, verify_candidate
 
-        cand = NetworkCandidate(copy.deepcopy(net))
+        cand = candidate_of(copy.deepcopy(net), system)
         if system.is_closed_loop:
             system = system.frozen()
         result = verify_candidate(
@@ -638,6 +651,14 @@ class BandLevel:
 
     def state(self) -> tuple[float, float, int]:
         return self.rho, self.best, self.stall
+
+
+def candidate_of(net, system: System):
+    """The certificate candidate of the trained ``V``: a ``QuadraticCandidate`` of its matrix for
+    a ``TrainableQuadratic``, else a ``NetworkCandidate`` of the module."""
+    if isinstance(net, TrainableQuadratic):
+        return QuadraticCandidate(net.matrix().numpy(), system)
+    return NetworkCandidate(net)
 
 
 def local_decrease(

@@ -89,6 +89,47 @@ def build_network(system: System, options: NetworkOptions, P=None) -> LyapunovNe
     )
 
 
+class TrainableQuadratic(torch.nn.Module):
+    """``V(x) = |L' z|^2 + eps |z|^2`` with ``z = (x - x*) / s`` (``s``: the input scales, or 1)
+    and ``L [n, n]`` trained: a positive definite quadratic ``V = e' P e``, ``e = x - x*``,
+    ``P = S^-1 (L L' + eps I) S^-1`` (``matrix()``). ``[batch, n] -> [batch]``. Starts at ``P0``
+    (its part above ``eps`` in the scaled coordinates; the identity there when ``P0`` is None)."""
+
+    def __init__(self, n: int, x_star, P0=None, eps: float = 1e-3, input_scale=None):
+        super().__init__()
+        scale = torch.ones(n, dtype=torch.float64)
+        if input_scale is not None:
+            scale = torch.as_tensor(input_scale, dtype=torch.float64).reshape(n)
+        self.register_buffer("x_star", torch.as_tensor(x_star, dtype=torch.float64).reshape(1, n))
+        self.register_buffer("inverse_scale", (1.0 / scale).reshape(1, n))
+        self.eps = float(eps)
+        start = torch.eye(n, dtype=torch.float64)
+        if P0 is not None:  # in the scaled coordinates: z' (S P0 S) z
+            Ps = torch.as_tensor(P0, dtype=torch.float64) * scale[:, None] * scale[None, :]
+            w, U = torch.linalg.eigh(0.5 * (Ps + Ps.T))
+            start = U * torch.sqrt(torch.clamp(w - self.eps, min=self.eps))[None, :]
+        self.L = torch.nn.Parameter(start)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = (x - self.x_star) * self.inverse_scale
+        y = z @ self.L
+        return (y * y).sum(-1) + self.eps * (z * z).sum(-1)
+
+    def matrix(self) -> torch.Tensor:
+        """``P [n, n]`` with ``V(x) = (x - x*)' P (x - x*)`` (float64, no gradient)."""
+        with torch.no_grad():
+            n = self.L.shape[0]
+            inner = self.L @ self.L.T + self.eps * torch.eye(n, dtype=torch.float64)
+            d = self.inverse_scale.reshape(n)
+            return d[:, None] * inner * d[None, :]
+
+
+def build_quadratic(system: System, options: NetworkOptions, P=None) -> TrainableQuadratic:
+    """The trainable quadratic ``V`` of ``options`` around ``x*``, starting at ``P``."""
+    scale = half_widths(system).tolist() if uses_box_units(system, options) else None
+    return TrainableQuadratic(system.n_states, system.equilibrium, P, input_scale=scale)
+
+
 def labelled_sample(system: System, samples: int, seed: int, progress: bool = False):
     """``(points [k, n], inside [k])``: a random subset of the cached true-ROA sample."""
     from lyapcert.metric import true_roa_of
