@@ -2,7 +2,9 @@
 counterexamples on it (in the spirit of Yang et al., ICML 2024, for autonomous systems).
 
 ``V`` is ``certificates.network.LyapunovNetwork`` (positive definite by construction), optionally
-plus the quadratic of the linearisation; the target set is ``S = {V <= 1}``. Each epoch:
+plus the quadratic of the linearisation, or with ``v_shape="quadratic"`` a trained quadratic
+``(x - x*)' P (x - x*)`` (``training.TrainableQuadratic``, saved as a quadratic certificate); the
+target set is ``S = {V <= 1}``. Each epoch:
 
 * adversarial points: a persistent buffer of points in the box is moved by a few steps of
   projected gradient ascent on ``h(x) = min(1 - V(x), dV + margin |z|^2)`` (``z = x - x*``, or in
