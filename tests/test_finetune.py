@@ -214,6 +214,12 @@ def test_trainable_quadratic_is_the_quadratic_of_its_matrix_and_starts_at_p0():
     assert q.L.grad is not None and bool(torch.isfinite(q.L.grad).all())
     with pytest.raises(ValueError, match="v_shape"):
         NeuralROAOptions(v_shape="cubic")
+    # the local term's weight: 0 autonomous; joint: 1, or 100 for a quadratic V; as given if set
+    assert NeuralROAOptions().local_term_weight() == 0.0
+    assert NeuralROAOptions(train_controller=True).local_term_weight() == 1.0
+    joint_quadratic = NeuralROAOptions(train_controller=True, v_shape="quadratic")
+    assert joint_quadratic.local_term_weight() == 100.0
+    assert NeuralROAOptions(train_controller=True, local_weight=2.0).local_term_weight() == 2.0
 
 
 def test_joint_run_with_a_quadratic_v_saves_a_quadratic_certificate(tmp_path):
