@@ -102,17 +102,22 @@ def _stage(history):
     return [h for h in history if "finetune_level" in h]
 
 
-def test_joint_run_with_the_finetuning_stage_rechecks(tmp_path):
-    system = get_system("path_tracking")
-    res = lyapcert.certify(
-        system,
+def _joint_path_tracking(out, **extra):
+    """A small joint run on path_tracking (``SMALL``, plus ``extra``), saved to ``out``."""
+    return lyapcert.certify(
+        get_system("path_tracking"),
         "neural-roa",
         controller="neural",
         **SMALL,
+        **extra,
         checkpoint=False,
         roa=False,
-        out=tmp_path / "c",
+        out=out,
     )
+
+
+def test_joint_run_with_the_finetuning_stage_rechecks(tmp_path):
+    res = _joint_path_tracking(tmp_path / "c")
     history = res.info["history"]
     stage = _stage(history)
     assert stage[0]["stage"] == "finetune" and stage[0]["epoch"] == 80
@@ -225,17 +230,7 @@ def test_trainable_quadratic_is_the_quadratic_of_its_matrix_and_starts_at_p0():
 def test_joint_run_with_a_quadratic_v_saves_a_quadratic_certificate(tmp_path):
     from lyapcert.certificates.candidates import QuadraticCandidate
 
-    system = get_system("path_tracking")
-    res = lyapcert.certify(
-        system,
-        "neural-roa",
-        controller="neural",
-        **SMALL,
-        v_shape="quadratic",
-        checkpoint=False,
-        roa=False,
-        out=tmp_path / "c",
-    )
+    res = _joint_path_tracking(tmp_path / "c", v_shape="quadratic")
     assert res.verified and res.result.hole is None
     cert, again = recheck(tmp_path / "c")
     assert again.verified and again.level == res.result.level
