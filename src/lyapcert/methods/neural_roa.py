@@ -130,8 +130,8 @@ class NeuralROAOptions(NetworkOptions):
     counterexamples: capacity of the fine-tuning stage's counterexample set (oldest dropped)
     v_shape: "network" (V as above) or "quadratic": V = (x - x*)' P (x - x*) with P = L L' + eps I
         trained (training.TrainableQuadratic, starting at the linearisation's quadratic), saved
-        as a quadratic certificate: with a trained controller, the cheapest V to verify in 4-6
-        states (width, depth, activation and use_quadratic do not apply)
+        as a quadratic certificate: a V with no network to bound, the shape that verifies in
+        4-6 states (width, depth, activation and use_quadratic do not apply)
     """
 
     epochs: int = 600
