@@ -31,13 +31,16 @@ def _linear(A, discrete=False) -> System:
         {"counterexamples": 0},
         {"finetune_level": 0.0},
         {"finetune_raise": 0.5},
+        {"counterexample_weight": -1.0},
     ],
 )
 def test_finetune_options_are_checked(bad):
     with pytest.raises(ValueError):
         NeuralROAOptions(**bad)
     assert NeuralROAOptions().tuning_rounds() == 0  # off for autonomous systems
-    assert NeuralROAOptions(train_controller=True).tuning_rounds() == 4  # on for joint training
+    assert NeuralROAOptions(train_controller=True).tuning_rounds() == 8  # on for joint training
+    quadratic = NeuralROAOptions(train_controller=True, v_shape="quadratic")
+    assert quadratic.tuning_rounds() == 4  # each verification costs minutes in 4-6 states
     assert NeuralROAOptions(train_controller=True, finetune_rounds=0).tuning_rounds() == 0
 
 
@@ -83,6 +86,41 @@ def test_band_counterexamples_lie_in_the_band_and_violate():
     stable = _linear([[-1.0, 0.0], [0.0, -1.0]])
     none = NeuralROAMethod()._band_counterexamples(stable, v, 1.5, lo, hi, opts, seed=3)
     assert len(none) == 0
+
+
+@pytest.mark.parametrize("weight", [0.0, 10.0])
+def test_counterexamples_have_their_own_decrease_term(weight):
+    """``_loss``'s decrease part: with ``counterexample_weight`` 0 the counterexamples are pooled
+    with the buffer and the true-ROA points (one mean of ``relu(violation)`` over the points in
+    ``{V <= level}``); with a weight ``w > 0`` it is that mean without them plus ``w`` times their
+    own mean, so that a few counterexamples among thousands of points are not drowned out."""
+    system = _linear([[0.2, 1.0], [-1.0, -1.0]])  # dV = 0.4 x0^2 - 2 x1^2 with V = |x|^2
+
+    def v(x):
+        return (x**2).sum(1)
+
+    def violation(x):  # dV + margin |z|^2 (scale_inputs off: z = x)
+        return 0.4 * x[:, 0] ** 2 - 2 * x[:, 1] ** 2 + 0.01 * (x**2).sum(1)
+
+    opts = NeuralROAOptions(margin=0.01, scale_inputs="off", counterexample_weight=weight)
+    t = torch.tensor
+    buffer = t([[1.0, 0.0], [0.0, 1.0], [3.0, 0.0]], dtype=torch.float64)  # the last is outside
+    in_pts = t([[0.5, 0.1]], dtype=torch.float64)
+    cex = t([[0.9, 0.2], [0.0, 0.5]], dtype=torch.float64)
+    empty = torch.zeros(0, 2, dtype=torch.float64)
+    faces = t([[2.0, 2.0]], dtype=torch.float64)
+    x_star = system.equilibrium_tensor()
+    _, parts = NeuralROAMethod()._loss(
+        system, v, buffer, in_pts, empty, faces, x_star, opts, level=1.5, cex=cex
+    )
+    viol = torch.relu(violation(torch.cat([buffer[:2], in_pts])))
+    viol_cex = torch.relu(violation(cex))
+    if weight == 0:
+        expected = float((viol.sum() + viol_cex.sum()) / 5)
+    else:
+        expected = float(viol.mean() + weight * viol_cex.mean())
+    assert parts["decrease"] == pytest.approx(expected, rel=1e-12)
+    assert viol_cex[0] > 0 and viol_cex[1] == 0  # one real counterexample, one that decreases
 
 
 SMALL = dict(
