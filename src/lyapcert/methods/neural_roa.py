@@ -508,20 +508,22 @@ class NeuralROAMethod(Method):
     def _loss(
         self, system, net, buffer, in_pts, out_pts, faces, x_star, options, level=1.0, cex=None
     ):
-        """The training loss on ``S = {V <= level}`` (``cex``: counterexamples whose decrease is
-        penalised with the buffer's) and its parts."""
-        separate = options.counterexample_weight > 0 and cex is not None and len(cex) > 0
-        extra = [] if cex is None or not len(cex) or separate else [cex]
-        x = torch.cat([buffer, in_pts, *extra]).clone().requires_grad_(True)
-        viol = self._violation(system, net, x, x_star, options)
-        inside_s = (net(x) <= level).detach()
-        loss_dec = (torch.relu(viol) * inside_s).sum() / max(1, int(inside_s.sum()))
+        """The training loss on ``S = {V <= level}`` and its parts. ``cex``: counterexamples;
+        their decrease is a mean of its own times ``counterexample_weight`` (0: pooled with the
+        buffer's and the true-ROA points')."""
+
+        def band_mean(points):  # mean of relu(violation) over the points in S
+            x = points.clone().requires_grad_(True)
+            viol = self._violation(system, net, x, x_star, options)
+            inside_s = (net(x) <= level).detach()
+            return (torch.relu(viol) * inside_s).sum() / max(1, int(inside_s.sum()))
+
+        has_cex = cex is not None and len(cex) > 0
+        separate = has_cex and options.counterexample_weight > 0
+        pooled = [cex] if has_cex and not separate else []
+        loss_dec = band_mean(torch.cat([buffer, in_pts, *pooled]))
         if separate:  # the counterexamples' own mean, so that a few are not drowned out
-            xc = cex.clone().requires_grad_(True)
-            viol_c = self._violation(system, net, xc, x_star, options)
-            in_c = (net(xc) <= level).detach()
-            loss_cex = (torch.relu(viol_c) * in_c).sum() / max(1, int(in_c.sum()))
-            loss_dec = loss_dec + options.counterexample_weight * loss_cex
+            loss_dec = loss_dec + options.counterexample_weight * band_mean(cex)
         loss_cov = torch.relu(net(in_pts) - level).mean() if len(in_pts) else torch.zeros(())
         loss_out = torch.relu(level - net(out_pts)).mean() if len(out_pts) else torch.zeros(())
         loss_faces = torch.relu(level - net(faces)).mean()
