@@ -215,6 +215,54 @@ def test_band_level_raises_when_all_is_verified_and_narrows_when_stalled():
     assert not fixed.after_round(None, cap=1.0) and fixed.rho == 0.3
 
 
+def test_a_capped_band_asks_v_to_rise_at_the_points_that_cap_it():
+    """When the cap (not the verified level) stops ``rho``'s raise, the exclusion level becomes
+    ``finetune_raise * rho``; an uncapped raise sets it back to ``rho``; the flag survives a
+    checkpoint's ``state()``."""
+    from lyapcert.methods.neural_roa import BandLevel
+
+    band = BandLevel(NeuralROAOptions(finetune_raise=1.2), rho=0.5, best=0.1)
+    assert band.exclusion_level == 0.5 and not band.capped
+    band.after_round(0.5, cap=0.9)  # 0.6 < 0.9: not capped
+    assert not band.capped and band.exclusion_level == pytest.approx(0.6)
+    band.after_round(0.6, cap=0.62)  # the goal 0.72 is cut to 0.62
+    assert band.capped and band.rho == pytest.approx(0.62)
+    assert band.exclusion_level == pytest.approx(0.62 * 1.2)
+    band.after_round(0.3, cap=0.62)  # a round that did not verify rho leaves the flag
+    assert band.capped
+    again = BandLevel(NeuralROAOptions(finetune_raise=1.2), *band.state())
+    assert again.capped and again.exclusion_level == band.exclusion_level
+    band.after_round(0.62, cap=2.0)  # room again: rho = 0.744, not capped
+    assert not band.capped and band.exclusion_level == pytest.approx(0.744)
+
+
+def test_a_capped_band_pushes_v_up_where_it_is_below_the_exclusion_level():
+    """``_loss`` with ``exclude > level`` adds the push: the mean of ``exclude - V`` over the
+    non-converging and face points where it is positive, those points alone; the exclusion and
+    face parts stay at ``level``; without ``exclude`` there is no push."""
+    system = _linear([[-1.0, 0.0], [0.0, -1.0]])
+
+    def v(x):
+        return (x**2).sum(1)
+
+    t = torch.tensor
+    opts = NeuralROAOptions(scale_inputs="off")
+    empty = torch.zeros(0, 2, dtype=torch.float64)
+    buffer = t([[0.1, 0.0]], dtype=torch.float64)
+    out_pts = t([[1.0, 0.0], [0.0, 0.5], [2.0, 0.0]], dtype=torch.float64)  # V = 1, 0.25, 4
+    faces = t([[1.2, 0.0], [3.0, 0.0]], dtype=torch.float64)  # V = 1.44, 9
+    x_star = system.equilibrium_tensor()
+    method = NeuralROAMethod()
+    args = (system, v, buffer, empty, out_pts, faces, x_star, opts)
+    loss, plain = method._loss(*args, level=1.0)
+    assert plain["exclusion"] == pytest.approx(0.75 / 3) and plain["faces"] == 0
+    assert plain["push"] == 0
+    pushed_loss, pushed = method._loss(*args, level=1.0, exclude=1.5)
+    assert pushed["exclusion"] == plain["exclusion"] and pushed["faces"] == plain["faces"]
+    assert pushed["push"] == pytest.approx((0.5 + 1.25 + 0.06) / 3)  # three points below 1.5
+    assert float((pushed_loss - loss).detach()) == pytest.approx(pushed["push"])
+
+
 def test_a_users_controlled_system_file_gets_the_joint_method(tmp_path):
     """The joint method (rounds, then the fine-tuning stage) on a system file with no per-system
     settings: whatever it certifies has no hole and re-checks from the saved files."""

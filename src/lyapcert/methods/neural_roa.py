@@ -39,7 +39,10 @@ it is to be verified on: PGD on ``min(rho - V, violation)``, the verifier's limi
 falsifier's violations in ``S`` kept as counterexamples (their decrease has its own mean in the
 loss, weighted by ``counterexample_weight``), coverage only of the true-ROA points already in ``S``;
 ``rho`` follows ``BandLevel`` (from 0.95 times the least ``V`` of a non-converging or face point;
-raised when a round verifies all of ``S``, narrowed when rounds stall).
+raised when a round verifies all of ``S``, narrowed when rounds stall). When that least ``V`` caps
+the raise (the set touches the box's faces or the true ROA's edge), the band is reshaped: the push
+asks ``V >= finetune_raise * rho`` at the non-converging and face points below it (a mean over those
+points alone) and the coverage pulls the true-ROA points up to that level into ``S``.
 """
 
 from __future__ import annotations
@@ -128,7 +131,9 @@ class NeuralROAOptions(NetworkOptions):
         point that does not converge or of a face point, at most 1 and at least the verified
         level, and follows BandLevel: raised after a round that verifies all of it, narrowed
         after two stalled rounds)
-    finetune_raise: factor rho grows by (times the verified level) after a round verified at rho
+    finetune_raise: factor rho grows by (times the verified level) after a round verified at rho;
+        when the cap (above) cuts that raise, V is asked to reach finetune_raise * rho at the
+        non-converging and face points and the true-ROA points below that level to come into S
     counterexamples: capacity of the fine-tuning stage's counterexample set (oldest dropped)
     counterexample_weight: weight of the counterexamples' own decrease term, the mean of
         relu(violation) over those in the band, added to the mean over the buffer and the true-ROA
@@ -367,8 +372,19 @@ class NeuralROAMethod(Method):
                 buffer = self._attack(
                     system, net, buffer, dlo, dhi, step_size, options, gen, pool, level
                 )
+                exclude = level if band is None else band.exclusion_level
                 loss, parts = self._loss(
-                    system, net, buffer, in_pts, out_pts, faces, x_star, options, level, cex
+                    system,
+                    net,
+                    buffer,
+                    in_pts,
+                    out_pts,
+                    faces,
+                    x_star,
+                    options,
+                    level,
+                    cex,
+                    exclude,
                 )
                 if not torch.isfinite(loss):
                     raise MethodError(f"{self.name}: the loss became {float(loss)} at epoch {step}")
@@ -408,11 +424,18 @@ class NeuralROAMethod(Method):
                         cex = torch.cat([found, cex])[: options.counterexamples]
                         proven = record["level"] if record["verified"] else None
                         cap = self._finetune_level(net, out_pts, faces, None, options)
-                        if band.after_round(proven, cap):
-                            kept, in_pts = self._kept(net, pts[inside], band.rho)
+                        if band.after_round(proven, cap) or band.capped:
+                            # the true-ROA points to keep in S (capped: also pull in the shell
+                            # up to the exclusion level, while the push raises V beyond it)
+                            kept, in_pts = self._kept(net, pts[inside], band.exclusion_level)
                         metrics.update(rho=band.rho, counterexamples=len(cex))
                         history.append(
-                            {"epoch": step, "finetune_level": band.rho, "counterexamples": len(cex)}
+                            {
+                                "epoch": step,
+                                "finetune_level": band.rho,
+                                "capped": band.capped,
+                                "counterexamples": len(cex),
+                            }
                         )
                 if resample and end_of_round and step + 1 < main_total:
                     round_no = (step + 1) // options.epochs
@@ -506,11 +529,24 @@ class NeuralROAMethod(Method):
         return z.detach()
 
     def _loss(
-        self, system, net, buffer, in_pts, out_pts, faces, x_star, options, level=1.0, cex=None
+        self,
+        system,
+        net,
+        buffer,
+        in_pts,
+        out_pts,
+        faces,
+        x_star,
+        options,
+        level=1.0,
+        cex=None,
+        exclude=None,
     ):
         """The training loss on ``S = {V <= level}`` and its parts. ``cex``: counterexamples;
         their decrease is a mean of its own times ``counterexample_weight`` (0: pooled with the
-        buffer's and the true-ROA points')."""
+        buffer's and the true-ROA points'). ``exclude`` above ``level`` (a capped band) adds the
+        push: the mean of ``exclude - V`` over the non-converging and face points where it is
+        positive (a mean over those alone, not diluted by the rest)."""
 
         def band_mean(points):  # mean of relu(violation) over the points in S
             x = points.clone().requires_grad_(True)
@@ -529,6 +565,11 @@ class NeuralROAMethod(Method):
         loss_faces = torch.relu(level - net(faces)).mean()
         loss = loss_dec + options.coverage_weight * loss_cov + loss_out
         loss = loss + options.face_weight * loss_faces
+        loss_push = torch.zeros(())
+        if exclude is not None and exclude > level:
+            short = torch.relu(exclude - net(torch.cat([out_pts, faces])))
+            loss_push = short.sum() / max(1, int((short > 0).sum()))
+            loss = loss + loss_push
         weight = options.local_term_weight()
         loss_local = torch.zeros(())
         if weight > 0:
@@ -546,6 +587,7 @@ class NeuralROAMethod(Method):
             "coverage": float(loss_cov.detach()),
             "exclusion": float(loss_out.detach()),
             "faces": float(loss_faces.detach()),
+            "push": float(loss_push.detach()),
             "local": float(loss_local.detach()),
         }
         return loss, parts
@@ -657,14 +699,26 @@ class BandLevel:
       level and the goal (a band too wide to repair is what stalls it);
     * otherwise ``rho`` stays.
 
+    ``capped``: the last raise was cut to ``cap``, so the band cannot grow until ``V`` rises at the
+    non-converging and face points that set it; ``exclusion_level`` is then ``finetune_raise *
+    rho`` (the loss asks ``V`` to exceed it there), else ``rho``.
+
     ``best`` starts at the best verified level before the stage."""
 
     patience = 2
 
-    def __init__(self, options, rho: float, best: float = 0.0, stall: int = 0) -> None:
+    def __init__(
+        self, options, rho: float, best: float = 0.0, stall: int = 0, capped: bool = False
+    ) -> None:
         self.fixed = options.finetune_level is not None
         self.factor = options.finetune_raise
         self.rho, self.best, self.stall = float(rho), float(best), int(stall)
+        self.capped = bool(capped)
+
+    @property
+    def exclusion_level(self) -> float:
+        """The level ``V`` must exceed at the non-converging and face points."""
+        return self.rho * self.factor if self.capped else self.rho
 
     def after_round(self, level: float | None, cap: float) -> bool:
         """Update after a round that verified ``level`` (``None``: nothing); ``True`` when
@@ -673,7 +727,9 @@ class BandLevel:
         before = self.rho
         if not self.fixed:
             if proven >= 0.99 * self.rho:
-                self.rho = max(self.rho, min(max(self.rho, proven) * self.factor, cap))
+                goal = max(self.rho, proven) * self.factor
+                self.capped = cap < goal
+                self.rho = max(self.rho, min(goal, cap))
                 self.stall = 0
             elif proven > 1.1 * self.best:
                 self.stall = 0
@@ -686,8 +742,8 @@ class BandLevel:
         self.best = max(self.best, proven)
         return self.rho != before
 
-    def state(self) -> tuple[float, float, int]:
-        return self.rho, self.best, self.stall
+    def state(self) -> tuple[float, float, int, bool]:
+        return self.rho, self.best, self.stall, self.capped
 
 
 def candidate_of(net, system: System):
