@@ -313,6 +313,27 @@ def test_trainable_quadratic_is_the_quadratic_of_its_matrix_and_starts_at_p0():
     assert NeuralROAOptions(train_controller=True, local_weight=2.0).local_term_weight() == 2.0
 
 
+def test_auto_defaults_pick_a_quadratic_v_for_a_trained_controller_in_four_states():
+    """``v_shape="auto"``: quadratic only with a trained controller in >= 4 states; the in-training
+    verification then gets 120 s (20 s otherwise); values the user gave are kept."""
+    cartpole, two = get_system("cartpole-wide"), get_system("double_integrator")
+    joint = NeuralROAOptions(train_controller=True)
+    assert joint.v_shape == "auto" and joint.verify_seconds is None
+    wide = joint.for_system(cartpole)
+    assert (wide.v_shape, wide.verify_seconds) == ("quadratic", 120.0)
+    assert wide.local_term_weight() == 100.0 and wide.tuning_rounds() == 4
+    small = joint.for_system(two)
+    assert (small.v_shape, small.verify_seconds) == ("network", 20.0)
+    assert small.tuning_rounds() == 8
+    autonomous = NeuralROAOptions().for_system(cartpole)  # V alone: a network, as before
+    assert (autonomous.v_shape, autonomous.verify_seconds) == ("network", 20.0)
+    given = NeuralROAOptions(train_controller=True, v_shape="network", verify_seconds=5.0)
+    assert given.for_system(cartpole) == given
+    assert NeuralROAOptions(v_shape="quadratic").for_system(two).verify_seconds == 20.0
+    with pytest.raises(ValueError, match="verify_seconds"):
+        NeuralROAOptions(verify_seconds=-1.0)
+
+
 def test_joint_run_with_a_quadratic_v_saves_a_quadratic_certificate(tmp_path):
     from lyapcert.certificates.candidates import QuadraticCandidate
 

@@ -48,6 +48,7 @@ points alone) and the coverage pulls the true-ROA points up to that level into `
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -96,7 +97,8 @@ class NeuralROAOptions(NetworkOptions):
         controller is trained (100 with v_shape=quadratic), 0 otherwise (on the autonomous
         registry it cost up to 5 points of the true ROA on five systems and gained 7 on
         nonpoly2_3d)
-    verify_seconds: time limit of each in-training verification (0: skip them)
+    verify_seconds: time limit of each in-training verification (0: skip them); default (none):
+        120 s for a quadratic V in 4 or more states, else 20 s
     verify_boxes: box budget of each in-training verification (default: none; set it, with a
         generous verify_seconds, to make training independent of the machine's speed)
     train_controller: train the (neural) controller's weights together with V
@@ -143,7 +145,8 @@ class NeuralROAOptions(NetworkOptions):
     v_shape: "network" (V as above) or "quadratic": V = (x - x*)' P (x - x*) with P = L L' + eps I
         trained (training.TrainableQuadratic, starting at the linearisation's quadratic), saved
         as a quadratic certificate: a V with no network to bound, the shape that verifies in
-        4-6 states (width, depth, activation and use_quadratic do not apply)
+        4-6 states (width, depth, activation and use_quadratic do not apply); "auto" (default):
+        quadratic for a trained controller in 4 or more states, network otherwise
     """
 
     epochs: int = 600
@@ -156,7 +159,7 @@ class NeuralROAOptions(NetworkOptions):
     coverage_weight: float = 1.0
     face_weight: float = 0.02
     local_weight: float | None = None
-    verify_seconds: float = 20.0
+    verify_seconds: float | None = None
     verify_boxes: int | None = None
     train_controller: bool = False
     controller_width: int = 16
@@ -176,7 +179,7 @@ class NeuralROAOptions(NetworkOptions):
     finetune_raise: float = 1.2
     counterexamples: int = 1024
     counterexample_weight: float = 10.0
-    v_shape: str = "network"
+    v_shape: str = "auto"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -188,7 +191,7 @@ class NeuralROAOptions(NetworkOptions):
             raise ValueError("face_weight and local_weight: expected numbers >= 0")
         if self.verify_boxes is not None and self.verify_boxes < 1:
             raise ValueError(f"verify_boxes: expected a positive number, got {self.verify_boxes}")
-        if not (self.pgd_step > 0 and self.verify_seconds >= 0):
+        if not (self.pgd_step > 0 and (self.verify_seconds is None or self.verify_seconds >= 0)):
             raise ValueError("pgd_step must be > 0 and verify_seconds >= 0")
         if min(self.controller_width, self.controller_depth) < 1:
             raise ValueError("controller_width and controller_depth must be positive")
@@ -237,9 +240,24 @@ class NeuralROAOptions(NetworkOptions):
             return 4 if self.v_shape == "quadratic" else 8
         return self.finetune_rounds
 
+    def for_system(self, system: System) -> NeuralROAOptions:
+        """These options with the system-dependent defaults resolved: ``v_shape="auto"`` is
+        ``"quadratic"`` for a trained controller in 4 or more states (a network ``V`` never
+        verified there: ``cartpole-wide``), else ``"network"``; ``verify_seconds=None`` is 120 s
+        for a quadratic ``V`` in 4 or more states (each verification must cross the band down to
+        the local certificate in 4-6 dimensions), else 20 s."""
+        shape = self.v_shape
+        wide = system.n_states >= 4
+        if shape == "auto":
+            shape = "quadratic" if self.train_controller and wide else "network"
+        seconds = self.verify_seconds
+        if seconds is None:
+            seconds = 120.0 if shape == "quadratic" and wide else 20.0
+        return dataclasses.replace(self, v_shape=shape, verify_seconds=seconds)
+
 
 MARGIN_KINDS = ("box", "value")
-V_SHAPES = ("network", "quadratic")
+V_SHAPES = ("auto", "network", "quadratic")
 
 
 class NeuralROAMethod(Method):
@@ -255,6 +273,7 @@ class NeuralROAMethod(Method):
         checkpoint=None,
     ) -> Fit:
         started = time.perf_counter()
+        options = options.for_system(system)
         torch.manual_seed(options.seed)
         gen = torch.Generator().manual_seed(options.seed)
         n = system.n_states
