@@ -334,6 +334,35 @@ def test_auto_defaults_pick_a_quadratic_v_for_a_trained_controller_in_four_state
         NeuralROAOptions(verify_seconds=-1.0)
 
 
+@pytest.mark.parametrize("name", ["quadrotor2d", "quadrotor2d-dt"])
+def test_linearisation_candidate_solves_the_trained_loops_lyapunov_equation(name):
+    """``verify_v="linearisation"``: the candidate's ``P`` solves ``A'P + PA = -I`` (DT
+    ``A'PA - P = -I``) for the controller's current weights; an unstable loop has none."""
+    from lyapcert.errors import MethodError
+    from lyapcert.methods.neural_roa import candidate_of, linearisation_candidate
+    from lyapcert.methods.training import build_quadratic
+
+    loop = get_system(name).closed_loop("neural")
+    with torch.no_grad():  # a trained controller: the linearisation moves away from LQR's
+        loop.controller.g[-1].weight.normal_(0, 0.05, generator=torch.Generator().manual_seed(1))
+    A = np.asarray(loop.linearize()[0])
+    options = NeuralROAOptions(train_controller=True, verify_v="linearisation")
+    trained = build_quadratic(loop, options)
+    P = candidate_of(trained, loop, options).P
+    residual = A.T @ P @ A - P if loop.is_discrete else A.T @ P + P @ A
+    assert np.abs(residual + np.eye(6)).max() < 1e-9 and np.all(np.linalg.eigvalsh(P) > 0)
+    assert not np.allclose(P, candidate_of(trained, loop).P)  # not the trained V's matrix
+    assert options.tuning_rounds() == 0  # no band of the trained V to tune on
+    with pytest.raises(ValueError, match="finetune_rounds"):
+        NeuralROAOptions(verify_v="linearisation", finetune_rounds=2)
+    with pytest.raises(ValueError, match="verify_v"):
+        NeuralROAOptions(verify_v="network")
+    with torch.no_grad():  # a controller that destabilises the loop: no quadratic
+        loop.controller.K.neg_()
+    with pytest.raises(MethodError, match="not"):
+        linearisation_candidate(loop)
+
+
 def test_joint_run_with_a_quadratic_v_saves_a_quadratic_certificate(tmp_path):
     from lyapcert.certificates.candidates import QuadraticCandidate
 
