@@ -363,6 +363,16 @@ def test_linearisation_candidate_solves_the_trained_loops_lyapunov_equation(name
         linearisation_candidate(loop)
 
 
+def test_the_best_round_is_the_larger_share_then_the_larger_volume():
+    from lyapcert.methods.neural_roa import _better
+
+    best = (0.0, {}, 0.05, 0.014)  # (share, state, level, volume): a tiny 6-state set
+    assert _better({"roa_share": 0.0, "volume": 0.020}, best)  # no sample point: the volume
+    assert not _better({"roa_share": 0.0, "volume": 0.010}, best)
+    assert _better({"roa_share": 0.4, "volume": 1.0}, (0.3, {}, 0.5, 9.0))  # the share first
+    assert not _better({"roa_share": 0.3, "volume": 1.0}, (0.4, {}, 0.5, 0.5))
+
+
 def test_joint_run_with_a_quadratic_v_saves_a_quadratic_certificate(tmp_path):
     from lyapcert.certificates.candidates import QuadraticCandidate
 

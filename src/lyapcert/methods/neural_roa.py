@@ -332,7 +332,7 @@ class NeuralROAMethod(Method):
             options.adversarial_points, n, generator=gen, dtype=torch.float64
         ) * (dhi - dlo)
         history: list[dict] = []
-        best = None  # (share, state dict, level) of the best verified round
+        best = None  # (share, state dict, level, volume) of the best verified round
         # the fine-tuning stage's BandLevel (rho's schedule; None before the stage): the training
         # works on S = {V <= 1}, in the stage on S = {V <= rho}
         band = None
@@ -353,7 +353,12 @@ class NeuralROAMethod(Method):
                 domain.scale, pool, domain_roa = state["domain"]
                 dlo, dhi = domain.bounds()
             if state["best_model"] is not None:
-                best = (state["best_share"], state["best_model"], state.get("best_level"))
+                best = (
+                    state["best_share"],
+                    state["best_model"],
+                    state.get("best_level"),
+                    state.get("best_volume", 0.0),
+                )
             if state.get("finetune") is not None:
                 band_state, cex, kept = state["finetune"]
                 if band_state is not None:
@@ -373,6 +378,7 @@ class NeuralROAMethod(Method):
                 "best_model": None if best is None else best[1],
                 "best_share": 0.0 if best is None else best[0],
                 "best_level": None if best is None else best[2],
+                "best_volume": 0.0 if best is None else best[3],
                 "finetune": (None if band is None else band.state(), cex, kept),
             }
 
@@ -446,11 +452,12 @@ class NeuralROAMethod(Method):
                         roa_share=record["roa_share"],
                         volume=record["volume"],
                     )
-                    if record["verified"] and (best is None or record["roa_share"] > best[0]):
+                    if record["verified"] and (best is None or _better(record, best)):
                         best = (
                             record["roa_share"],
                             copy.deepcopy(model.state_dict()),
                             record["level"],
+                            record["volume"],
                         )
                     if point is not None:
                         buffer[int(torch.randint(len(buffer), (1,), generator=gen))] = point
@@ -634,6 +641,7 @@ class NeuralROAMethod(Method):
     def _verify_round(self, system, net, options):
         """Certify a copy of the current ``V`` (and of a closed loop's controller: training goes
         on) with a coarse tolerance; the limiting point, if any."""
+        from lyapcert.metric import ellipsoid_volume
         from lyapcert.verify import VerifyOptions, verify_candidate
 
         if system.is_closed_loop:
@@ -661,6 +669,9 @@ class NeuralROAMethod(Method):
         share = volume = 0.0
         if result.verified and result.level is not None:
             share, volume = self._share(system, cand, result.level, options)
+            exact = ellipsoid_volume(system, cand, result.level)  # quadratic V inside the box
+            if exact is not None:  # (the sets of 6-state loops are too small for a sample)
+                volume = exact
         point = None
         cx = result.counterexample
         if cx is not None and cx.get("point") is not None:
@@ -792,6 +803,14 @@ class BandLevel:
 
     def state(self) -> tuple[float, float, int, bool]:
         return self.rho, self.best, self.stall, self.capped
+
+
+def _better(record: dict, best: tuple) -> bool:
+    """A verified round beats the best so far: a larger share of the true ROA, or the same share
+    (0 for the tiny sets of 6-state loops, which no sample point hits) and a larger volume."""
+    if record["roa_share"] != best[0]:
+        return record["roa_share"] > best[0]
+    return record["volume"] > best[3]
 
 
 def candidate_of(net, system: System, options=None):
