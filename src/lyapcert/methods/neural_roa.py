@@ -148,7 +148,7 @@ class NeuralROAOptions(NetworkOptions):
     v_shape: "network" (V as above) or "quadratic": V = (x - x*)' P (x - x*) with P = L L' + eps I
         trained (training.TrainableQuadratic, starting at the linearisation's quadratic), saved
         as a quadratic certificate: a V with no network to bound, the shape that verifies in
-        4-6 states (width, depth, activation and use_quadratic do not apply); "auto" (default):
+        4 states (in 6: verify_v) (width, depth, activation and use_quadratic do not apply); "auto" (default):
         quadratic for a trained controller in 4 or more states, network otherwise
     verify_v: the V each verification (in training and at the end) is given: "trained" (default)
         or "linearisation": (x - x*)' P (x - x*) with A'P + PA = -I (discrete time A'PA - P = -I),
