@@ -148,8 +148,9 @@ class NeuralROAOptions(NetworkOptions):
     v_shape: "network" (V as above) or "quadratic": V = (x - x*)' P (x - x*) with P = L L' + eps I
         trained (training.TrainableQuadratic, starting at the linearisation's quadratic), saved
         as a quadratic certificate: a V with no network to bound, the shape that verifies in
-        4 states (in 6: verify_v) (width, depth, activation and use_quadratic do not apply); "auto" (default):
-        quadratic for a trained controller in 4 or more states, network otherwise
+        4 states (in 6: verify_v; width, depth, activation and use_quadratic do not apply);
+        "auto" (default): quadratic for a trained controller in 4 or more states, network
+        otherwise
     verify_v: the V each verification (in training and at the end) is given: "trained" (default)
         or "linearisation": (x - x*)' P (x - x*) with A'P + PA = -I (discrete time A'PA - P = -I),
         A the trained closed loop's Jacobian at x*, whose decrease near x* is perfectly
@@ -831,8 +832,15 @@ def linearisation_candidate(system: System) -> QuadraticCandidate:
     from lyapcert.methods.quadratic import lyapunov_matrix
 
     A = np.asarray(system.linearize()[0], dtype=np.float64)
-    P = lyapunov_matrix(A, np.eye(system.n_states), system.is_discrete)
-    return QuadraticCandidate(0.5 * (P + P.T), system)
+    try:
+        P = lyapunov_matrix(A, np.eye(system.n_states), system.is_discrete)
+    except MethodError as exc:
+        raise MethodError(
+            f"neural-roa (verify_v=linearisation): the trained closed loop has no quadratic of "
+            f"its linearisation ({exc}); a smaller margin keeps the loop stable (in discrete "
+            f"time the margin is asked of every step)"
+        ) from None
+    return QuadraticCandidate(P, system)
 
 
 def local_decrease(
