@@ -64,6 +64,43 @@ def pendulum_of(system: System) -> Pendulum | None:
     return Pendulum(angle, upright)
 
 
+@dataclass(frozen=True)
+class DoublePendulum:
+    """The two angles of a double pendulum (``first``, ``second``: state indices), measured from
+    the downward vertical, and the rod lengths ``l1``, ``l2``."""
+
+    first: int
+    second: int
+    l1: float = 1.0
+    l2: float = 1.0
+
+    def points(self, th1, th2) -> tuple[np.ndarray, np.ndarray]:
+        """``(joint, tip)`` positions ``[..., 2]``: the joint at ``l1 (sin th1, -cos th1)``, the tip
+        ``l2 (sin th2, -cos th2)`` beyond it (both angles absolute, 0 hanging down)."""
+        th1, th2 = np.asarray(th1, dtype=np.float64), np.asarray(th2, dtype=np.float64)
+        joint = np.stack([self.l1 * np.sin(th1), -self.l1 * np.cos(th1)], axis=-1)
+        tip = joint + np.stack([self.l2 * np.sin(th2), -self.l2 * np.cos(th2)], axis=-1)
+        return joint, tip
+
+
+def double_pendulum_of(system: System) -> DoublePendulum | None:
+    """The double pendulum of a system with states named ``th1`` and ``th2`` (or, by name,
+    ``double_pendulum``: its first two states); the lengths from the parameters ``l1``, ``l2``
+    when the definition has them, else 1. ``None`` for other systems."""
+    names = [s.lower() for s in system.state_names]
+    if "th1" in names and "th2" in names:
+        first, second = names.index("th1"), names.index("th2")
+    elif "double_pendulum" in system.name.lower() and system.n_states >= 2:
+        first, second = 0, 1
+    else:
+        return None
+    symbolic = system.open_loop.symbolic
+    params = dict(symbolic.params) if symbolic is not None else {}
+    lengths = [float(params.get(key, 1.0)) for key in ("l1", "l2")]
+    lengths = [v if np.isfinite(v) and v > 0 else 1.0 for v in lengths]
+    return DoublePendulum(first, second, *lengths)
+
+
 def start_points(cert: Certificate, count: int, seed: int = 0) -> torch.Tensor:
     """Up to ``count`` points inside the certified region ``[k, n]``, preferring its outer part
     (``V >= level / 2``) so that the trajectories have some way to go."""
@@ -93,9 +130,11 @@ def start_points(cert: Certificate, count: int, seed: int = 0) -> torch.Tensor:
     return chosen[order[:count]]
 
 
-def simulate_from(cert: Certificate, x0: torch.Tensor, seconds: float | None):
+def simulate_from(
+    cert: Certificate, x0: torch.Tensor, seconds: float | None, *, until: float = 1e-3
+):
     """``(times [T], states [T, k, n], V [T, k])``: the closed loop from ``x0``. Without
-    ``seconds``, the system's ROA horizon cut once every ``V`` fell below ``1e-3 level``."""
+    ``seconds``, the system's ROA horizon cut once every ``V`` fell below ``until * level``."""
     system = cert.system
     criterion = ConvergenceCriterion.for_system(system)
     horizon = seconds if seconds is not None else criterion.horizon
@@ -105,7 +144,7 @@ def simulate_from(cert: Certificate, x0: torch.Tensor, seconds: float | None):
         values = cert.value(states.reshape(-1, system.n_states)).reshape(states.shape[:2])
     values = values.numpy()
     if seconds is None:
-        small = np.all(values <= 1e-3 * max(cert.level, 1e-300), axis=1)
+        small = np.all(values <= until * max(cert.level, 1e-300), axis=1)
         if small.any():
             end = min(len(times) - 1, max(10, int(np.argmax(small) * 1.15)))
             times, states, values = times[: end + 1], states[: end + 1], values[: end + 1]
@@ -137,13 +176,7 @@ def animate_certificate(
     _check_int("frames", frames, 1)
     _check_int("fps", fps, 1)
     _check_int("resolution", resolution, 8)
-    if seconds is not None and (
-        isinstance(seconds, bool)
-        or not isinstance(seconds, (int, float))
-        or not seconds > 0
-        or not np.isfinite(seconds)
-    ):
-        raise PlotError(f"seconds: expected a finite simulated time > 0, got {seconds!r}")
+    check_seconds(seconds)
     if pendulum not in (None, True, False):
         raise PlotError(f"pendulum: expected None, True or False, got {pendulum!r}")
     writer = _writer(path, fps)
@@ -165,6 +198,17 @@ def animate_certificate(
     finally:
         plt.close(fig)
     return path
+
+
+def check_seconds(seconds) -> None:
+    """``PlotError`` unless ``seconds`` is ``None`` or a finite simulated time > 0."""
+    if seconds is not None and (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, (int, float))
+        or not seconds > 0
+        or not np.isfinite(seconds)
+    ):
+        raise PlotError(f"seconds: expected a finite simulated time > 0, got {seconds!r}")
 
 
 def _writer(path: Path, fps: int):
