@@ -2,15 +2,18 @@
 camera's schedule, the curve's heights, the double pendulum's geometry, bad input."""
 
 import math
+import shutil
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from typer.testing import CliRunner
 
 import lyapcert
 from lyapcert.certificates import QuadraticCandidate
 from lyapcert.certificates.store import Certificate
+from lyapcert.cli import app
 from lyapcert.errors import PlotError
 from lyapcert.viz.animate import DoublePendulum, double_pendulum_of
 from lyapcert.viz.surface import (
@@ -174,3 +177,47 @@ def test_surface_rejects_bad_input(pendulum_dir, tmp_path):
     with pytest.raises(PlotError, match="2 states"):
         animate_surface(one, target, frames=2)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_surface(pendulum_dir, tmp_path):
+    runner = CliRunner()
+    cert_dir = tmp_path / "cert"
+    shutil.copytree(pendulum_dir, cert_dir)
+    result = runner.invoke(app, ["animate", str(cert_dir), "--surface", "--frames", "3"])
+    assert result.exit_code == 0, result.output
+    assert _gif(cert_dir / "surface.gif")[0] == 3
+    assert "(3 frames)" in result.stdout
+    out = tmp_path / "s.gif"
+    result = runner.invoke(
+        app,
+        [
+            *("animate", str(cert_dir), "--surface", "--out", str(out), "--frames", "2"),
+            *("--elevation", "-10", "--turns", "0.5", "--no-pendulum", "--seconds", "2"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert _gif(out) == (2, (400, 320))  # no pendulum panel
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--surface", "--turns", "-1"], "--turns"),
+        (["--surface", "--turns", "nan"], "--turns"),
+        (["--surface", "--turns", "inf"], "--turns"),
+        (["--surface", "--elevation", "95"], "--elevation"),
+        (["--surface", "--elevation", "nan"], "--elevation"),
+        (["--surface", "--frames", "1"], "--frames"),
+        (["--elevation", "30"], "only with --surface"),
+        (["--turns", "1"], "only with --surface"),
+    ],
+)
+def test_cli_surface_bad_input_writes_nothing(pendulum_dir, tmp_path, args, message):
+    before = sorted(p.name for p in pendulum_dir.iterdir())
+    result = CliRunner().invoke(
+        app, ["animate", str(pendulum_dir), "--out", str(tmp_path / "s.gif"), *args]
+    )
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert list(tmp_path.iterdir()) == []
+    assert sorted(p.name for p in pendulum_dir.iterdir()) == before

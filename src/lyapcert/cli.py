@@ -923,13 +923,20 @@ def animate_command(
     out_file: Annotated[
         Path | None,
         typer.Option(
-            "--out", help="Animation file: .gif, or .mp4 with ffmpeg; default DIR/animation.gif."
+            "--out",
+            help="Animation file: .gif, or .mp4 with ffmpeg; default DIR/animation.gif "
+            "(DIR/surface.gif with --surface).",
         ),
     ] = None,
     trajectories: Annotated[
-        int, typer.Option(help="Trajectories started inside the certified region.")
-    ] = 8,
-    frames: Annotated[int, typer.Option(help="Frames of the animation.")] = 60,
+        int | None,
+        typer.Option(
+            help="Trajectories started inside the certified region (default 8; 1 with --surface)."
+        ),
+    ] = None,
+    frames: Annotated[
+        int | None, typer.Option(help="Frames of the animation (default 60; 120 with --surface).")
+    ] = None,
     fps: Annotated[int, typer.Option(help="Frames per second.")] = 15,
     seconds: Annotated[
         float | None,
@@ -942,23 +949,76 @@ def animate_command(
             help="Draw the pendulum's rod (default: for pendulum-like systems).",
         ),
     ] = None,
+    surface: Annotated[
+        bool,
+        typer.Option(
+            "--surface",
+            help="Draw V as a 3-D surface over the first two states (others at x*) with the "
+            "level as a line on it and a trajectory sliding down, the camera turning around.",
+        ),
+    ] = False,
+    elevation: Annotated[
+        float | None,
+        typer.Option(help="--surface: the camera's elevation in degrees, in [-90, 90] (20)."),
+    ] = None,
+    turns: Annotated[
+        float | None,
+        typer.Option(help="--surface: full turns of the camera over the clip, >= 0 (2)."),
+    ] = None,
 ) -> None:
     """Animate trajectories from inside the certified region settling at x*, with V(x(t))
-    falling (and the pendulum swinging to rest, for pendulum-like systems)."""
+    falling (and the pendulum swinging to rest, for pendulum-like systems); with --surface, V
+    as a turning 3-D surface with a trajectory sliding down it."""
     from lyapcert.errors import PlotError
+
+    default = directory / ("surface.gif" if surface else "animation.gif")
+    if frames is None:
+        frames = 120 if surface else 60
+    if trajectories is None:
+        trajectories = 1 if surface else 8
+    least = 2 if surface else 1
+    for name, value, low in (
+        ("--trajectories", trajectories, 1),
+        ("--frames", frames, least),
+        ("--fps", fps, 1),
+    ):
+        if value < low:
+            raise PlotError(f"{name}: expected an integer >= {low}, got {value}")
+    if seconds is not None and not (math.isfinite(seconds) and seconds > 0):
+        raise PlotError(f"--seconds: expected a finite simulated time > 0, got {seconds}")
+    if not surface and (elevation is not None or turns is not None):
+        given = "--elevation" if elevation is not None else "--turns"
+        raise PlotError(f"{given}: only with --surface")
+    elevation = 20.0 if elevation is None else elevation
+    turns = 2.0 if turns is None else turns
+    if not (math.isfinite(elevation) and -90 <= elevation <= 90):
+        raise PlotError(f"--elevation: expected an angle in [-90, 90] degrees, got {elevation}")
+    if not (math.isfinite(turns) and turns >= 0):
+        raise PlotError(f"--turns: expected a finite number of turns >= 0, got {turns}")
+
     from lyapcert.viz.animate import ANIMATION_SUFFIXES, animate_certificate
     from lyapcert.viz.certificate_plot import check_output, load_certificate_dir
 
-    target = check_output(out_file or directory / "animation.gif", ANIMATION_SUFFIXES, "--out")
-    for name, value in (("--trajectories", trajectories), ("--frames", frames), ("--fps", fps)):
-        if value < 1:
-            raise PlotError(f"{name}: expected an integer >= 1, got {value}")
-    if seconds is not None and not (math.isfinite(seconds) and seconds > 0):
-        raise PlotError(f"--seconds: expected a finite simulated time > 0, got {seconds}")
+    target = check_output(out_file or default, ANIMATION_SUFFIXES, "--out")
     cert = load_certificate_dir(directory)
-    path = animate_certificate(
-        cert, target, trajectories, seconds, frames=frames, fps=fps, pendulum=pendulum
-    )
+    if surface:
+        from lyapcert.viz.surface import animate_surface
+
+        path = animate_surface(
+            cert,
+            target,
+            frames,
+            fps,
+            elevation,
+            turns,
+            seconds,
+            n_trajectories=trajectories,
+            pendulum=pendulum,
+        )
+    else:
+        path = animate_certificate(
+            cert, target, trajectories, seconds, frames=frames, fps=fps, pendulum=pendulum
+        )
     out.print(f"wrote {path} ({frames} frames)", soft_wrap=True)
 
 
