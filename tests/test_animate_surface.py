@@ -16,6 +16,7 @@ from lyapcert.certificates.store import Certificate
 from lyapcert.cli import app
 from lyapcert.errors import PlotError
 from lyapcert.viz.animate import DoublePendulum, double_pendulum_of
+from lyapcert.viz.report_figures import _is_pendulum, certificate_figures
 from lyapcert.viz.surface import (
     START_AZIMUTH,
     animate_surface,
@@ -221,3 +222,22 @@ def test_cli_surface_bad_input_writes_nothing(pendulum_dir, tmp_path, args, mess
     assert message in result.output
     assert list(tmp_path.iterdir()) == []
     assert sorted(p.name for p in pendulum_dir.iterdir()) == before
+
+
+def test_report_adds_the_surface_for_pendulums(pendulum_dir, tmp_path):
+    cert = lyapcert.load(pendulum_dir)
+    assert _is_pendulum(cert) and _is_pendulum(_double_pendulum_certificate())
+    linear = lyapcert.System.from_equations(
+        "linear_2d", states=["x", "y"], dynamics=["y", "-x - y"], domain=[[-2, 2], [-2, 2]]
+    )
+    other = Certificate(
+        linear, QuadraticCandidate([[1.5, 0.5], [0.5, 1.0]], linear), 1.0, "verified", "", {}
+    )
+    assert not _is_pendulum(other)
+    figures = certificate_figures(cert, tmp_path, frames=3, trajectories=1, resolution=16)
+    gifs = [f for f in figures if f.mime == "image/gif"]
+    assert len(gifs) == 2 and all(f.data and f.note is None for f in gifs)
+    assert "surface" in gifs[1].caption
+    assert _gif(tmp_path / "surface.gif")[0] == 3
+    figures = certificate_figures(other, tmp_path / "other", frames=3, resolution=16)
+    assert sum(f.mime == "image/gif" for f in figures) == 1

@@ -14,6 +14,7 @@ from pathlib import Path
 DEFAULT_FRAMES = 24
 DEFAULT_TRAJECTORIES = 4
 DEFAULT_RESOLUTION = 100
+SURFACE_RESOLUTION = 40
 
 
 def bench_plot_rows(rows: Sequence[Mapping]) -> list[dict]:
@@ -73,7 +74,8 @@ def certificate_figures(
     resolution: int = DEFAULT_RESOLUTION,
 ) -> list[Figure]:
     """The certificate's picture (true ROA only when cached), its training curves when it has a
-    history, and an animation; the files go to ``workdir`` and their bytes into the figures."""
+    history, and an animation (and, for pendulum-like systems, the surface animation of V);
+    the files go to ``workdir`` and their bytes into the figures."""
     from lyapcert.viz.certificate_plot import plot_certificate
     from lyapcert.viz.training_plot import plot_training
 
@@ -107,7 +109,37 @@ def certificate_figures(
                 ),
             )
         )
+        if _is_pendulum(cert) and cert.system.n_states >= 2:
+            from lyapcert.viz.surface import animate_surface
+
+            figures.append(
+                _figure(
+                    "V as a surface over the first two states (others at x*), the certified level "
+                    "as a line on it, and a trajectory from inside the region sliding down it "
+                    "while the pendulum swings to rest.",
+                    "image/gif",
+                    lambda: animate_surface(
+                        cert,
+                        workdir / "surface.gif",
+                        max(frames, 2),
+                        fps=8,
+                        turns=1.0,
+                        resolution=SURFACE_RESOLUTION,
+                    ),
+                )
+            )
     return [f for f in figures if f is not None]
+
+
+def _is_pendulum(cert) -> bool:
+    """Whether the report adds the surface animation: a pendulum-like system (one rod or two)."""
+    from lyapcert.viz.animate import double_pendulum_of, pendulum_of
+
+    try:
+        system = cert.system
+        return double_pendulum_of(system) is not None or pendulum_of(system) is not None
+    except Exception:  # no system to ask: no surface, never a failed report
+        return False
 
 
 def bench_chart(rows: Sequence[Mapping], workdir: Path) -> Figure | None:
