@@ -15,7 +15,7 @@ from lyapcert.certificates import QuadraticCandidate
 from lyapcert.certificates.store import Certificate
 from lyapcert.cli import app
 from lyapcert.errors import PlotError
-from lyapcert.viz.animate import DoublePendulum, double_pendulum_of
+from lyapcert.viz.animate import DoublePendulum, animate_certificate, double_pendulum_of
 from lyapcert.viz.report_figures import _is_pendulum, certificate_figures
 from lyapcert.viz.surface import (
     START_AZIMUTH,
@@ -154,6 +154,13 @@ def test_double_pendulum_surface_animation(tmp_path):
         import matplotlib.pyplot as plt
 
         plt.close(fig)
+
+
+def test_the_flat_animation_draws_both_rods(tmp_path):
+    cert = _double_pendulum_certificate()
+    path = animate_certificate(cert, tmp_path / "a.gif", n_trajectories=2, frames=3, seconds=2)
+    with Image.open(path) as im:
+        assert im.n_frames == 3 and im.size[0] > 2.5 * im.size[1]  # three panels
 
 
 def test_surface_rejects_bad_input(pendulum_dir, tmp_path):

@@ -4,8 +4,9 @@
 (drawn from the box with ``cert.contains``), integrates the closed loop, and draws them in the
 state plane (the first two states; above 2 states the region's outline is the slice through
 ``x*`` and the trajectories are projected) together with ``V(x(t))`` falling in a side panel. For
-pendulum-like systems a third panel draws the rod swinging to rest. GIF through matplotlib's
-``PillowWriter``; MP4 when the suffix is ``.mp4`` and an ffmpeg writer is available.
+pendulum-like systems a third panel draws the rod (two for a double pendulum) swinging to rest.
+GIF through matplotlib's ``PillowWriter``; MP4 when the suffix is ``.mp4`` and an ffmpeg writer
+is available.
 """
 
 from __future__ import annotations
@@ -168,7 +169,8 @@ def animate_certificate(
 
     ``seconds``: simulated time (default: until ``V`` has fallen to ``1e-3 level``, at most the
     system's ROA horizon; discrete time: ``seconds / dt`` steps). ``frames`` frames at ``fps``.
-    ``pendulum``: draw the rod (default: for pendulum-like systems, see ``pendulum_of``).
+    ``pendulum``: draw the rod (default: for pendulum-like systems, see ``pendulum_of``; two
+    rods for a double pendulum, see ``double_pendulum_of``).
     Nothing is written on error.
     """
     path = check_output(path, ANIMATION_SUFFIXES, "path")
@@ -181,7 +183,9 @@ def animate_certificate(
         raise PlotError(f"pendulum: expected None, True or False, got {pendulum!r}")
     writer = _writer(path, fps)
     cert = as_certificate(cert)
-    rod = pendulum_of(cert.system) if pendulum is not False else None
+    rod = None
+    if pendulum is not False:
+        rod = double_pendulum_of(cert.system) or pendulum_of(cert.system)
     if pendulum is True and rod is None:
         names = [s.lower() for s in cert.system.state_names]
         rod = Pendulum(next((k for k, s in enumerate(names) if s in ANGLE_NAMES), 0), False)
@@ -275,21 +279,28 @@ def _figure(cert, times, states, values, steps, rod, resolution):
     ax_v.legend(fontsize=7, loc="upper right")
 
     rods = []
+    double = isinstance(rod, DoublePendulum)
     if rod is not None:
         ax_p = axes[2]
-        ax_p.set_xlim(-1.25, 1.25)
-        ax_p.set_ylim(-1.25, 1.25)
+        reach = rod.l1 + rod.l2 if double else 1.0
+        ax_p.set_xlim(-1.25 * reach, 1.25 * reach)
+        ax_p.set_ylim(-1.25 * reach, 1.25 * reach)
         ax_p.set_aspect("equal")
         ax_p.set_xticks([])
         ax_p.set_yticks([])
         ax_p.plot([0], [0], "ks", ms=6)
-        rest = 1.0 if rod.upright else -1.0
+        rest = -reach if double else (1.0 if rod.upright else -1.0)
         ax_p.plot([0, 0], [0, rest], color="0.8", lw=1, ls=":")
-        ax_p.set_title(
-            f"the pendulum ({system.state_names[rod.angle]}; rest "
-            f"{'upright' if rod.upright else 'hanging'})",
-            fontsize=8,
-        )
+        if double:
+            names = (system.state_names[rod.first], system.state_names[rod.second])
+            ax_p.set_title(f"the double pendulum ({names[0]}, {names[1]})", fontsize=8)
+            joints, tips = rod.points(states[..., rod.first], states[..., rod.second])
+        else:
+            ax_p.set_title(
+                f"the pendulum ({system.state_names[rod.angle]}; rest "
+                f"{'upright' if rod.upright else 'hanging'})",
+                fontsize=8,
+            )
         for c in colours:
             (line,) = ax_p.plot([], [], "-o", color=c, lw=2, ms=6, alpha=0.8)
             rods.append(line)
@@ -305,7 +316,11 @@ def _figure(cert, times, states, values, steps, rod, resolution):
                 trails[t].set_data(states[: s + 1, t, 0], states[: s + 1, t, 1])
                 heads[t].set_data([states[s, t, 0]], [states[s, t, 1]])
             curves[t].set_data(times[: s + 1], values[: s + 1, t])
-            if rods:
+            if rods and double:
+                rods[t].set_data(
+                    [0, joints[s, t, 0], tips[s, t, 0]], [0, joints[s, t, 1], tips[s, t, 1]]
+                )
+            elif rods:
                 angle = states[s, t, rod.angle]
                 y = np.cos(angle) if rod.upright else -np.cos(angle)
                 rods[t].set_data([0, np.sin(angle)], [0, y])
