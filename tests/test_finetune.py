@@ -359,7 +359,7 @@ def test_linearisation_candidate_solves_the_trained_loops_lyapunov_equation(name
         NeuralROAOptions(verify_v="network")
     with torch.no_grad():  # a controller that destabilises the loop: no quadratic
         loop.controller.K.neg_()
-    with pytest.raises(MethodError, match="verify_v=linearisation.*no quadratic"):
+    with pytest.raises(MethodError, match=r"verify_v=linearisation.*no quadratic"):
         linearisation_candidate(loop)
 
 

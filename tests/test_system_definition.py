@@ -392,6 +392,41 @@ BAD_SPECS = [
         "description",
         ["text", "3"],
     ),
+    (
+        "candidates-not-table",
+        {**BASE, "candidates": ["x**2"]},
+        SystemDefinitionError,
+        "candidates",
+        ["table name -> expression", "x**2"],
+    ),
+    (
+        "candidate-unknown-symbol",
+        {**BASE, "candidates": {"energy": "x**2 + y"}},
+        ExpressionError,
+        "candidates.energy",
+        ["'y'"],
+    ),
+    (
+        "candidate-not-text",
+        {**BASE, "candidates": {"energy": 2}},
+        SystemDefinitionError,
+        "candidates.energy",
+        ["expression text"],
+    ),
+    (
+        "candidate-named-like-a-state",
+        {**BASE, "candidates": {"x": "x**2"}},
+        SystemDefinitionError,
+        "candidates.x",
+        ["already a state or parameter name"],
+    ),
+    (
+        "candidate-uses-an-input",
+        {**CONTROLLED, "candidates": {"v": "x**2 + u"}},
+        ExpressionError,
+        "candidates.v",
+        ["'u'"],
+    ),
 ]
 BAD_IDS = [case[0] for case in BAD_SPECS]
 
@@ -1144,3 +1179,25 @@ def test_cli_show_accepts_a_good_file():
     assert info["name"] == "my_pendulum"
     np.testing.assert_allclose(info["A"], [[0, 1], [-1, -0.1]], atol=1e-12)
     assert info["locally_exponentially_stable"] is True
+
+
+def test_ready_candidates_from_a_file_are_named_on_the_command_line(tmp_path):
+    """A definition's ``candidates`` table: ``--candidate NAME`` verifies that expression (with
+    the file's parameters), ``show`` lists it, and a discrete-time variant keeps it."""
+    path = tmp_path / "sys.toml"
+    path.write_text(
+        'name = "decay"\nstates = ["x", "y"]\ndynamics = ["-x", "-k*y"]\n'
+        "domain = [[-1, 1], [-1, 1]]\n[params]\nk = 2.0\n"
+        '[candidates]\nbowl = "x**2 + y**2/k"\n'
+    )
+    s = load_system_file(path)
+    assert s.candidates == {"bowl": "x**2 + y**2/k"}
+    assert s.discretize(0.1).candidates == s.candidates
+    runner = CliRunner()
+    shown = runner.invoke(app, ["show", str(path)])
+    assert shown.exit_code == 0 and "bowl: V = x**2 + y**2/k" in shown.output
+    res = runner.invoke(app, ["verify", str(path), "--candidate", "bowl", "--json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output)
+    assert data["verdict"] == "verified"
+    assert "x**2" in data["candidate"] and "bowl" not in data["candidate"]

@@ -177,6 +177,10 @@ def show_command(system: SystemArg, as_json: JsonOpt = False) -> None:
         out.print(np.array2string(info["B"], precision=4, suppress_small=True))
     out.print("eigenvalues: " + ", ".join(_complex(e) for e in eig))
     out.print(f"locally exponentially stable ({which}): [bold]{'yes' if stable else 'no'}[/]")
+    if s.candidates:
+        out.print("\n[bold]ready candidates[/]  (lyapcert verify SYSTEM --candidate NAME)")
+        for key, text in s.candidates.items():
+            out.print(f"  {key}: V = {text}")
     if s.source:
         out.print(f"\n[dim]source: {s.source}[/]")
 
@@ -327,8 +331,10 @@ def verify_command(
         typer.Option(
             "--candidate",
             "-c",
-            help="V as an expression in the state names, e.g. '0.5*x2**2 + 1 - cos(x1)', or an "
-            "ONNX / TorchScript file of a network V (.onnx, .pt, .pth, .ts; output [batch, 1]).",
+            help="V as an expression in the state names, e.g. '0.5*x2**2 + 1 - cos(x1)', a ready "
+            "candidate of the system by name (e.g. energy; `lyapcert show SYSTEM` lists them), "
+            "or an ONNX / TorchScript file of a network V (.onnx, .pt, .pth, .ts; output "
+            "[batch, 1]).",
         ),
     ] = None,
     controller: Annotated[

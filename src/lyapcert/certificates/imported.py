@@ -72,7 +72,9 @@ def is_model_file(source: str | Path) -> bool:
 def load_candidate(source, system: System) -> Candidate:
     """The candidate ``V`` of ``system`` given as
 
-    * an expression in the state names (``"0.5*x2**2 + 1 - cos(x1)"``): ``ExpressionCandidate``;
+    * the name of one of the system's ready candidates (``system.candidates``, e.g. ``"energy"``)
+      or an expression in the state names (``"0.5*x2**2 + 1 - cos(x1)"``):
+      ``ExpressionCandidate``;
     * a path to an ONNX file (``.onnx``) or a TorchScript file (``.pt``, ``.pth``, ``.ts``):
       ``FileCandidate``, imported exactly (``ModelFileError`` otherwise: a missing file, an
       unknown suffix, unsupported operations, more than one output);
@@ -88,7 +90,8 @@ def load_candidate(source, system: System) -> Candidate:
     if isinstance(source, Path) or (isinstance(source, str) and is_model_file(source)):
         return _file_candidate(source, system)
     if isinstance(source, str):
-        return ExpressionCandidate(source, system)
+        named = system.candidates.get(source.strip())
+        return ExpressionCandidate(named if named is not None else source, system)
     raise VerificationError(
         "candidate: expected an expression, an ONNX or TorchScript file (.onnx, .pt, .pth, .ts) "
         f"or a torch.nn.Module, got {type(source).__name__}"

@@ -8,7 +8,10 @@ one of these happens, checked every ``check_every`` steps:
   equilibrium; for a locally exponentially stable ``x*`` a small enough one lies inside the ROA);
 * escaped: ``max_i |z_i| >= escape_radius`` or a non-finite state;
 * settled elsewhere: the state moved less than ``settle_tolerance`` (scaled) since the last check
-  while outside the convergence box (it rests at another equilibrium);
+  while outside the convergence box (it rests at another equilibrium), or, for a system whose
+  dynamics are periodic in some states (``periods``: the angles of a pendulum), it entered the
+  convergence box of a shifted copy ``x* + k p`` with ``k != 0`` (by periodicity it then converges
+  to that copy, another equilibrium: a pendulum that went over the top);
 * undecided: the horizon ended first. Past the nominal ``horizon`` the simulation goes on, in
   windows of a quarter horizon up to ``max_horizon_factor`` times the horizon, while more than
   ``extension_threshold`` of the sample converged in the last window (slowly converging systems
@@ -65,6 +68,8 @@ class ConvergenceCriterion:
     check_every: int = 20
     max_horizon_factor: float = 4.0
     extension_threshold: float = 1e-3
+    periods: tuple[float, ...] = ()
+    """Per state, the period of the dynamics in that state (0: not periodic); empty: none."""
 
     def __post_init__(self) -> None:
         for name in ("horizon", "step", "convergence_radius", "escape_radius"):
@@ -83,6 +88,10 @@ class ConvergenceCriterion:
         if not (isinstance(self.check_every, int) and self.check_every >= 1):
             raise SimulationError(
                 f"check_every: expected an integer >= 1, got {self.check_every!r}"
+            )
+        if any(not (math.isfinite(p) and p >= 0) for p in self.periods):
+            raise SimulationError(
+                f"periods: expected finite numbers >= 0 (0: not periodic), got {self.periods!r}"
             )
         if not (self.settle_tolerance >= 0 and math.isfinite(self.settle_tolerance)):
             raise SimulationError(
@@ -105,6 +114,7 @@ class ConvergenceCriterion:
                 horizon=entry.horizon,
                 step=entry.step,
                 convergence_radius=entry.convergence_radius,
+                periods=tuple(entry.periods),
             )
         if hints:
             base = replace(base, **hints)
@@ -251,6 +261,14 @@ def label_convergence(
     active = torch.arange(points.shape[0], device=device)
     x = points.clone()
     previous = x.clone()
+    period = None
+    if any(criterion.periods):
+        if len(criterion.periods) != system.n_states:
+            raise SimulationError(
+                f"periods: expected {system.n_states} entries (one per state), "
+                f"got {len(criterion.periods)}"
+            )
+        period = torch.tensor(criterion.periods, dtype=dtype, device=device)
 
     window = max(criterion.check_every, steps // 4)
     max_steps = max(steps, round(steps * criterion.max_horizon_factor))
@@ -271,6 +289,12 @@ def label_convergence(
                 escaped = ~finite | (z >= criterion.escape_radius)
                 moved = ((x - previous) / half).abs().amax(dim=1)
                 settled = finite & ~converged & (moved <= criterion.settle_tolerance)
+                if period is not None:
+                    settled |= (
+                        finite
+                        & ~converged
+                        & _near_shifted_copy(x - x_star, period, half, criterion.convergence_radius)
+                    )
                 outcomes[active[converged]] = CONVERGED
                 outcomes[active[escaped & ~converged]] = ESCAPED
                 outcomes[active[settled & ~escaped]] = SETTLED_ELSEWHERE
@@ -294,6 +318,26 @@ def label_convergence(
         if bar is not None:
             bar.close()
     return outcomes.cpu().numpy()
+
+
+def _criterion_key(criterion: ConvergenceCriterion) -> dict:
+    """The criterion's fields for the cache key (``periods`` only when set, so that the keys of
+    systems without periodic states are those of before the field existed)."""
+    fields = asdict(criterion)
+    if not any(criterion.periods):
+        del fields["periods"]
+    return fields
+
+
+def _near_shifted_copy(
+    e: torch.Tensor, period: torch.Tensor, half: torch.Tensor, radius: float
+) -> torch.Tensor:
+    """Whether ``x* + e [N, n]`` lies in the box-scaled ``radius`` box around ``x* + k p`` for
+    some integer ``k != 0`` (``p = period``, 0 where a state is not periodic) ``-> [N]`` bool."""
+    periodic = period > 0
+    k = torch.where(periodic, torch.round(e / torch.where(periodic, period, 1)), 0)
+    z = ((e - k * period) / half).abs().amax(dim=1)
+    return (k != 0).any(dim=1) & (z <= radius)
 
 
 def torch_device(device: str | torch.device) -> torch.device:
@@ -415,7 +459,7 @@ def _cache_key(fingerprint, sample, criterion, controller_id) -> str:
             "version": CACHE_VERSION,
             "system": fingerprint,
             "sample": asdict(sample),
-            "criterion": asdict(criterion),
+            "criterion": _criterion_key(criterion),
             "controller": controller_id,
         },
         sort_keys=True,

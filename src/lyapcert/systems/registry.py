@@ -12,6 +12,7 @@ continuous-time systems on the larger verification boxes of the 2025 two-stage s
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,13 +41,35 @@ LYZNET = (
 FOSSIL = "FOSSIL benchmark set (Abate, Ahmed, Edwards, Giacobbe, Peruffo), as named there"
 
 
+LAGRANGE = (
+    "Lagrange's equations with Rayleigh's dissipation function: Goldstein, Poole, Safko, "
+    "Classical Mechanics, 3rd ed. (2002), sections 1.4-1.5"
+)
+_DP_R1 = "(-m2*l1*l2*sin(th1 - th2)*w2**2 - (m1 + m2)*g*l1*sin(th1) - b*(2*w1 - w2))"
+_DP_R2 = "(m2*l1*l2*sin(th1 - th2)*w1**2 - m2*g*l2*sin(th2) - b*(w2 - w1))"
+_DP_DET = "(m1 + m2*sin(th1 - th2)**2)"
+_DOUBLE_PENDULUM = [
+    "w1",
+    "w2",
+    f"(l2*{_DP_R1} - l1*cos(th1 - th2)*{_DP_R2}) / (l1**2*l2*{_DP_DET})",
+    f"((m1 + m2)*l1*{_DP_R2} - m2*l2*cos(th1 - th2)*{_DP_R1}) / (m2*l1*l2**2*{_DP_DET})",
+]
+"""The double pendulum's right-hand side (th1, th2, w1, w2): M(th)^-1 r by Cramer's rule."""
+_DOUBLE_PENDULUM_ENERGY = (
+    "(m1 + m2)*l1**2*w1**2/2 + m2*l2**2*w2**2/2 + m2*l1*l2*w1*w2*cos(th1 - th2)"
+    " + (m1 + m2)*g*l1*(1 - cos(th1)) + m2*g*l2*(1 - cos(th2))"
+)
+
+
 @dataclass(frozen=True)
 class RegistryEntry:
     """A registry system: its definition, kind, simulation hints and (DT variants) Euler step.
 
     ``horizon`` and ``step`` are the default simulation horizon and integration step used for the
     true ROA; ``convergence_radius`` is the default radius (in box-scaled units) of the ball
-    around ``x*`` whose entry counts as convergence.
+    around ``x*`` whose entry counts as convergence; ``periods`` (per state, 0: none) the periods
+    of the dynamics in angle states, so that a trajectory settling at a shifted copy of ``x*``
+    (a pendulum that went over the top) is labelled at once (``ConvergenceCriterion.periods``).
     """
 
     spec: Mapping[str, object]
@@ -54,6 +77,7 @@ class RegistryEntry:
     horizon: float = 50.0
     step: float = 0.02
     convergence_radius: float = 0.01
+    periods: tuple[float, ...] = ()
     discretize_dt: float | None = None
     base: str | None = None
     notes: str = ""
@@ -70,7 +94,9 @@ class RegistryEntry:
         return system_from_spec(self.spec)
 
 
-def _autonomous(name, states, dynamics, domain, *, params=None, description, source, **hints):
+def _autonomous(
+    name, states, dynamics, domain, *, params=None, description, source, candidates=None, **hints
+):
     spec = {
         "name": name,
         "states": states,
@@ -80,6 +106,8 @@ def _autonomous(name, states, dynamics, domain, *, params=None, description, sou
         "description": description,
         "source": source,
     }
+    if candidates:
+        spec["candidates"] = candidates
     return RegistryEntry(spec=spec, category="autonomous", **hints)
 
 
@@ -136,10 +164,38 @@ _DEFINITIONS: list[RegistryEntry] = [
         [[-3.5, 3.5], [-3, 3]],
         params={"b": 0.1},
         description="Damped pendulum. Energy E = x2^2/2 + 1 - cos(x1) has E' = -b x2^2 <= 0: "
-        "decreasing, but not strictly.",
+        "decreasing, but not strictly (the ready candidate 'energy').",
+        candidates={"energy": "x2**2/2 + 1 - cos(x1)"},
         source=SHARED,
         horizon=200.0,
         step=0.05,
+    ),
+    _autonomous(
+        "double_pendulum",
+        ["th1", "th2", "w1", "w2"],
+        _DOUBLE_PENDULUM,
+        [["-pi", "pi"], ["-pi", "pi"], ["-2*pi", "2*pi"], ["-2*pi", "2*pi"]],
+        params={"m1": 1.0, "m2": 1.0, "l1": 1.0, "l2": 1.0, "g": 9.81, "b": 0.5},
+        description="Damped double pendulum: point masses m1, m2 on massless rods l1, l2, angles "
+        "th1, th2 from the downward vertical (hanging at the origin), viscous damping b at both "
+        "joints (the second on the relative rate w2 - w1). From the Lagrangian "
+        "T = (m1+m2) l1^2 w1^2/2 + m2 l2^2 w2^2/2 + m2 l1 l2 w1 w2 cos(th1-th2), "
+        "U = (m1+m2) g l1 (1-cos th1) + m2 g l2 (1-cos th2) and the Rayleigh dissipation "
+        "D = b w1^2/2 + b (w2-w1)^2/2: M(th) [w1', w2'] = r with "
+        "M = [[(m1+m2) l1^2, m2 l1 l2 cos(th1-th2)], [m2 l1 l2 cos(th1-th2), m2 l2^2]], "
+        "r1 = -m2 l1 l2 sin(th1-th2) w2^2 - (m1+m2) g l1 sin th1 - b (2 w1 - w2), "
+        "r2 = m2 l1 l2 sin(th1-th2) w1^2 - m2 g l2 sin th2 - b (w2 - w1), solved by Cramer's rule "
+        "(det M = m2 l1^2 l2^2 (m1 + m2 sin^2(th1-th2)) > 0). The energy E = T + U (the ready "
+        "candidate 'energy') has E' = -b (w1^2 + (w2-w1)^2) <= 0: decreasing, but not strictly.",
+        source=f"{SHARED} (issue 17); {LAGRANGE}",
+        candidates={"energy": _DOUBLE_PENDULUM_ENERGY},
+        horizon=60.0,
+        step=0.02,
+        # box-scaled 0.2: |th| <= 0.63, |w| <= 1.26, where E <= 9.7 < 19.62 = m2 g 2 l2, the
+        # lowest saddle (th1, th2) = (0, pi); E does not increase, so such a state can never
+        # go over the top and converges to x* (LaSalle): the box lies in the ROA
+        convergence_radius=0.2,
+        periods=(2 * math.pi, 2 * math.pi, 0.0, 0.0),
     ),
     _autonomous(
         "vanderpol",
@@ -516,7 +572,9 @@ _DT_VARIANTS = [
     ("cartpole-dt", "cartpole", 0.05),
     ("quadrotor2d-dt", "quadrotor2d", 0.01),
     ("pvtol-dt", "pvtol", 0.05),
+    ("double_pendulum-dt", "double_pendulum", 0.01),
 ]
+_DT_SOURCES = {"double_pendulum-dt": "a step 20 times shorter than the slowest period, 2.6 s"}
 
 _ENTRIES: dict[str, RegistryEntry] = {e.name: e for e in _DEFINITIONS}
 for _name, _base, _dt in _DT_VARIANTS:
@@ -527,9 +585,11 @@ for _name, _base, _dt in _DT_VARIANTS:
         horizon=_b.horizon,
         step=_dt,
         convergence_radius=_b.convergence_radius,
+        periods=_b.periods,
         discretize_dt=_dt,
         base=_base,
-        notes=f"explicit Euler map of {_base} with dt = {_dt} (ICML 2024 setup)",
+        notes=f"explicit Euler map of {_base} with dt = {_dt} "
+        f"({_DT_SOURCES.get(_name, 'ICML 2024 setup')})",
     )
 
 _CACHE: dict[str, System] = {}

@@ -14,6 +14,8 @@ Fields (``*`` = required)::
     time                "continuous" (default) or "discrete"
     dt                  step of a discrete-time system
     description, source text
+    candidates          table name -> expression in the states and params: ready candidates
+                        ``V`` (``lyapcert verify SYSTEM --candidate NAME``), e.g. an energy
     simulation          table with horizon, step, convergence_radius, escape_radius: defaults
                         for the true region of attraction (``lyapcert roa``)
 
@@ -59,6 +61,7 @@ OPTIONAL = (
     "description",
     "source",
     "simulation",
+    "candidates",
 )
 SIMULATION_FIELDS = ("horizon", "step", "convergence_radius", "escape_radius")
 FIELDS = REQUIRED + OPTIONAL
@@ -195,6 +198,8 @@ def system_from_spec(spec: Mapping[str, object]) -> System:
     for key in ("description", "source"):
         if not isinstance(spec.get(key, ""), str):
             raise SystemDefinitionError(f"expected a text, got {spec[key]!r}", key)
+    state_table = {s.name: s for s in state_symbols}
+    _check_candidates(spec.get("candidates", {}), {**state_table, **param_symbols})
 
     # Keep a normalised copy of the definition so that the system can be saved and rebuilt.
     saved = {k: spec[k] for k in FIELDS if k in spec}
@@ -215,6 +220,28 @@ def system_from_spec(spec: Mapping[str, object]) -> System:
         source=spec.get("source", ""),
         symbolic=symbolic,
     )
+
+
+def _check_candidates(value: object, symbols: Mapping[str, sympy.Symbol]) -> None:
+    """Each named candidate parses as an expression in the states and params (no inputs)."""
+    if not isinstance(value, Mapping):
+        raise SystemDefinitionError(
+            f"expected a table name -> expression, got {value!r}", "candidates"
+        )
+    for key, text in value.items():
+        where = f"candidates.{key}"
+        if not isinstance(key, str) or not key.isidentifier():
+            raise SystemDefinitionError(
+                f"expected an identifier as name, got {key!r}", "candidates"
+            )
+        if key in symbols:
+            raise SystemDefinitionError(
+                f"{key!r} is already a state or parameter name; rename the candidate", where
+            )
+        if not isinstance(text, str):
+            raise SystemDefinitionError(f"expected an expression text, got {text!r}", where)
+        expr = parse_expression(text, dict(symbols), where)
+        check_real(expr, where)
 
 
 def _names(value: object, field: str) -> tuple[str, ...]:

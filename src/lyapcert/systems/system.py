@@ -164,6 +164,15 @@ class System:
         return self
 
     @property
+    def candidates(self) -> dict[str, str]:
+        """Ready candidates ``V`` named by the definition's ``candidates`` table (name ->
+        expression in the states and params, e.g. ``energy``); empty for a system without one."""
+        symbolic = self.open_loop.symbolic
+        if symbolic is None:
+            return {}
+        return dict(symbolic.spec.get("candidates", {}) or {})
+
+    @property
     def is_closed_loop(self) -> bool:
         """Whether a controller closes this system's loop (then ``controller`` is it)."""
         return self.controller is not None
@@ -374,6 +383,7 @@ class System:
             "input_bounds": self.input_bounds.to_list() if self.input_bounds else None,
             "params": dict(self.symbolic.params) if self.symbolic else {},
             "equations": self.equation_strings(),
+            "candidates": self.candidates,
             "description": self.description,
             "source": self.source,
         }
