@@ -137,3 +137,43 @@ def test_periods_are_checked_and_leave_other_cache_keys_alone():
             torch.zeros(1, 4, dtype=torch.float64),
             ConvergenceCriterion(periods=(1.0, 0.0)),
         )
+
+
+def test_square_sum_completes_the_square_of_a_semidefinite_form_only():
+    import sympy
+
+    from lyapcert.certificates.candidates import square_sum
+
+    w1, w2, th = sympy.symbols("w1 w2 th", real=True)
+    form = 2 * w1**2 - 2 * w1 * w2 + w2**2
+    squares = square_sum(form, [th, w1, w2])
+    assert sympy.expand(squares - form) == 0
+    assert all(isinstance(t, sympy.Mul) and t.args[-1].is_Pow for t in squares.args)
+    negative = square_sum(-form, [w1, w2])
+    assert sympy.expand(negative + form) == 0 and negative != -form
+    for kept in (w1**2 - w2**2, w1 * w2, w1**2 + w2, w1**2 * sympy.cos(th) + w2**2):
+        assert square_sum(kept, [th, w1, w2]) == kept
+
+
+@pytest.mark.slow
+def test_verify_reports_the_energy_decreasing_but_not_strictly():
+    """Like the single pendulum's: dE/dt = -b (w1^2 + (w2-w1)^2) <= 0 is proven on a level set
+    (the rational normal form of the Lie derivative makes its sign visible to interval bounds),
+    and a point with w = 0 is a counterexample to strict decrease."""
+    import json as _json
+
+    from typer.testing import CliRunner
+
+    from lyapcert.cli import app
+
+    res = CliRunner().invoke(
+        app,
+        [
+            *("verify", "double_pendulum", "--candidate", "energy", "--json"),
+            *("--max-boxes", "2000000", "--time-limit", "3600"),  # the box budget decides
+        ],
+    )
+    assert res.exit_code == 1, res.output  # not verified
+    data = _json.loads(res.output[res.output.index("{") :])
+    assert data["verdict"] == "falsified" and data["condition"] == "nonstrict"
+    assert data["level"] > 9.0 and data["hole"] == "none"
