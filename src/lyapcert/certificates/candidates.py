@@ -156,7 +156,7 @@ class ExpressionCandidate(Candidate):
         return {"family": self.family, "expression": self.text}
 
 
-NORMAL_FORM_MAX_OPS = 600
+NORMAL_FORM_MAX_OPS = 250
 """Lie derivatives larger than this (sympy operations) are not put in rational normal form."""
 
 
