@@ -242,3 +242,21 @@ def test_ray_backend_runs_cells_and_brings_the_certificates_home(tmp_path, local
         assert cert.is_relative_to(tmp_path / "r")
         res = CliRunner().invoke(app, ["verify", str(cert)])
         assert res.exit_code == 0, res.output
+
+
+def test_methods_option_keeps_several_key_values_with_their_method():
+    """``NAME:key=value,key=value`` (as documented) in one comma-separated ``--methods`` list."""
+    from lyapcert.cli import _split_methods
+
+    assert _split_methods(["quadratic,sos:degree=4,taylor_degree=3,neural-roa"]) == [
+        "quadratic",
+        "sos:degree=4,taylor_degree=3",
+        "neural-roa",
+    ]
+    assert _split_methods(["sos:degree=4", "neural-roa:epochs=5,width=8"]) == [
+        "sos:degree=4",
+        "neural-roa:epochs=5,width=8",
+    ]
+    spec = MethodSpec.parse(_split_methods(["sos:degree=4,taylor_degree=3"])[0])
+    assert dict(spec.options) == {"degree": 4, "taylor_degree": 3}
+    assert _split_methods(["degree=4"]) == ["degree=4"]  # no method before it: refused later

@@ -755,6 +755,18 @@ def _split_list(values: list[str] | None) -> list[str]:
     return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
 
 
+def _split_methods(values: list[str] | None) -> list[str]:
+    """``--methods`` items split at commas, where a ``key=value`` part continues the method
+    before it: ``"quadratic,sos:degree=4,taylor_degree=3,neural-roa"`` is three methods."""
+    specs: list[str] = []
+    for part in _split_list(values):
+        if "=" in part and ":" not in part and specs and ":" in specs[-1]:
+            specs[-1] += "," + part
+        else:
+            specs.append(part)
+    return specs
+
+
 @app.command("bench")
 @handles_errors
 def bench_command(
@@ -796,7 +808,7 @@ def bench_command(
 
     names = _split_list(systems) or ["vanderpol", "pendulum"]
     specs = [
-        MethodSpec.parse(m) for m in _split_list(methods) or ["quadratic", "sos", "neural-roa"]
+        MethodSpec.parse(m) for m in _split_methods(methods) or ["quadratic", "sos", "neural-roa"]
     ]
     cells = make_cells(names, specs, _split_list(controllers) or None, seeds)
     try:
