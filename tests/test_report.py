@@ -124,7 +124,8 @@ def test_bench_report_has_the_table_the_error_and_only_embedded_pictures(bench_d
     assert failed == [2]
     assert "failed" in page.row_classes[2]
     assert FAILING in page.rows[2][-1]  # the error beside the failed row
-    assert "100.00 %" in page.rows[0][7]  # cubic_1d: the whole true ROA (-1, 1)
+    # cubic_1d: the whole true ROA (-1, 1), its exact length over the sampled ROA's
+    assert float(page.rows[0][7].rstrip(" %")) > 99.9
     assert_self_contained(page, source)
     assert sum(src.startswith("data:image/gif;base64,") for src in page.images) == 2
     assert sum(src.startswith("data:image/png;base64,") for src in page.images) == 3  # chart, 2

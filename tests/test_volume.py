@@ -169,16 +169,31 @@ def test_certify_without_a_cached_true_roa_does_not_simulate(tmp_path):
 
 
 def test_certify_with_roa_keeps_the_numbers_counted_on_the_true_roa_sample(tmp_path):
+    """A verified ellipsoid inside the box: its exact volume over the true ROA's sampled volume
+    (a small set holds few sample points); any other V: both counted on the sample."""
     s = lyapcert.get_system("cubic_1d")
     res = lyapcert.certify(s, "quadratic", roa=True, out=tmp_path / "c")
     assert len(_roa_files()) == 1
     cert = lyapcert.load(tmp_path / "c")
-    volume, share = region_share(s, cert.candidate, res.result.level)
+    exact = ellipsoid_volume(s, cert.candidate, res.result.level)
+    volume, share = exact, exact / res.true_roa_volume
     assert res.certified_volume == volume and res.roa_fraction == share
-    assert res.volume_method == "true-ROA sample" and res.certified_volume_stderr is None
+    assert res.volume_method == "exact ellipsoid, over the true ROA's sampled volume"
+    assert res.certified_volume_stderr is None
     assert res.true_roa_volume == pytest.approx(2.0, abs=0.01)
+    assert share == pytest.approx(region_share(s, cert.candidate, res.result.level)[1], abs=1e-3)
     saved = json.loads((tmp_path / "c" / "certificate.json").read_text())
-    assert saved["roa_fraction"] == share and saved["volume_method"] == "true-ROA sample"
+    assert saved["roa_fraction"] == share and saved["volume_method"] == res.volume_method
+    from lyapcert.verify import verify_candidate
+
+    quartic = ExpressionCandidate("x**2 + x**4", s)
+    counted = verify_candidate(s, quartic)
+    estimate = lyapcert.metric.true_roa_of(s)
+    lyapcert.metric.measure_region(s, quartic, counted, estimate)
+    assert counted.verified and counted.volume_method == "true-ROA sample"
+    assert (counted.certified_volume, counted.roa_fraction) == region_share(
+        s, quartic, counted.level
+    )
     cached = lyapcert.certify(s, "quadratic")  # roa=None: the cache, nothing simulated again
     assert len(_roa_files()) == 1
     assert (cached.certified_volume, cached.roa_fraction) == (volume, share)
@@ -304,7 +319,9 @@ def test_certify_command_json_without_and_with_roa():
     assert data["roa_fraction"] is None and data["true_roa_volume"] is None
     r = runner.invoke(app, [*args, "--roa"])
     data = json.loads(r.stdout)
-    assert data["volume_method"] == "true-ROA sample"
+    assert data["volume_method"] == "exact ellipsoid, over the true ROA's sampled volume"
+    assert data["certified_volume"] == pytest.approx(2 * half_width, rel=1e-12)
+    assert data["roa_fraction"] == data["certified_volume"] / data["true_roa_volume"]
     assert data["roa_fraction"] == pytest.approx(half_width, abs=0.01)
     assert data["true_roa_volume"] == pytest.approx(2.0, abs=0.01)
 
