@@ -53,6 +53,9 @@ class NeuralOptions(NetworkOptions):
 
 
 class NeuralLyapunovMethod(Method):
+    """``neural-lyapunov``: a positive-definite network trained on the Lyapunov risk, with the
+    falsifier's counterexamples fed back (module docstring); options: ``NeuralOptions``."""
+
     name = "neural-lyapunov"
     Options = NeuralOptions
     checkpoints = True

@@ -282,6 +282,10 @@ VERIFY_VS = ("trained", "linearisation")
 
 
 class NeuralROAMethod(Method):
+    """``neural-roa``: training that enlarges a verified sublevel set with adversarial
+    counterexamples, the controller too in joint synthesis (module docstring); options:
+    ``NeuralROAOptions``."""
+
     name = "neural-roa"
     Options = NeuralROAOptions
     checkpoints = True

@@ -92,6 +92,9 @@ def sampled_volume_score(
 
 
 class QuadraticMethod(Method):
+    """``quadratic``: ``V = (x - x*)' P (x - x*)`` from the Lyapunov equation of the
+    linearisation (module docstring); options: ``QuadraticOptions``."""
+
     name = "quadratic"
     Options = QuadraticOptions
 

@@ -270,6 +270,9 @@ def _largest_feasible(feasible, steps: int):
 
 
 class SOSMethod(Method):
+    """``sos``: a polynomial ``V`` by sum-of-squares programming (module docstring); options:
+    ``SOSOptions``."""
+
     name = "sos"
     Options = SOSOptions
 

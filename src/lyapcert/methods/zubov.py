@@ -95,6 +95,9 @@ def zubov_targets(
 
 
 class NeuralZubovMethod(Method):
+    """``neural-zubov``: a network trained on Zubov's equation with simulation data (module
+    docstring); options: ``ZubovOptions``."""
+
     name = "neural-zubov"
     Options = ZubovOptions
     checkpoints = True
