@@ -1,5 +1,6 @@
 """lyapcert: learn, formally certify and compare Lyapunov functions and regions of attraction."""
 
+from lyapcert.api import as_system
 from lyapcert.certificates.store import Certificate, load
 from lyapcert.certify import CertifyResult, certify
 from lyapcert.errors import LyapcertError
@@ -14,6 +15,7 @@ __all__ = [
     "LyapcertError",
     "System",
     "__version__",
+    "as_system",
     "certify",
     "get_system",
     "load",

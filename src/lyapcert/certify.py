@@ -17,18 +17,33 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lyapcert.api import as_system
 from lyapcert.errors import MethodError
 from lyapcert.methods import get_method
 from lyapcert.methods.options import build_options
 from lyapcert.methods.training import check_weights
 from lyapcert.metric import available_true_roa, measure_region
 from lyapcert.systems.system import System
-from lyapcert.verify import Result, VerifyOptions, verify_candidate
+from lyapcert.verify import Condition, Result, Verdict, VerifyOptions, verify_candidate
 
 
 @dataclass
 class CertifyResult:
-    """The verifier's ``Result`` plus what the comparison needs (times, volumes, where saved)."""
+    """What ``certify`` returns: the verifier's ``Result`` plus what a comparison needs.
+
+    The verifier's answer is ``result`` (a ``lyapcert.verify.Result``); ``verdict``, ``level``,
+    ``hole`` and ``condition`` read it. ``method`` and ``options`` (a dict) say how the candidate
+    was fitted, ``train_seconds`` and ``verify_seconds`` how long each part took.
+    ``certified_volume`` is the volume of the certified set ``{x in box : V(x) <= level}``,
+    counted as ``volume_method`` says (``"true-ROA sample"``, ``"exact ellipsoid"`` or ``"sample
+    of N points"``, standard error ``certified_volume_stderr``), ``None`` unless VERIFIED;
+    ``roa_fraction`` is its share of the true ROA, whose volume is ``true_roa_volume`` (both
+    ``None`` without a true ROA). ``certificate_dir``: where the certificate was saved
+    (``out=``; ``None`` when not saved). ``info``: the method's details (its ``history`` for
+    example). ``checkpoint``: the trained state kept when the result is not verified (``None``
+    otherwise): ``certify`` again with ``resume=True`` (a larger time limit, say) verifies it
+    without training again.
+    """
 
     result: Result
     method: str
@@ -42,15 +57,40 @@ class CertifyResult:
     certified_volume_stderr: float | None = None
     certificate_dir: str | None = None
     info: dict = dataclasses.field(default_factory=dict)
-    # the trained state, kept when the result is not verified (``None`` otherwise): certify again
-    # with ``resume=True`` (a larger time limit, say) to verify it without training it again
     checkpoint: str | None = None
 
     @property
     def verified(self) -> bool:
+        """``True`` only for a VERIFIED result of asymptotic stability with no hole
+        (``Result.verified``)."""
         return self.result.verified
 
+    @property
+    def verdict(self) -> Verdict:
+        """``Verdict.VERIFIED``, ``FALSIFIED`` or ``UNKNOWN`` (``result.verdict``)."""
+        return self.result.verdict
+
+    @property
+    def level(self) -> float | None:
+        """The certified level ``c`` of ``{x in box : V(x) <= c}`` (``result.level``; when not
+        VERIFIED, the level that was checked, or ``None``)."""
+        return self.result.level
+
+    @property
+    def hole(self) -> str | None:
+        """``None`` when the neighbourhood of ``x*`` is covered by the local certificate (no
+        hole), else why it is not (``result.hole``)."""
+        return self.result.hole
+
+    @property
+    def condition(self) -> Condition:
+        """What was proven on the certified set: asymptotic stability, non-strict decrease only,
+        or nothing (``result.condition``)."""
+        return self.result.condition
+
     def to_dict(self) -> dict:
+        """The result as JSON-ready data: ``Result.to_dict()`` with the fields above (the
+        method's details under ``method_info``)."""
         d = self.result.to_dict()
         d.update(
             method=self.method,
@@ -70,7 +110,7 @@ class CertifyResult:
 
 
 def certify(
-    system: System | str,
+    system: System | str | Path,
     method: str = "quadratic",
     options=None,
     verify_options: VerifyOptions | None = None,
@@ -108,10 +148,7 @@ def certify(
     from lyapcert.control.closed_loop import close_for_method
     from lyapcert.methods.checkpoint import training_checkpoint
 
-    if isinstance(system, (str, Path)):
-        from lyapcert.systems import resolve_system
-
-        system = resolve_system(str(system))
+    system = as_system(system)
     m = get_method(method)
     if options is None or isinstance(options, dict):
         options = build_options(m.Options, {**(options or {}), **option_values}, where=method)

@@ -41,6 +41,11 @@ class UnknownSystemError(LyapcertError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class SystemTypeError(LyapcertError, TypeError):
+    """Something that is not a system was passed where one is expected (``lyapcert.as_system``
+    takes a ``System``, a registry name or the path of a TOML system file)."""
+
+
 class ShapeError(LyapcertError, ValueError):
     """A tensor passed to a system or simulator has the wrong shape."""
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from lyapcert.api import SystemLike, as_system
 from lyapcert.certificates.candidates import Candidate, ExpressionCandidate, NetworkCandidate
 from lyapcert.errors import ModelFileError, VerificationError
 from lyapcert.models.imported import MODEL_SUFFIXES, ONNX_SUFFIXES, read_model
@@ -69,7 +70,7 @@ def is_model_file(source: str | Path) -> bool:
         return False
 
 
-def load_candidate(source, system: System) -> Candidate:
+def load_candidate(source, system: SystemLike) -> Candidate:
     """The candidate ``V`` of ``system`` given as
 
     * the name of one of the system's ready candidates (``system.candidates``, e.g. ``"energy"``)
@@ -83,6 +84,7 @@ def load_candidate(source, system: System) -> Candidate:
     * a ``Candidate``: itself.
 
     A string is a file when it names an existing file or ends in one of those suffixes."""
+    system = as_system(system)
     if isinstance(source, Candidate):
         return source
     if isinstance(source, torch.nn.Module):

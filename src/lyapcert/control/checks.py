@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import torch
 
+from lyapcert.api import SystemLike, as_system
 from lyapcert.errors import ControllerError
-from lyapcert.systems.system import System
 
 U_STAR_TOLERANCE = 1e-9
 """Largest accepted ``max |k(x*) - u*|``, relative to ``max(1, |u*|)``."""
 
 
 def check_controller(
-    controller, system: System, source: str = "controller", at_equilibrium: bool = True
+    controller, system: SystemLike, source: str = "controller", at_equilibrium: bool = True
 ) -> None:
     """Raise ``ControllerError`` unless ``controller`` maps ``[b, n]`` float64 states to ``[b, m]``
     finite inputs and (``at_equilibrium``) gives ``u*`` at ``x*`` within ``U_STAR_TOLERANCE``
     (an early, clear error; the verifier proves the closed loop's equilibrium exactly anyway)."""
+    system = as_system(system)
     n, m = system.n_states, system.n_inputs
     if m == 0:
         raise ControllerError(f"{source}: {system.name} has no inputs to control")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from lyapcert.api import SystemLike, as_system
 from lyapcert.errors import ControllerError, OptionsError
 from lyapcert.systems.system import System
 
@@ -85,7 +86,7 @@ class ClosedLoop(System):
         return f"{self.open_loop} closed by {type(self.controller).__name__}"
 
 
-def close_loop(system: System, controller, *, check_u_star: bool = False, **neural) -> System:
+def close_loop(system: SystemLike, controller, *, check_u_star: bool = False, **neural) -> System:
     """``system`` closed by ``controller`` (anything ``resolve_controller`` takes); ``system``
     itself when ``controller`` is ``None``. ``neural``: ``width``, ``depth``, ``seed`` of the
     controller made for ``"neural"``.
@@ -94,6 +95,7 @@ def close_loop(system: System, controller, *, check_u_star: bool = False, **neur
     ``k(x*) = u*`` (so that ``x*`` stays an equilibrium) is left to the verifier, which proves the
     closed loop's equilibrium exactly (``check_u_star=True`` asks for the early tolerance check of
     ``check_controller`` too, as ``certify`` does). Names and files are always checked fully."""
+    system = as_system(system)
     if controller is None:
         return system
     if system.n_inputs == 0 and not isinstance(system, ClosedLoop):

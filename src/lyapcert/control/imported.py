@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from lyapcert.api import SystemLike, as_system
 from lyapcert.control.checks import check_controller
 from lyapcert.control.saturation import register_bounds
 from lyapcert.errors import ControllerError
@@ -55,9 +56,10 @@ class Saturated(torch.nn.Module):
         return torch.clamp(self.inner(x), self.lower, self.upper)
 
 
-def load_controller(path: str | Path, system: System) -> torch.nn.Module:
+def load_controller(path: str | Path, system: SystemLike) -> torch.nn.Module:
     """The controller in ``path`` (``.onnx``, or TorchScript ``.pt``/``.pth``/``.ts``), clamped to
     the system's input bounds and checked (shape, ``u*`` at ``x*``)."""
+    system = as_system(system)
     module = read_model(path, system, what="controller", error=ControllerError)
     source_file, source_bytes = module.source_file, module.source_bytes
     if system.input_bounds is not None:

@@ -6,9 +6,9 @@ import numpy as np
 import scipy.linalg
 import torch
 
+from lyapcert.api import SystemLike, as_system
 from lyapcert.control.saturation import register_bounds
 from lyapcert.errors import MethodError
-from lyapcert.systems.system import System
 
 
 class LinearController(torch.nn.Module):
@@ -43,10 +43,11 @@ class LinearController(torch.nn.Module):
         return out
 
 
-def lqr(system: System, Q=None, R=None) -> LinearController:
+def lqr(system: SystemLike, Q=None, R=None) -> LinearController:
     """The LQR controller of the linearisation at ``(x*, u*)`` (``Q = I``, ``R = I`` by default):
     continuous time ``K = R^-1 B' P`` with ``A'P + PA - PBR^-1B'P + Q = 0``; discrete time
     ``K = (R + B'PB)^-1 B'PA``. Saturated to the system's input bounds."""
+    system = as_system(system)
     if system.n_inputs == 0:
         raise MethodError(f"lqr: {system.name} has no inputs")
     A, B = system.linearize()

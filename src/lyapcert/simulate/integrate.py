@@ -13,14 +13,16 @@ from typing import Literal
 
 import torch
 
+from lyapcert.api import SystemLike, as_system
 from lyapcert.errors import ShapeError, SimulationError
 from lyapcert.systems.system import System
 
 Method = Literal["rk4", "euler"]
 
 
-def vector_field(system: System) -> Callable[[torch.Tensor], torch.Tensor]:
+def vector_field(system: SystemLike) -> Callable[[torch.Tensor], torch.Tensor]:
     """``x [batch, n] -> f(x, u*) [batch, n]`` (a closed loop: ``f(x, k(x))``; DT: the map)."""
+    system = as_system(system)
 
     def field(x: torch.Tensor) -> torch.Tensor:
         u = system.equilibrium_input_tensor(x.dtype, x.device).expand(x.shape[0], -1)
@@ -30,9 +32,10 @@ def vector_field(system: System) -> Callable[[torch.Tensor], torch.Tensor]:
 
 
 def make_stepper(
-    system: System, step: float, method: Method = "rk4"
+    system: SystemLike, step: float, method: Method = "rk4"
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """One step ``x -> x(t + step)``: RK4 or Euler for CT, one application of the map for DT."""
+    system = as_system(system)
     field = vector_field(system)
     if system.is_discrete:
         return field
@@ -76,7 +79,7 @@ class Trajectory:
 
 
 def simulate(
-    system: System,
+    system: SystemLike,
     x0: torch.Tensor,
     horizon: float,
     step: float | None = None,
@@ -88,6 +91,7 @@ def simulate(
     CT: ``step`` is the RK4 (or Euler) step. DT: the map is iterated ``ceil(horizon / dt)`` times
     and ``step`` is ignored. Every ``record_every``-th state is kept (the last one always).
     """
+    system = as_system(system)
     if not isinstance(x0, torch.Tensor) or x0.ndim != 2 or x0.shape[1] != system.n_states:
         got = list(x0.shape) if isinstance(x0, torch.Tensor) else type(x0).__name__
         raise ShapeError(f"x0: expected shape [batch, {system.n_states}], got {got}")

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lyapcert.api import SystemLike, as_system
 from lyapcert.errors import SimulationError
 from lyapcert.fileio import atomic_target
 from lyapcert.simulate.integrate import make_stepper, n_steps
@@ -137,8 +138,9 @@ class Sample:
         return f"Sobol, {self.resolution} points, seed {self.seed}"
 
 
-def default_sample(system: System, resolution: int | None = None, seed: int = 0) -> Sample:
+def default_sample(system: SystemLike, resolution: int | None = None, seed: int = 0) -> Sample:
     """A grid in up to 3 dimensions, a Sobol sample above."""
+    system = as_system(system)
     n = system.n_states
     if n <= 3:
         res = resolution if resolution is not None else DEFAULT_GRID[n]
@@ -156,8 +158,9 @@ def default_sample(system: System, resolution: int | None = None, seed: int = 0)
     return Sample(kind=kind, resolution=res, seed=seed)
 
 
-def sample_points(system: System, sample: Sample) -> np.ndarray:
+def sample_points(system: SystemLike, sample: Sample) -> np.ndarray:
     """The points of ``sample`` in the domain of ``system``, ``[N, n]`` float64."""
+    system = as_system(system)
     lo = np.asarray(system.domain.lower)
     hi = np.asarray(system.domain.upper)
     n = system.n_states
@@ -239,7 +242,7 @@ class RoaEstimate:
 
 
 def label_convergence(
-    system: System,
+    system: SystemLike,
     points: torch.Tensor,
     criterion: ConvergenceCriterion,
     progress: bool = False,
@@ -250,6 +253,7 @@ def label_convergence(
     Decided points are dropped from the batch at every check, so the cost falls as the sample
     settles. Runs on the device and in the dtype of ``points``.
     """
+    system = as_system(system)
     dtype, device = points.dtype, points.device
     steps, h = n_steps(system, criterion.horizon, criterion.step)
     stepper = make_stepper(system, h)
@@ -357,7 +361,7 @@ def torch_device(device: str | torch.device) -> torch.device:
 
 
 def true_roa(
-    system: System,
+    system: SystemLike,
     resolution: int | None = None,
     criterion: ConvergenceCriterion | None = None,
     *,
@@ -376,6 +380,7 @@ def true_roa(
     the criterion and, for a closed loop, the controller's content id, and reused. A closed loop
     whose controller is a plain function (no content id) is never cached.
     """
+    system = as_system(system)
     criterion = criterion or ConvergenceCriterion.for_system(system)
     sample = default_sample(system, resolution, seed)
     fingerprint, controller_id = _identity(system)
@@ -416,7 +421,7 @@ def true_roa(
 
 
 def cached_true_roa(
-    system: System,
+    system: SystemLike,
     resolution: int | None = None,
     criterion: ConvergenceCriterion | None = None,
     *,
@@ -425,6 +430,7 @@ def cached_true_roa(
 ) -> RoaEstimate | None:
     """The estimate ``true_roa`` would return from its cache for these arguments, or ``None``
     when it is not cached (or the file is damaged): never simulates."""
+    system = as_system(system)
     criterion = criterion or ConvergenceCriterion.for_system(system)
     sample = default_sample(system, resolution, seed)
     fingerprint, controller_id = _identity(system)
@@ -510,12 +516,13 @@ def _load(path, system, fingerprint, sample, criterion, controller_id) -> RoaEst
 
 
 def slice_grid(
-    system: System, pair: Sequence[int], resolution: int = 120
+    system: SystemLike, pair: Sequence[int], resolution: int = 120
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A ``resolution x resolution`` grid on the plane of states ``pair`` through ``x*``.
 
     Returns ``(points [r*r, n], axis_i [r], axis_j [r])``; the other states sit at ``x*``.
     """
+    system = as_system(system)
     i, j = pair
     lo, hi = system.domain.lower, system.domain.upper
     ai = lo[i] + (np.arange(resolution) + 0.5) * (hi[i] - lo[i]) / resolution
@@ -587,7 +594,7 @@ class RoaSlice:
 
 
 def roa_slices(
-    system: System,
+    system: SystemLike,
     criterion: ConvergenceCriterion | None = None,
     pairs: Sequence[tuple[int, int]] | None = None,
     resolution: int = 120,
@@ -596,6 +603,7 @@ def roa_slices(
     progress: bool = False,
 ) -> list[RoaSlice]:
     """The true ROA on 2-D slices through ``x*`` (for plots of systems with 3 or more states)."""
+    system = as_system(system)
     criterion = criterion or ConvergenceCriterion.for_system(system)
     pairs = list(pairs) if pairs is not None else slice_pairs(system.n_states)
     out = []
@@ -615,18 +623,20 @@ def roa_slices(
     return out
 
 
-def is_locally_exponentially_stable(system: System) -> bool:
+def is_locally_exponentially_stable(system: SystemLike) -> bool:
     """Whether the linearisation at ``x*`` (with ``u = u*``) is Hurwitz (CT) or Schur (DT)."""
+    system = as_system(system)
     eig = system.eigenvalues()
     if system.is_discrete:
         return bool(np.all(np.abs(eig) < 1))
     return bool(np.all(eig.real < 0))
 
 
-def system_report(system: System) -> dict[str, object]:
+def system_report(system: SystemLike) -> dict[str, object]:
     """``system.summary()`` plus its linearisation at ``x*`` (``lyapcert show``): ``A``, ``B``
     (``System.linearize()``), ``eigenvalues`` of ``A`` as ``[real, imag]`` pairs,
     ``locally_exponentially_stable`` and ``residual`` (``System.residual()``)."""
+    system = as_system(system)
     a, b = system.linearize()
     eig = np.linalg.eigvals(a)
     info = system.summary()

@@ -18,11 +18,13 @@ import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import scipy.linalg
 import torch
 
+from lyapcert.api import SystemLike, as_system
 from lyapcert.bounds.affine import Affine
 from lyapcert.bounds.crown import LINEAR_FAILURES, crown_bounds
 from lyapcert.bounds.dual import Dual, lift_like
@@ -37,6 +39,7 @@ from lyapcert.bounds.graph import capture
 from lyapcert.bounds.interval import Interval
 from lyapcert.bounds.psd import proven_multiple
 from lyapcert.certificates.candidates import Candidate
+from lyapcert.certificates.imported import load_candidate
 from lyapcert.errors import EquilibriumError, VerificationError
 from lyapcert.systems.system import System
 from lyapcert.verify.equilibrium import EquilibriumFailure, EquilibriumProof, prove_equilibrium
@@ -852,8 +855,8 @@ def _tighten_second_order(q, boxes: Interval, bounds: Bounds, undecided: torch.T
 
 
 def verify_candidate(
-    system: System,
-    candidate: Candidate,
+    system: SystemLike,
+    candidate: Candidate | str | Path | torch.nn.Module,
     level: float | None = None,
     options: VerifyOptions | None = None,
     mapper=None,
@@ -870,8 +873,15 @@ def verify_candidate(
     (``mapper(fn, items)`` like the builtin ``map``, which is the default; see
     ``lyapcert.verify.distributed`` for Ray).
 
+    ``system``: a ``System``, a registry name or a system file (``lyapcert.as_system``);
+    ``candidate``: a ``Candidate`` or anything ``certificates.load_candidate`` takes (a ready
+    candidate's name, an expression, an ONNX or TorchScript file, a module).
+
     Never raises on numerical trouble: NaN or an exception inside the engine gives UNKNOWN.
     """
+    system = as_system(system)
+    if not isinstance(candidate, Candidate):
+        candidate = load_candidate(candidate, system)
     options = options or VerifyOptions()
     started = time.perf_counter()
     if level is not None and not (
