@@ -60,6 +60,7 @@ def system_to_dict(system: System) -> dict:
 
 
 def system_from_dict(data: dict) -> System:
+    """The system of a certificate's ``system`` entry (the inverse of ``system_to_dict``)."""
     if not isinstance(data, dict) or len(data) != 1 or not ({"registry", "spec"} & set(data)):
         raise CertificateFileError(
             f"system: expected {{'registry': NAME}} or {{'spec': {{...}}}}, got {data!r}"
@@ -70,6 +71,7 @@ def system_from_dict(data: dict) -> System:
 
 
 def candidate_from_dict(data: dict, system: System, directory: Path | None = None) -> Candidate:
+    """The candidate of a certificate's ``candidate`` entry (files read from ``directory``)."""
     family = data.get("family") if isinstance(data, dict) else None
     if family == "expression":
         return ExpressionCandidate(data["expression"], system)
@@ -188,6 +190,7 @@ def save(
 
 
 def read(directory: str | Path) -> dict:
+    """The parsed ``certificate.json`` of ``directory`` (format and version checked)."""
     path = Path(directory) / FILENAME
     if not path.exists():
         raise CertificateFileError(
@@ -231,6 +234,13 @@ class Certificate:
 
 
 def load(directory: str | Path) -> Certificate:
+    """The certificate saved in ``directory`` (by ``certify(..., out=DIR)`` or ``lyapcert certify
+    / verify --out DIR``) as a ``Certificate``: its system (the closed loop when a controller was
+    saved), candidate ``V``, level, verdict and condition as recorded, the whole
+    ``certificate.json`` as ``record``, and the stored proof's arrays (``proof``).
+
+    Loading re-checks nothing but the files' hashes (``CertificateFileError`` for a missing,
+    malformed or tampered folder); ``lyapcert.verify.recheck(DIR)`` re-checks the proof."""
     data = read(directory)
     system = system_from_dict(data["system"])
     candidate = candidate_from_dict(data["candidate"], system, Path(directory))
