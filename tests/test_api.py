@@ -6,6 +6,7 @@ so every public function that takes a system takes a ``System``, a registry name
 from __future__ import annotations
 
 import dataclasses
+import math
 import importlib
 import inspect
 from pathlib import Path
@@ -250,3 +251,14 @@ def test_pending_names_exist():
         obj = lyapcert
         for part in qualified.split(".")[1:]:
             obj = getattr(obj, part)  # AttributeError for a name that is gone
+
+
+def test_metric_functions_take_a_registry_name():
+    from lyapcert.certificates.candidates import QuadraticCandidate
+    from lyapcert.metric import box_sample, certified_volume, ellipsoid_volume
+
+    s = lyapcert.get_system("vanderpol")
+    cand = QuadraticCandidate([[1.0, 0.0], [0.0, 1.0]], s)
+    assert ellipsoid_volume("vanderpol", cand, 1.0) == ellipsoid_volume(s, cand, 1.0)
+    assert box_sample("vanderpol", 8).shape == (8, 2)
+    assert certified_volume("vanderpol", cand, 1.0).volume == pytest.approx(math.pi, rel=1e-12)

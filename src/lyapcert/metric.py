@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from lyapcert.api import as_system
 from lyapcert.errors import VerificationError
 from lyapcert.simulate.roa import RoaEstimate, cached_true_roa, true_roa
 from lyapcert.systems.system import System
@@ -116,6 +117,7 @@ def ellipsoid_volume(system: System, candidate, level: float) -> float | None:
     extent along axis ``i`` is ``x0_i +- sqrt(c (P^-1)_ii)``, ``c = level - k``):
     ``unit_ball(n) c^(n/2) / sqrt(det P)``. ``None`` when that does not apply (another family,
     ``P`` not positive definite, the ellipsoid reaches past the box)."""
+    system = as_system(system)
     form = quadratic_form(candidate)
     if form is None:
         return None
@@ -147,6 +149,7 @@ def ellipsoid_volume(system: System, candidate, level: float) -> float | None:
 
 def box_sample(system: System, samples: int, seed: int = 0) -> np.ndarray:
     """``samples`` points of a seeded scrambled Sobol sequence in the box, ``[samples, n]``."""
+    system = as_system(system)
     lo = np.asarray(system.domain.lower, dtype=np.float64)
     hi = np.asarray(system.domain.upper, dtype=np.float64)
     engine = torch.quasirandom.SobolEngine(system.n_states, scramble=True, seed=seed)
@@ -185,6 +188,7 @@ def certified_volume(
     figure (for a scrambled Sobol sample, whose error is usually smaller, it is conservative).
     A volume, not a proof: the verifier decides the region; this only measures it.
     """
+    system = as_system(system)
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
         raise VerificationError(f"samples: expected an integer >= 1, got {samples!r}")
     if level is None or not math.isfinite(level):
@@ -200,6 +204,7 @@ def certified_volume(
 def true_roa_of(system: System, progress: bool = False) -> RoaEstimate:
     """The cached true ROA of ``system`` (a closed loop's is cached under its controller's
     content id); simulated now, and cached, when it is not cached yet."""
+    system = as_system(system)
     return true_roa(system, cache=True, progress=progress)
 
 
@@ -208,6 +213,7 @@ def available_true_roa(
 ) -> RoaEstimate | None:
     """The true-ROA sample to measure against: ``roa=None`` -> the cached one if any (never
     simulates); ``True`` -> cached or simulated now (and cached); ``False`` -> ``None``."""
+    system = as_system(system)
     if roa is False:
         return None
     found = cached_true_roa(system)
@@ -232,6 +238,7 @@ def region_share(
 ) -> tuple[float, float]:
     """``(volume, share of the true ROA)`` of ``{x in box : V(x) <= level}``, both counted on the
     true-ROA sample (``estimate``, or the cached one, simulated if needed)."""
+    system = as_system(system)
     est = estimate if estimate is not None else true_roa_of(system, progress)
     inside = sublevel_mask(est, candidate, level)
     return float(inside.mean() * est.box_volume), est.fraction_of_roa(inside)
@@ -244,6 +251,7 @@ def simulation_check(
     "not_converged": N, "example": [...] | None}`` for the ``M`` sample points of ``{V <= level}``,
     ``N`` of which did not converge to ``x*`` in simulation. ``N > 0`` contradicts the certificate
     (or the simulation's horizon): it is reported, never hidden; it does not change the verdict."""
+    system = as_system(system)
     est = estimate if estimate is not None else true_roa_of(system, False)
     inside = sublevel_mask(est, candidate, level)
     bad = inside & ~est.inside
@@ -273,6 +281,7 @@ def attach_measurements(
     """``measure_region`` with the true-ROA sample ``available_true_roa(system, roa)`` (``True``
     simulates if needed, ``None`` only uses the cache, ``False`` none); returns that sample (or
     ``None``)."""
+    system = as_system(system)
     estimate = available_true_roa(system, roa, progress)
     measure_region(system, candidate, result, estimate, samples=samples)
     return estimate
@@ -293,6 +302,7 @@ def measure_region(
     is divided by the true ROA's volume (``EXACT_OVER_TRUE_ROA``); a VERIFIED result gets the
     simulation cross-check (its warning joins the message). Without one (``None``), the volume is ``certified_volume`` (exact
     ellipsoid or a sample of the box) and ``roa_fraction`` stays ``None``."""
+    system = as_system(system)
     if estimate is None:
         measured = certified_volume(system, candidate, result.level, samples=samples)
         result.certified_volume = measured.volume
