@@ -6,9 +6,9 @@ so every public function that takes a system takes a ``System``, a registry name
 from __future__ import annotations
 
 import dataclasses
-import math
 import importlib
 import inspect
+import math
 from pathlib import Path
 
 import pytest
