@@ -320,7 +320,8 @@ def test_system_matches_benchmarks_md(name):
     got = s.f(torch.as_tensor(x), torch.as_tensor(u)).numpy()
     np.testing.assert_allclose(got, f(x, u), rtol=1e-12, atol=1e-12)
     assert s.residual() < 1e-12
-    assert s.description and "benchmarks.md" in s.source
+    assert s.description and "lyapcert benchmark registry" in s.source
+    assert "shared/" not in s.source + s.description  # nothing outside the package
 
 
 @pytest.mark.parametrize("name", sorted(DT_VARIANTS))

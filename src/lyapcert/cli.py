@@ -108,7 +108,7 @@ def systems_command(
     if as_json:
         _emit_json({"systems": rows})
         return
-    table = Table(title="lyapcert benchmark registry (shared/benchmarks.md)")
+    table = Table(title="lyapcert benchmark registry (sources: lyapcert show NAME)")
     for col in ("name", "kind", "time", "states", "inputs", "box", "input bounds"):
         table.add_column(col, overflow="fold", no_wrap=col in ("name", "kind", "time"))
     for r in rows:

@@ -21,7 +21,8 @@ from lyapcert.errors import UnknownSystemError
 from lyapcert.systems.spec import load_system_file, system_from_spec
 from lyapcert.systems.system import System
 
-SHARED = "shared/benchmarks.md"
+SHARED = "lyapcert benchmark registry"
+"""The registry's own definitions (the comparison of BENCHMARKS.md); papers are named beside."""
 ICML2024 = (
     "Yang, Dai, Schmidt, Zhang, Dai (ICML 2024), Lyapunov-stable neural control for state and "
     "output feedback; code Verified-Intelligence/Lyapunov_Stable_NN_Controllers"
@@ -187,7 +188,7 @@ _DEFINITIONS: list[RegistryEntry] = [
         "r2 = m2 l1 l2 sin(th1-th2) w1^2 - m2 g l2 sin th2 - b (w2 - w1), solved by Cramer's rule "
         "(det M = m2 l1^2 l2^2 (m1 + m2 sin^2(th1-th2)) > 0). The energy E = T + U (the ready "
         "candidate 'energy') has E' = -b (w1^2 + (w2-w1)^2) <= 0: decreasing, but not strictly.",
-        source=f"{SHARED} (issue 17); {LAGRANGE}",
+        source=f"{SHARED}; {LAGRANGE}",
         candidates={"energy": _DOUBLE_PENDULUM_ENERGY},
         horizon=60.0,
         step=0.02,
@@ -316,7 +317,7 @@ _DEFINITIONS: list[RegistryEntry] = [
         description="Scale test: five softening Duffing oscillators in a chain, "
         "q_i' = -p_i + a p_i^3 - c q_i + k (p_{i-1} - 2 p_i + p_{i+1}) with p_0 = p_6 = 0 "
         "(a = 0.01, c = 0.5, k = 0.1); state order p1, q1, ..., p5, q5. The coupling is ours: "
-        "shared/benchmarks.md leaves it to the code.",
+        "the registry's specification leaves it to the code.",
         source=SHARED,
         horizon=60.0,
         step=0.02,
@@ -490,7 +491,7 @@ _DEFINITIONS: list[RegistryEntry] = [
         params={"m": 11.2, "g": 0.28, "J": 0.0462, "r": 0.156, "d": 0.1},
         equilibrium_input=[0, "m*g"],
         description="Planar ducted fan; u* = (0, m g). Box chosen here: +-2 in positions and "
-        "velocities, +-pi/4 in angle (shared/benchmarks.md says 'state it').",
+        "velocities, +-pi/4 in angle (the registry's specification leaves the box open).",
         source=f"{SHARED}; {TWO_STAGE}",
         horizon=40.0,
         step=0.01,
