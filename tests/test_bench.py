@@ -260,3 +260,13 @@ def test_methods_option_keeps_several_key_values_with_their_method():
     spec = MethodSpec.parse(_split_methods(["sos:degree=4,taylor_degree=3"])[0])
     assert dict(spec.options) == {"degree": 4, "taylor_degree": 3}
     assert _split_methods(["degree=4"]) == ["degree=4"]  # no method before it: refused later
+
+
+def test_table_numbers_too_small_for_two_decimals_keep_three_significant_digits():
+    from lyapcert.bench.aggregate import _pm
+
+    assert _pm(0.050328, None) == "0.05"
+    assert _pm(0.0012949, None) == "0.00129"
+    assert _pm(1234.5678, 12.345) == "1,234.57 ± 12.35"
+    assert _pm(0.0, None) == "0.00"
+    assert _pm(0.0012, 0.0004) == "0.0012 ± 0.0004"

@@ -114,12 +114,19 @@ def _fmt(value, digits: int = 2) -> str:
     return str(value)
 
 
+def _number(value: float, digits: int = 2) -> str:
+    """``digits`` decimals, or 3 significant digits for a nonzero value they would show as 0."""
+    if value and abs(value) < 0.5 * 10.0**-digits:
+        return f"{value:.3g}"
+    return f"{value:,.{digits}f}"
+
+
 def _pm(mean, std, digits: int = 2) -> str:
     if mean is None:
         return "-"
     if std:
-        return f"{mean:,.{digits}f} ± {std:,.{digits}f}"
-    return f"{mean:,.{digits}f}"
+        return f"{_number(mean, digits)} ± {_number(std, digits)}"
+    return _number(mean, digits)
 
 
 def _certificates(dirs: list[str], root: Path | None) -> str:
