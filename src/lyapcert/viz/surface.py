@@ -195,7 +195,8 @@ def animate_surface(
 
     ``frames`` frames at ``fps``; the camera at ``elevation`` degrees turns ``turns`` full turns
     over the clip. ``seconds``: simulated time (default: until ``V`` has fallen to
-    ``1e-3 level``). ``resolution``: grid points per axis of the surface. ``pendulum``: draw the
+    ``level / 20``). ``resolution``: rays from ``x*`` of the surface (``resolution // 2 + 1``
+    points on each). ``pendulum``: draw the
     pendulum beside it (default: for pendulum-like systems). Nothing is written on error.
     """
     path = check_output(path, ANIMATION_SUFFIXES, "path")
