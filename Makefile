@@ -5,6 +5,9 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 TORCH  ?= torch==2.13.0
+# e.g. TORCH_INDEX=https://download.pytorch.org/whl/cpu: PyTorch's CPU wheels (on a machine whose
+# package index would otherwise give a CUDA build); empty: the configured index
+TORCH_INDEX ?=
 PYTEST_WORKERS ?= 2
 
 .PHONY: setup demo test test-fast lint bench clean browser
@@ -12,11 +15,14 @@ PYTEST_WORKERS ?= 2
 setup: $(STAMP)
 
 # The CPU build of PyTorch is installed first (a plain `pip install torch` pulls a multi-GB CUDA
-# build); pyproject's range `torch>=2.4,<3` is then already satisfied.
+# build); pyproject's range `torch>=2.4,<3` is then already satisfied. A torch the environment
+# already has (a venv made with --system-site-packages, or installed by hand) is kept.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	if $(BIN)/python -c "import torch" 2>/dev/null; then \
+	  echo "keeping the installed torch $$($(BIN)/python -c 'import torch; print(torch.__version__)')"; \
+	else $(BIN)/python -m pip install --quiet $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH)"; fi
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 

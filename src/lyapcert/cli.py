@@ -1082,6 +1082,11 @@ def report_command(
 
 
 def main() -> None:  # pragma: no cover - entry point
+    from lyapcert.environment import torch_build_warning
+
+    warning = torch_build_warning()
+    if warning:
+        err.print(f"[yellow]{warning}[/]")
     app()
 
 
