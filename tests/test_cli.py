@@ -136,3 +136,18 @@ def test_verify_linear_switch_reaches_the_verifier(runner):
     assert on["provenance"]["settings"]["linear"] is True
     assert off["provenance"]["settings"]["linear"] is False
     assert on["verdict"] == off["verdict"] == "verified"
+
+
+@pytest.mark.parametrize("columns", [80, 100, 160])
+def test_systems_table_headers_stay_whole_at_any_width(runner, columns):
+    result = runner.invoke(app, ["systems"], env={"COLUMNS": str(columns)})
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= columns
+    header = next(line for line in lines if "name" in line.split())
+    words = header.replace("┃", " ").split()
+    for word in ("name", "time", "states", "inputs", "box", "bounds"):
+        assert word in words, (word, header)
+    for name in system_names():
+        assert name in result.stdout
+

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich import box as rich_box
 from rich.console import Console
 from rich.table import Table
 
@@ -108,21 +109,56 @@ def systems_command(
     if as_json:
         _emit_json({"systems": rows})
         return
-    table = Table(title="lyapcert benchmark registry (sources: lyapcert show NAME)")
-    for col in ("name", "kind", "time", "states", "inputs", "box", "input bounds"):
-        table.add_column(col, overflow="fold", no_wrap=col in ("name", "kind", "time"))
-    for r in rows:
-        s = get_system(r["name"])
-        table.add_row(
-            r["name"],
-            r["category"],
-            f"DT {r['dt']:g}" if r["dt"] else "CT",
-            ", ".join(r["states"]),
-            ", ".join(r["inputs"]) or "-",
-            _short_box(s.domain),
-            _short_box(s.input_bounds) if s.input_bounds else "-",
+    if out.width >= _WIDE_SYSTEMS_TABLE:
+        table = Table(title="lyapcert benchmark registry (sources: lyapcert show NAME)")
+        for col in ("name", "kind", "time", "states", "inputs", "box", "input bounds"):
+            table.add_column(
+                col, overflow="fold", no_wrap=col in ("name", "kind", "time"), min_width=len(col)
+            )
+        for r in rows:
+            s = get_system(r["name"])
+            table.add_row(
+                r["name"],
+                r["category"],
+                _time_text(r),
+                ", ".join(r["states"]),
+                ", ".join(r["inputs"]) or "-",
+                _short_box(s.domain),
+                _short_box(s.input_bounds) if s.input_bounds else "-",
+            )
+    else:
+        # A narrow terminal: one line per state (and input) with its interval, no borders; the
+        # kind is implied by the inputs (a controlled system has some).
+        table = Table(
+            title="lyapcert benchmark registry (controlled: has inputs; lyapcert show NAME)",
+            box=rich_box.SIMPLE_HEAD,
+            show_edge=False,
+            pad_edge=False,
+            collapse_padding=True,
         )
+        for col in ("name", "time", "states  box", "inputs  bounds"):
+            table.add_column(col, overflow="fold", no_wrap=col in ("name", "time"))
+        for r in rows:
+            table.add_row(
+                r["name"],
+                _time_text(r),
+                _named_intervals(r["states"], r["domain"]),
+                _named_intervals(r["inputs"], r["input_bounds"] or []) or "-",
+            )
     out.print(table)
+
+
+# below this many columns, `lyapcert systems` prints one line per state instead of one per system
+_WIDE_SYSTEMS_TABLE = 120
+
+
+def _time_text(row: dict) -> str:
+    return f"DT {row['dt']:g}" if row["dt"] else "CT"
+
+
+def _named_intervals(names: list[str], pairs: list[list[float]]) -> str:
+    width = max((len(n) for n in names), default=0)
+    return "\n".join(f"{n:<{width}} [{lo:g}, {hi:g}]" for n, (lo, hi) in zip(names, pairs))
 
 
 def _short_box(box) -> str:
