@@ -151,3 +151,26 @@ def test_systems_table_headers_stay_whole_at_any_width(runner, columns):
     for name in system_names():
         assert name in result.stdout
 
+
+def test_methods_prints_each_option_description_whole(runner):
+    import inspect
+
+    from lyapcert.methods import METHODS
+
+    data = _json(runner.invoke(app, ["methods", "--json"]))["methods"]
+    table = runner.invoke(app, ["methods"], env={"COLUMNS": "1000"})
+    assert table.exit_code == 0
+    assert not any(line.rstrip().endswith("…") for line in table.stdout.splitlines())
+    for name, cls in METHODS.items():
+        docs = {o["name"]: o["doc"] for o in data[name]}
+        for o in data[name]:
+            assert o["doc"] in table.stdout, (name, o["name"])
+        # every line of the Options docstring's option list, continuation lines included, shows
+        lines = inspect.cleandoc(cls.Options.__doc__).splitlines()
+        start = next(i for i, line in enumerate(lines) if line.split(":")[0] in docs)
+        for line in lines[start:]:
+            text = line.split(":", 1)[1] if line.split(":")[0] in docs else line
+            if text.strip():
+                assert any(text.strip() in d for d in docs.values()), (name, line)
+    roa = {o["name"]: o["doc"] for o in data["neural-roa"]}
+    assert roa["margin"].endswith("(box units: (x - x*) / half-widths)")
