@@ -270,3 +270,50 @@ def test_table_numbers_too_small_for_two_decimals_keep_three_significant_digits(
     assert _pm(1234.5678, 12.345) == "1,234.57 ± 12.35"
     assert _pm(0.0, None) == "0.00"
     assert _pm(0.0012, 0.0004) == "0.0012 ± 0.0004"
+
+
+def _screen(text: str) -> list[str]:
+    """The lines a terminal shows after ``text``: just the controls rich's Live uses."""
+    import re
+
+    rows, row, col = [""], 0, 0
+    for token in re.findall(r"\x1b\[[0-9;?]*[A-Za-z]|\r|\n|[^\x1b\r\n]+", text):
+        if token == "\n":
+            row, col = row + 1, 0
+        elif token == "\r":
+            col = 0
+        elif token.startswith("\x1b["):
+            if token.endswith("A"):
+                row = max(0, row - int(token[2:-1] or 1))
+            elif token == "\x1b[2K":
+                rows[row] = ""
+            continue
+        else:
+            line = rows[row].ljust(col)
+            rows[row] = line[:col] + token + line[col + len(token) :]
+            col += len(token)
+        rows.extend([""] * (row + 1 - len(rows)))
+    return rows
+
+
+def test_bench_progress_is_erased_before_the_results_table():
+    import io
+
+    from rich.console import Console
+
+    from lyapcert.bench.progress import BenchProgress
+
+    screen = io.StringIO()  # stderr and stdout on one terminal
+    console = Console(file=screen, force_terminal=True, width=80, color_system=None)
+    cell = Cell("cubic_1d", MethodSpec.parse("quadratic"))
+    with BenchProgress(1, console=console) as display:
+        display.started(cell)
+        display.finished(cell, {"status": "done", "verdict": "verified", "level": 0.5})
+    screen.write("| system | method |\n")  # the command's markdown table, on stdout
+    shown = [line for line in _screen(screen.getvalue()) if line.strip()]
+    assert shown == ["| system | method |"]
+    # in a log the final view is written once and kept
+    log = io.StringIO()
+    with BenchProgress(1, console=Console(file=log, width=80)) as display:
+        display.finished(cell, {"status": "done", "verdict": "verified"})
+    assert "1 done" in log.getvalue()

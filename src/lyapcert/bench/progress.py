@@ -14,7 +14,9 @@ class BenchProgress:
     """``started(cell)`` / ``finished(cell, record)`` update a ``rich`` live view (a context
     manager)."""
 
-    def __init__(self, total: int, skipped: int = 0, recent: int = 8):
+    def __init__(
+        self, total: int, skipped: int = 0, recent: int = 8, console: Console | None = None
+    ):
         self.total = total
         self.skipped = skipped
         self.done = 0
@@ -22,8 +24,16 @@ class BenchProgress:
         self.running: dict[str, float] = {}
         self.latest: list[tuple[str, str]] = []
         self.recent = recent
-        self.console = Console(file=sys.stderr)
-        self.live = Live(self._render(), console=self.console, refresh_per_second=2)
+        self.console = console or Console(file=sys.stderr)
+        # On a terminal the view is erased when it stops: the results table and summary that
+        # follow on stdout (the same screen) would otherwise run on from its last frame. In a
+        # log (stderr not a terminal) nothing is drawn live, so the final view is kept there.
+        self.live = Live(
+            self._render(),
+            console=self.console,
+            refresh_per_second=2,
+            transient=self.console.is_terminal,
+        )
 
     def __enter__(self):
         self.live.__enter__()
