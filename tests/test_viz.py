@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
@@ -24,7 +25,7 @@ from lyapcert.viz.certificate_plot import (
     plot_certificate,
     roa_share,
 )
-from lyapcert.viz.training_plot import history_curves, plot_training
+from lyapcert.viz.training_plot import history_curves, plot_training, training_figure
 
 
 def _certify(tmp_path_factory, name, **kwargs):
@@ -181,6 +182,39 @@ def test_rounds_become_global_steps(tmp_path):
     assert curves["loss"][0] == [0, 499, 500, 999]
     assert curves["counterexamples"] == ([499, 999], [7, 0])
     _png(plot_training({"options": {"epochs": 500}, "history": history}, tmp_path / "r.png"))
+
+
+def _lines(fig):
+    return {line.get_label(): list(line.get_xdata()) for ax in fig.axes for line in ax.get_lines()}
+
+
+def test_training_plot_marks_only_rounds_without_a_verified_level():
+    history = [
+        {"epoch": 0, "loss": 0.5},
+        # not verified, though its search reached a level: no level point, one hollow marker
+        {"epoch": 99, "verified": False, "level": 0.4, "roa_share": 0.0},
+        {"epoch": 199, "verified": True, "level": 0.6, "roa_share": 0.46},
+        # the same round twice (a resumed run): verified the second time, so no marker
+        {"epoch": 299, "verified": False, "level": None, "roa_share": 0.0},
+        {"epoch": 299, "verified": True, "level": 0.7, "roa_share": 0.5},
+    ]
+    _, curves = history_curves(history)
+    assert curves["level"] == ([199.0, 299.0], [0.6, 0.7])
+    fig = training_figure({"history": history})
+    lines = _lines(fig)
+    assert lines["level"] == [199.0, 299.0] and lines["not verified"] == [99.0]
+    plt.close(fig)
+
+
+def test_sos_history_draws_every_iteration():
+    history = [{"iteration": 0, "gamma": 0.25, "mean_v": 2.0}]
+    history += [{"iteration": i, "mean_v": 2.0 / (1 + i)} for i in range(1, 6)]
+    history += [{"iteration": 6, "stopped": "the V step failed"}]
+    fig = training_figure({"method": "sos", "history": history})
+    assert _lines(fig) == {"mean_v": [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]}  # no one-point gamma panel
+    assert len(fig.axes) == 1
+    assert fig.axes[0].get_title(loc="left") == "gamma = 0.25 (iteration 0)"
+    plt.close(fig)
 
 
 def test_no_history_writes_nothing(vdp_dir, tmp_path):
