@@ -155,6 +155,32 @@ def test_plot_certificate_rejects_bad_input(vdp_dir, tmp_path):
     assert not (tmp_path / "v.png").exists()
 
 
+def _interior_blue(norm, dv, v, level):
+    import matplotlib
+
+    typical = float(np.median(dv[(v <= level) & (dv < 0)]))
+    r, _, b, _ = matplotlib.colormaps["RdBu_r"](norm(typical))
+    return b - r
+
+
+def test_decrease_colours_are_centred_and_the_interior_is_blue(vdp_dir):
+    from lyapcert.viz.certificate_plot import _decrease_norm
+
+    # dV vanishing fast at x* (as a Lyapunov decrease does): a linear scale over the near
+    # range left the region's typical value nearly white (blue - red 0.06)
+    x, y = np.meshgrid(np.linspace(-2, 2, 101), np.linspace(-2, 2, 101))
+    v = x**2 + y**2
+    dv = -(v**2) + 0.5 * np.maximum(v - 1.5, 0) ** 2 * 40
+    norm = _decrease_norm(dv, v, 1.0)
+    assert norm.vmin == -norm.vmax and float(norm(0.0)) == pytest.approx(0.5)
+    assert _interior_blue(norm, dv, v, 1.0) > 0.1
+    cert = lyapcert.load(vdp_dir)
+    _, _, v, dv = plane_values(cert, (0, 1), 80)
+    norm = _decrease_norm(dv, v, cert.level)
+    assert norm.vmin == -norm.vmax and float(norm(0.0)) == pytest.approx(0.5)
+    assert _interior_blue(norm, dv, v, cert.level) > 0.1
+
+
 # --------------------------------------------------------------------------- training curves
 
 NEURAL_ROA_HISTORY = [
