@@ -55,12 +55,29 @@ def test_neural_roa_options_are_checked():
         NeuralROAOptions(rounds=0)
 
 
-def test_progress_shows_epoch_loss_and_level(capfd):
+def test_progress_shows_epoch_loss_and_level(capfd, monkeypatch):
+    import lyapcert.methods.checkpoint as checkpoint
+
+    monkeypatch.setattr(checkpoint, "_terminal", lambda: True)  # the live bar
     with TrainingSession("demo", total=3, progress=True) as session:
         for step in range(3):
             session.tick(step, {"loss": 0.5 / (step + 1), "level": 0.25 * step}, dict)
     err = capfd.readouterr().err
     assert "demo" in err and "3/3" in err and "loss 0.167" in err and "level 0.5" in err
+
+
+def test_progress_in_a_log_is_plain_lines(capfd, monkeypatch):
+    """Standard error not a terminal: one plain line per beat (here 0.05 s), and a last one."""
+    import time
+
+    monkeypatch.setenv("LYAPCERT_LOG_EVERY", "0.05")
+    with TrainingSession("demo", total=3, progress=True) as session:
+        for step in range(3):
+            session.tick(step, {"loss": 0.5 / (step + 1), "level": 0.25 * step}, dict)
+        time.sleep(0.3)
+    lines = capfd.readouterr().err.splitlines()
+    assert lines and all(x.startswith("[lyapcert ") for x in lines)
+    assert "demo: epoch 3/3  loss 0.167  level 0.5" in lines[-1]
 
 
 @pytest.mark.parametrize(

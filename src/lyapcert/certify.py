@@ -146,6 +146,7 @@ def certify(
     training data whatever ``roa`` says.)
     """
     from lyapcert.control.closed_loop import close_for_method
+    from lyapcert.logline import heartbeat
     from lyapcert.methods.checkpoint import training_checkpoint
 
     system = as_system(system)
@@ -158,12 +159,15 @@ def certify(
     system, options = close_for_method(system, controller, m, options)
     ckpt = training_checkpoint(system, m, options, checkpoint, resume)
     extra = {"checkpoint": ckpt} if ckpt is not None else {}
-    fit = m.fit(system, options, progress=progress, **extra)
-    _check_finite(fit, method)
-    verify_options = verify_options or VerifyOptions(progress=progress)
-    started = time.perf_counter()
-    result = verify_candidate(system, fit.candidate, options=verify_options)
-    verify_seconds = time.perf_counter() - started
+    with heartbeat(f"certify {system.name} with {method}", progress) as beat:
+        beat.update("fitting")  # a method's own lines (epochs) take over while it reports
+        fit = m.fit(system, options, progress=progress, **extra)
+        _check_finite(fit, method)
+        verify_options = verify_options or VerifyOptions(progress=progress)
+        beat.update(f"verifying (fitted in {fit.train_seconds:.0f} s)")
+        started = time.perf_counter()
+        result = verify_candidate(system, fit.candidate, options=verify_options)
+        verify_seconds = time.perf_counter() - started
     out_result = CertifyResult(
         result=result,
         method=method,
@@ -172,7 +176,7 @@ def certify(
         verify_seconds=verify_seconds,
         info=fit.info,
     )
-    estimate = available_true_roa(system, roa, progress)
+    estimate = available_true_roa(system, roa, progress)  # its own lines when it simulates
     if estimate is not None:
         out_result.true_roa_volume = estimate.volume
     if result.level is not None and result.verified:

@@ -287,7 +287,7 @@ def roa_command(
         escape_radius=escape_radius,
     )
     default_sample(s, resolution, seed)  # validate before any work or writing
-    show_progress = err.is_terminal and not as_json
+    show_progress = not as_json  # a live bar, or plain lines in a log (lyapcert.logline)
     estimate = true_roa(
         s,
         resolution,
@@ -514,7 +514,7 @@ def verify_command(
         level_tolerance=tolerance,
         device=device,
         decay_rate=decay_rate,
-        progress=err.is_terminal and not as_json and parts == 1,
+        progress=not as_json and parts == 1,
         parts=parts,
         linear=True if linear is None else linear,
     ).validate()
@@ -540,7 +540,7 @@ def verify_command(
     if volume and result.level is not None and result.level > 0:
         from lyapcert.metric import attach_measurements
 
-        attach_measurements(s, cand, result, err.is_terminal and not as_json, roa=roa)
+        attach_measurements(s, cand, result, not as_json, roa=roa)
     payload = result.to_dict()
     band_fields = None
     if report is not None:
@@ -719,7 +719,7 @@ def certify_command(
     values = read_config(config, method) if config is not None else {}
     values.update(parse_assignments(option))
     options = build_options(m.Options, values, where=f"{method} options")
-    show = err.is_terminal and not as_json
+    show = not as_json  # a live bar, or plain lines in a log (lyapcert.logline)
     verify_options = VerifyOptions(
         time_limit=time_limit, level_tolerance=tolerance, device=device, progress=show
     )

@@ -135,6 +135,7 @@ class TrainingSession:
         self._old_handlers: dict = {}
         self._bar = None
         self._task = None
+        self._log = None
 
     # -- resuming ---------------------------------------------------------------------------
     def restore(self) -> dict | None:
@@ -146,7 +147,11 @@ class TrainingSession:
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._old_handlers[sig] = signal.signal(sig, self._request_stop)
-        if self.show:
+        if self.show and not _terminal():
+            from lyapcert.logline import LogLines
+
+            self._log = LogLines(self.method)  # a log: plain lines every 30 s
+        elif self.show:
             from rich.console import Console
             from rich.progress import (
                 BarColumn,
@@ -175,6 +180,8 @@ class TrainingSession:
         self._old_handlers.clear()
         if self._bar is not None:
             self._bar.stop()
+        if self._log is not None:
+            self._log.close()
 
     def _request_stop(self, signum, frame) -> None:
         if self._stop:  # a second Ctrl-C: stop now, without a checkpoint of this epoch
@@ -184,9 +191,12 @@ class TrainingSession:
     def tick(self, step: int, metrics: dict[str, float], state_fn) -> None:
         """Record the epoch ``step`` (0-based); save when due; stop here if interrupted."""
         self.metrics.update(metrics)
-        if self._bar is not None:
+        if self._bar is not None or self._log is not None:
             text = "  ".join(f"{k} {v:.3g}" for k, v in self.metrics.items())
-            self._bar.update(self._task, completed=step + 1, metrics=text)
+            if self._bar is not None:
+                self._bar.update(self._task, completed=step + 1, metrics=text)
+            else:
+                self._log.update(f"epoch {step + 1:,}/{self.total:,}  {text}".rstrip())
         if self.checkpoint is None:
             if self._stop:
                 raise TrainingInterrupted(self.method, None)
@@ -203,3 +213,9 @@ class TrainingSession:
         verification."""
         if self.checkpoint is not None:
             self.checkpoint.save({**state, "step": self.total - 1, "done": True})
+
+
+def _terminal() -> bool:
+    from lyapcert.logline import stderr_is_terminal
+
+    return stderr_is_terminal()

@@ -552,6 +552,13 @@ class _progress_bar:
             TimeElapsedColumn,
         )
 
+        from lyapcert.logline import LogLines, stderr_is_terminal
+
+        self.total = total
+        self._log = None
+        if not stderr_is_terminal():  # a log: plain lines every 30 s instead of a live bar
+            self._log = LogLines(description)
+            return
         self._progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -565,9 +572,15 @@ class _progress_bar:
         self._task = self._progress.add_task(description, total=total, active=0)
 
     def update(self, step: int, active: int) -> None:
+        if self._log is not None:
+            self._log.update(f"step {step:,}/{self.total:,}, {active:,} undecided")
+            return
         self._progress.update(self._task, completed=step, active=active)
 
     def close(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            return
         self._progress.stop()
 
 
