@@ -17,6 +17,7 @@ from lyapcert.bench import MethodSpec, make_cells, run_bench
 from lyapcert.cli import app
 from lyapcert.errors import ReportError
 from lyapcert.viz.report import bench_plot_rows, make_report
+from lyapcert.viz.report_html import _sig
 
 runner = CliRunner()
 FAILING = "MethodError: sos: needs an autonomous system"
@@ -132,7 +133,7 @@ def test_bench_report_has_the_table_the_error_and_only_embedded_pictures(bench_d
     text = page.all_text
     assert "What the numbers mean" in text and "% of the true ROA" in text
     assert "Failed cells" in text and "Traceback" in text
-    # one section per certificate, with its exact level and region
+    # one section per certificate, with its level (to 6 digits, rounded down) and region
     done = [
         json.loads(p.read_text())
         for p in sorted((bench_dir / "cells").glob("*.json"))
@@ -142,9 +143,11 @@ def test_bench_report_has_the_table_the_error_and_only_embedded_pictures(bench_d
     for record in done:
         cert = json.loads((Path(record["certificate_dir"]) / "certificate.json").read_text())
         section = next(" ".join(t) for k, t in page.sections.items() if record["id"] in k)
-        assert repr(cert["level"]) in section
+        shown = _sig(cert["level"], "down")
+        assert float(shown) <= cert["level"] and float(shown) == pytest.approx(cert["level"], 1e-5)
         assert "Proven" in section and "certified region of attraction" in section
-        assert "V(x) ≤ " + repr(cert["level"]) in section
+        assert "V(x) ≤ " + shown in section
+        assert f'title="exact: {cert["level"]!r}"' in source  # the exact value on hover
         assert cert["provenance"]["candidate_hash"] in section
     # the table links to the sections
     assert {r[1:] for r in page.references if r.startswith("#")} == set(page.sections)
@@ -180,7 +183,7 @@ def test_cli_report_of_one_certificate(bench_dir, tmp_path):
     assert list(page.sections) == ["certificate"]
     record = json.loads((cert_dir / "certificate.json").read_text())
     section = " ".join(page.sections["certificate"])
-    assert repr(record["level"]) in section and repr(record["inner_level"]) in section
+    assert _sig(record["level"], "down") in section and _sig(record["inner_level"]) in section
     assert "x' = v" in section  # the equations
     assert not any(src.startswith("data:image/gif") for src in page.images)
     assert "lyapcert certificate: damped_sho, quadratic" in page.all_text
@@ -343,3 +346,28 @@ def test_cli_plot_of_a_bench_folder_draws_the_chart(bench_dir, tmp_path):
     (empty / "table.json").write_text("[]")
     res = CliRunner().invoke(app, ["plot", str(empty), "--out", str(tmp_path / "no.png")])
     assert res.exit_code == 2 and not (tmp_path / "no.png").exists()
+
+
+# more significant digits than any number of the page should show (floats print 16-17)
+LONG_NUMBER = r"(?<![\w.])-?(?:\d[\d,]*\.\d{11,}|\d{12,}\.\d*)(?:[eE][-+]?\d+)?"
+
+
+def test_numbers_are_shown_to_six_significant_digits(bench_dir, tmp_path):
+    import re
+
+    source = next(p for p in (bench_dir / "cells").glob("damped_sho*") if p.is_dir())
+    cert_dir = tmp_path / "cert"
+    shutil.copytree(source / "certificate", cert_dir)
+    record = json.loads((cert_dir / "certificate.json").read_text())
+    record["options"]["q_scale"] = -0.4999999999999999
+    record["settings"]["level_tolerance"] = 0.1 + 0.2  # 0.30000000000000004
+    record["level"] = 0.4999999999999999
+    (cert_dir / "certificate.json").write_text(json.dumps(record))
+    make_report(cert_dir, animations=False)
+    source_text = (cert_dir / "report.html").read_text()
+    text = Page(source_text).all_text
+    assert "q_scale = -0.5" in text and "level_tolerance = 0.3" in text
+    # the level is rounded down: the stated region is never larger than the proved one
+    assert "V(x) ≤ 0.499999 }" in text and 'title="exact: 0.4999999999999999"' in source_text
+    assert re.findall(LONG_NUMBER, text) == []
+    assert re.findall(LONG_NUMBER, Page((bench_dir / "report.html").read_text()).all_text) == []

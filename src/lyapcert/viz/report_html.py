@@ -11,7 +11,9 @@ import html
 import json
 import math
 import platform
+import re
 from collections.abc import Mapping, Sequence
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 from lyapcert.viz.report_figures import Figure
 from lyapcert.viz.report_input import CertificateItem, ReportInput, cell_title
@@ -82,16 +84,68 @@ def _pm(mean, std, digits: int = 2, unit: str = "") -> str:
     return text + unit
 
 
-def _exact(value) -> str:
-    """A float written so that it reads back exactly (the proof's numbers)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+# numbers in the page's text: this many significant digits (certificate.json keeps them exactly)
+SIGNIFICANT = 6
+
+
+def _sig(value, rounding: str | None = None) -> str:
+    """A float for reading, to ``SIGNIFICANT`` significant digits (ints and other values as they
+    are). ``rounding="down"`` / ``"up"`` rounds toward -inf / +inf instead of to nearest, so that
+    a stated region is never larger than the proved one (a level down; a box's lower bounds up,
+    its upper bounds down) where the nearest would not read back as the same float."""
+    if isinstance(value, bool) or not isinstance(value, float) or not math.isfinite(value):
         return str(value)
-    return repr(float(value))
+    nearest = f"{value:.{SIGNIFICANT}g}"
+    if rounding is None or float(nearest) == value:  # (0.3 reads back as the same float)
+        return nearest
+    exact = Decimal(value)
+    step = Decimal(1).scaleb(exact.adjusted() - (SIGNIFICANT - 1))
+    shown = exact.quantize(step, rounding=ROUND_FLOOR if rounding == "down" else ROUND_CEILING)
+    return f"{float(shown):.{SIGNIFICANT}g}"
+
+
+def _exact_title(value) -> str:
+    """A ``title`` attribute with the float's exact value (shown on hover)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return ""
+    return f' title="exact: {float(value)!r}"'
+
+
+def _plain(value) -> str:
+    """A JSON-like value for reading: floats by ``_sig``, strings bare at the top level."""
+    if isinstance(value, str):
+        return value
+    return _plain_nested(value)
+
+
+def _plain_nested(value) -> str:
+    if isinstance(value, float):
+        return _sig(value)
+    if isinstance(value, Mapping):
+        return (
+            "{"
+            + ", ".join(f"{json.dumps(str(k))}: {_plain_nested(v)}" for k, v in value.items())
+            + "}"
+        )
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_plain_nested(v) for v in value) + "]"
+    try:
+        return json.dumps(value)
+    except TypeError:
+        return str(value)
+
+
+_FLOAT_LITERAL = re.compile(r"(?<![\w.])\d+\.\d+(?:[eE][-+]?\d+)?|(?<![\w.])\d+[eE][-+]?\d+")
+
+
+def _rounded_expression(text) -> str:
+    """An expression's float literals to ``SIGNIFICANT`` digits (for reading only)."""
+    return _FLOAT_LITERAL.sub(lambda m: _sig(float(m.group())), str(text))
 
 
 def _matrix(rows) -> str:
     try:
-        return "\n".join("[" + ", ".join(_exact(v) for v in row) + "]" for row in rows)
+        return "\n".join("[" + ", ".join(_sig(v) for v in row) + "]" for row in rows)
     except TypeError:
         return str(rows)
 
@@ -114,9 +168,7 @@ def _dl(items: Sequence[tuple[str, str]], raw: bool = False) -> str:
 def _kv(mapping) -> str:
     if not isinstance(mapping, Mapping) or not mapping:
         return "–"
-    return ", ".join(
-        f"{k} = {json.dumps(v) if not isinstance(v, str) else v}" for k, v in mapping.items()
-    )
+    return ", ".join(f"{k} = {_plain(v)}" for k, v in mapping.items())
 
 
 # --------------------------------------------------------------------------- what was proved
@@ -137,16 +189,16 @@ def _proved(record: dict, cert, cell: dict | None, share: float | None) -> str:
     x = "(" + ", ".join(names) + ")" if names else "x"
     if system is not None:
         box = " × ".join(
-            f"{n} ∈ [{_exact(lo)}, {_exact(hi)}]"
+            f"{n} ∈ [{_sig(float(lo), 'up')}, {_sig(float(hi), 'down')}]"
             for n, lo, hi in zip(names, system.domain.lower, system.domain.upper)
         )
-        x_star = "(" + ", ".join(_exact(v) for v in system.equilibrium) + ")"
+        x_star = "(" + ", ".join(_sig(float(v)) for v in system.equilibrium) + ")"
     else:
         box, x_star = "the system's box", "x*"
-    region = f"R = {{ {x} : {box}, V(x) ≤ {_exact(level)} }}"
+    region = f"R = {{ {x} : {box}, V(x) ≤ {_sig(level, 'down')} }}"
     closed = " with its controller u = k(x)" if record.get("controller") else ""
     decrease = (
-        f"V(x+) − V(x) < −k·V(x) with k = {_exact(settings.get('decay_rate', 0.0))} "
+        f"V(x+) − V(x) < −k·V(x) with k = {_sig(settings.get('decay_rate', 0.0), 'down')} "
         "(x+ the next state)"
         if discrete
         else f"dV/dt = ∇V(x)·f(x{', k(x)' if closed else ''}) < 0"
@@ -158,10 +210,10 @@ def _proved(record: dict, cert, cell: dict | None, share: float | None) -> str:
         statement.append(
             f'<p class="proved"><strong>Proven</strong> for the system{_e(closed)}, through a '
             f"chain of certificates: the auxiliary certificate W = {_e(link.get('auxiliary'))} is "
-            f"verified up to W ≤ {_e(_exact(link.get('auxiliary_level')))} (its own no-hole "
+            f"verified up to W ≤ {_e(_sig(link.get('auxiliary_level'), 'down'))} (its own no-hole "
             "proof), so that set is a region of attraction; V ≥ "
-            f"{_e(_exact(inner))} on the box outside it; {_e(decrease)} on "
-            f"<code>{_e(_exact(inner))} ≤ V ≤ {_e(_exact(level))}</code> outside it; and "
+            f"{_e(_sig(inner))} on the box outside it; {_e(decrease)} on "
+            f"<code>{_e(_sig(inner))} ≤ V ≤ {_e(_sig(level, 'down'))}</code> outside it; and "
             f"<code>{_e(region)}</code> lies in the box and contains x* = {_e(x_star)}. So every "
             "trajectory that starts in R converges to x*: R is a certified region of attraction "
             "(asymptotic stability, no hole), although V need not vanish at x*.</p>"
@@ -171,9 +223,9 @@ def _proved(record: dict, cert, cell: dict | None, share: float | None) -> str:
             f'<p class="proved"><strong>Proven</strong> for the system{_e(closed)}: the region '
             f"<code>{_e(region)}</code> lies in the box"
             + (" and its successors stay in the box" if discrete else "")
-            + f"; {_e(decrease)} on the band <code>{_e(_exact(inner))} ≤ V ≤ {_e(_exact(level))}"
+            + f"; {_e(decrease)} on the band <code>{_e(_sig(inner))} ≤ V ≤ {_e(_sig(level, 'down'))}"
             "</code>; and the inner set <code>{V ≤ "
-            + _e(_exact(inner))
+            + _e(_sig(inner))
             + "}</code> lies inside the region of the local quadratic certificate around "
             f"x* = {_e(x_star)}. So every trajectory that starts in R stays in R and converges to "
             "x*: R is a certified region of attraction (asymptotic stability, no hole).</p>"
@@ -192,7 +244,7 @@ def _proved(record: dict, cert, cell: dict | None, share: float | None) -> str:
     else:
         statement.append(
             f'<p class="unproven"><strong>Not proven</strong>: verdict {_e(verdict.upper())}. '
-            f"The level {_e(_exact(level))} is the one that was checked; no region is certified."
+            f"The level {_e(_sig(level, 'down'))} is the one that was checked; no region is certified."
             + (f" Hole: {_e(hole)}." if hole else "")
             + "</p>"
         )
@@ -202,8 +254,16 @@ def _proved(record: dict, cert, cell: dict | None, share: float | None) -> str:
     facts: list[tuple[str, str]] = [
         ("verdict", _e(verdict.upper())),
         ("condition", _e(condition)),
-        ("level", f"<code>{_e(_exact(level))}</code>"),
-        ("inner level c0", f"<code>{_e(_exact(inner))}</code>" if inner is not None else "–"),
+        (
+            "level",
+            f"<code{_exact_title(level)}>{_e(_sig(level, 'down'))}</code> (numbers to "
+            f"{SIGNIFICANT} significant digits, levels rounded down; certificate.json holds them "
+            "exactly)",
+        ),
+        (
+            "inner level c0",
+            f"<code{_exact_title(inner)}>{_e(_sig(inner))}</code>" if inner is not None else "–",
+        ),
         ("hole", _e(hole) if hole else "none (covered by the local certificate)"),
         ("region", f"<code>{_e(region)}</code>"),
         ("box", _e(box)),
@@ -225,7 +285,7 @@ def _proved(record: dict, cert, cell: dict | None, share: float | None) -> str:
             (
                 "local certificate",
                 "V<sub>q</sub>(x) = (x − x*)ᵀ P (x − x*) ≤ c<sub>q</sub> = "
-                f"<code>{_e(_exact(local.get('level')))}</code>, radius "
+                f"<code>{_e(_sig(local.get('level'), 'down'))}</code>, radius "
                 f"{_e(_num(local.get('radius')))}, remainder bound M = "
                 f"{_e(_num(local.get('remainder_M')))}, decay {_e(_num(local.get('decay')))}; "
                 f"P =<pre>{_e(_matrix(local.get('P') or []))}</pre>",
@@ -239,7 +299,7 @@ def _proved(record: dict, cert, cell: dict | None, share: float | None) -> str:
                 "chain",
                 _e(
                     f"auxiliary W: {link.get('auxiliary')}, verified level "
-                    f"{_exact(link.get('auxiliary_level'))}; proof of W: "
+                    f"{_sig(link.get('auxiliary_level'), 'down')}; proof of W: "
                     f"{link.get('auxiliary_proof')}"
                 ),
             )
@@ -295,10 +355,13 @@ def _proved(record: dict, cert, cell: dict | None, share: float | None) -> str:
 def _band_html(band: Mapping) -> str:
     """A published band claim as checked (``verify --band``): one line per part."""
     d, b, h = (band.get(k) or {} for k in ("decrease", "box", "hole"))
-    c1, c2 = _exact(band.get("c1")), _exact(band.get("c2"))
+    c1, c2 = _sig(band.get("c1")), _sig(band.get("c2"))
     lines = [f"decrease on {c1} ≤ V ≤ {c2}: {d.get('status', '–')}"]
     if d.get("status") == "violated":
-        lines[-1] += f" at {d.get('point')} (V = {_num(d.get('V'))}, value in {d.get('value')})"
+        lines[-1] += (
+            f" at {_plain(d.get('point'))} (V = {_num(d.get('V'))}, value in "
+            f"{_plain(d.get('value'))})"
+        )
     faces = b.get("min_v_on_faces") or [None, None]
     lines.append(
         f"{{V ≤ {c2}}} in the box: {b.get('status', '–')} (min V on the faces in "
@@ -324,15 +387,18 @@ def _candidate_html(candidate) -> str:
             + "</pre>"
         )
     if family == "expression":
-        return f'expression:<pre class="wrap">{_e(candidate.get("expression"))}</pre>'
+        return (
+            'expression (coefficients to 6 significant digits):<pre class="wrap">'
+            f"{_e(_rounded_expression(candidate.get('expression')))}</pre>"
+        )
     if family == "network":
-        arch = json.dumps(candidate.get("architecture"), indent=None)
+        arch = _plain(candidate.get("architecture"))
         return (
             f"network; weights <code>{_e(candidate.get('weights'))}</code>, sha256 "
             f"<code>{_e(candidate.get('weights_sha256'))}</code>; architecture"
             f'<pre class="wrap">{_e(arch)}</pre>'
         )
-    return _e(json.dumps(candidate))
+    return _e(_plain(candidate))
 
 
 def _controller_html(controller) -> str:
@@ -342,13 +408,16 @@ def _controller_html(controller) -> str:
     if family == "linear":
         bounds = ""
         if controller.get("lower") is not None:
-            bounds = f", clamped to [{controller.get('lower')}, {controller.get('upper')}]"
+            bounds = (
+                f", clamped to [{_plain(controller.get('lower'))}, "
+                f"{_plain(controller.get('upper'))}]"
+            )
         return (
-            f"linear: u = u* − K (x − x*), u* = {_e(controller.get('u_star'))}{_e(bounds)}, K ="
+            f"linear: u = u* − K (x − x*), u* = {_e(_plain(controller.get('u_star')))}{_e(bounds)}, K ="
             f"<pre>{_e(_matrix(controller.get('K') or []))}</pre>"
         )
     rest = {k: v for k, v in controller.items() if k != "family"}
-    return f"{_e(family)}: <code>{_e(json.dumps(rest))}</code>"
+    return f"{_e(family)}: <code>{_e(_plain(rest))}</code>"
 
 
 # --------------------------------------------------------------------------- rendering
