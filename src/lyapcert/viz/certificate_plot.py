@@ -132,11 +132,12 @@ def certificate_roa(
 
 
 def roa_share(cert: Certificate, estimate: RoaEstimate) -> float:
-    """Share of the true ROA inside ``{V <= level}``, counted on ``estimate``'s sample (the same
-    metric as ``certify``)."""
-    with torch.no_grad():
-        values = cert.value(torch.as_tensor(estimate.points, dtype=torch.float64)).numpy()
-    return estimate.fraction_of_roa(values <= cert.level)
+    """Share of the true ROA inside ``{V <= level}`` beside ``estimate`` (the same metric as
+    ``certify``: ``lyapcert.metric.region_on_true_roa``)."""
+    from lyapcert.metric import region_on_true_roa
+
+    verified = cert.verdict == "verified"
+    return region_on_true_roa(cert.system, cert.candidate, cert.level, estimate, verified)[1]
 
 
 def controller_label(cert: Certificate) -> str | None:
