@@ -79,3 +79,25 @@ def test_a_long_command_writes_progress_lines_into_a_log(tmp_path):
     assert lines, log.read_text()
     assert all(LINE.match(x) for x in lines), lines
     assert any(re.search(r"step [\d,]+/[\d,]+, [\d,]+ undecided", x) for x in lines), lines
+
+
+def test_bench_progress_writes_plain_lines_into_a_log(monkeypatch):
+    import io as _io
+
+    from rich.console import Console
+
+    from lyapcert.bench.progress import BenchProgress
+
+    class _Cell:
+        id = "vanderpol-quadratic"
+
+    monkeypatch.setenv("LYAPCERT_LOG_EVERY", "0.05")
+    stream = _io.StringIO()
+    with BenchProgress(2, console=Console(file=stream, force_terminal=False)) as progress:
+        progress.started(_Cell())
+        progress.finished(_Cell(), {"status": "done", "verdict": "verified", "level": 2.3})
+        time.sleep(0.3)
+    lines = [x for x in stream.getvalue().splitlines() if x.startswith("[lyapcert")]
+    assert lines and all(LINE.match(x) for x in lines), lines
+    assert any("vanderpol-quadratic: verified, level 2.3" in x for x in lines)
+    assert "1 done, 0 failed, 1 waiting" in lines[-1]

@@ -35,17 +35,37 @@ class BenchProgress:
             transient=self.console.is_terminal,
         )
 
+        self.log = None  # in a log: plain lines every 30 s (lyapcert.logline)
+
     def __enter__(self):
+        if not self.console.is_terminal:
+            from lyapcert.logline import LogLines
+
+            self.log = LogLines("bench", stream=self.console.file)
+            self.log.update(self._summary())
         self.live.__enter__()
         return self
 
     def __exit__(self, *exc):
         self.live.update(self._render())
+        if self.log is not None:
+            self.log.close(self._summary())
         return self.live.__exit__(*exc)
+
+    def _summary(self) -> str:
+        left = self.total - self.skipped - self.done - self.failed - len(self.running)
+        now = time.time()
+        running = ", ".join(f"{cid} ({now - t:.0f} s)" for cid, t in self.running.items())
+        return (
+            f"{self.done} done, {self.failed} failed, {left} waiting, {self.skipped} stored "
+            f"(of {self.total})" + (f"; running {running}" if running else "")
+        )
 
     def started(self, cell) -> None:
         self.running[cell.id] = time.time()
         self.live.update(self._render())
+        if self.log is not None:
+            self.log.update(self._summary())
 
     def finished(self, cell, record: dict) -> None:
         self.running.pop(cell.id, None)
@@ -63,6 +83,8 @@ class BenchProgress:
             text = "[red]failed[/red]: " + str(record.get("error", ""))[:80]
         self.latest = [(cell.id, text), *self.latest][: self.recent]
         self.live.update(self._render())
+        if self.log is not None:
+            self.log.update(f"{cell.id}: {text}; {self._summary()}")
 
     def _render(self) -> Table:
         left = self.total - self.skipped - self.done - self.failed - len(self.running)
