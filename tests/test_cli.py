@@ -158,7 +158,14 @@ def test_methods_prints_each_option_description_whole(runner):
     from lyapcert.methods import METHODS
 
     data = _json(runner.invoke(app, ["methods", "--json"]))["methods"]
-    table = runner.invoke(app, ["methods"], env={"COLUMNS": "1000"})
+    from lyapcert import cli
+
+    saved = cli.out._width  # COLUMNS alone is not always read (xdist workers): fix the width
+    cli.out._width = 1000
+    try:
+        table = runner.invoke(app, ["methods"], env={"COLUMNS": "1000"})
+    finally:
+        cli.out._width = saved
     assert table.exit_code == 0
     assert not any(line.rstrip().endswith("…") for line in table.stdout.splitlines())
     for name, cls in METHODS.items():

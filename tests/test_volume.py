@@ -208,17 +208,21 @@ def test_certify_a_closed_loop_with_and_without_its_true_roa(tmp_path):
     assert _roa_files() == [] and res.volume_method == "exact ellipsoid"
     cert = lyapcert.load(tmp_path / "a")
 
-    # roa=True: today's numbers, counted on the true-ROA sample (simulated now, then cached)
+    # roa=True: the true ROA simulated now (then cached); the verified ellipsoid keeps its exact
+    # volume, its share is that over the ROA's sampled volume
     full = lyapcert.certify(s, "quadratic", controller="lqr", roa=True)
     assert len(_roa_files()) == 1
     volume, share = region_share(cert.system, cert.candidate, full.result.level)
     assert full.result.level == res.result.level
-    assert full.certified_volume == volume and full.roa_fraction == share
-    assert full.volume_method == "true-ROA sample" and full.certified_volume_stderr is None
+    assert full.certified_volume == res.certified_volume
+    assert full.roa_fraction == full.certified_volume / full.true_roa_volume
+    assert full.volume_method == "exact ellipsoid, over the true ROA's sampled volume"
+    assert full.certified_volume_stderr is None
     assert full.true_roa_volume > full.certified_volume > 0
     assert full.result.simulation_check["not_converged"] == 0
     # the grid's count and the exact volume describe the same set
-    assert res.certified_volume == pytest.approx(full.certified_volume, rel=0.01)
+    assert volume == pytest.approx(full.certified_volume, rel=0.01)
+    assert share == pytest.approx(full.roa_fraction, rel=0.01)
 
     # roa=None now finds the cache: the same numbers, nothing simulated again
     cached = lyapcert.certify(s, "quadratic", controller="lqr")
@@ -228,7 +232,7 @@ def test_certify_a_closed_loop_with_and_without_its_true_roa(tmp_path):
         full.roa_fraction,
         full.true_roa_volume,
     )
-    assert cached.volume_method == "true-ROA sample"
+    assert cached.volume_method == full.volume_method
     assert cached.result.simulation_check == full.result.simulation_check
 
     # roa=False: no true ROA even though it is cached
