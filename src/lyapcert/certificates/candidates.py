@@ -175,11 +175,11 @@ def rational_normal_form(
     domain (relative 1e-9): sympy's identities are exact, the check catches a misuse."""
     if sympy.count_ops(expr) > NORMAL_FORM_MAX_OPS:
         return None
-    _, den = sympy.fraction(sympy.together(expr))
-    if not (den.free_symbols & set(symbols)):
-        return None
     exact = expr.xreplace({f: sympy.Rational(f) for f in expr.atoms(sympy.Float)})
-    form = sympy.factor(sympy.trigsimp(sympy.cancel(sympy.together(exact))))
+    fraction = sympy.together(exact)  # once: the same denominator's symbols as ``expr``'s
+    if not (sympy.fraction(fraction)[1].free_symbols & set(symbols)):
+        return None
+    form = sympy.factor(sympy.trigsimp(sympy.cancel(fraction)))
     form = form.replace(
         lambda e: e.is_Add and e.free_symbols <= set(symbols), lambda e: square_sum(e, symbols)
     )
