@@ -62,18 +62,22 @@ class Box:
 
     @property
     def dim(self) -> int:
+        """Number of coordinates ``n``."""
         return len(self.lower)
 
     @property
     def width(self) -> tuple[float, ...]:
+        """``upper - lower`` per coordinate (float arithmetic, not outward rounded)."""
         return tuple(h - l for l, h in zip(self.lower, self.upper))
 
     @property
     def center(self) -> tuple[float, ...]:
+        """``(lower + upper) / 2`` per coordinate."""
         return tuple((l + h) / 2 for l, h in zip(self.lower, self.upper))
 
     @property
     def volume(self) -> float:
+        """The product of the widths."""
         return math.prod(self.width)
 
     def as_tensors(
@@ -91,9 +95,11 @@ class Box:
         return ((x >= lo) & (x <= hi)).all(dim=-1)
 
     def contains_point(self, point: Sequence[float]) -> bool:
+        """Whether ``lower <= point <= upper`` in every coordinate (the faces included)."""
         return all(l <= p <= h for l, p, h in zip(self.lower, point, self.upper))
 
     def to_list(self) -> list[list[float]]:
+        """``[[lower_i, upper_i], ...]``, as in system files and JSON output."""
         return [[l, h] for l, h in zip(self.lower, self.upper)]
 
     def __str__(self) -> str:

@@ -602,6 +602,8 @@ def system_names(category: str | None = None) -> list[str]:
 
 
 def registry_entry(name: str) -> RegistryEntry:
+    """The registry's entry for ``name`` (its definition, hints and sources); raises
+    ``UnknownSystemError`` for a name not in the registry."""
     try:
         return _ENTRIES[name]
     except KeyError:

@@ -144,18 +144,22 @@ class System:
 
     @property
     def n_states(self) -> int:
+        """Number of state coordinates ``n``."""
         return len(self.state_names)
 
     @property
     def n_inputs(self) -> int:
+        """Number of inputs ``m`` (0 for an autonomous system)."""
         return len(self.input_names)
 
     @property
     def is_discrete(self) -> bool:
+        """Whether the system is a map ``x+ = f(x, u)`` (else ``dx/dt = f(x, u)``)."""
         return self.time == "discrete"
 
     @property
     def is_autonomous(self) -> bool:
+        """Whether the system has no inputs."""
         return self.n_inputs == 0
 
     @property
