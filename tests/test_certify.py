@@ -276,3 +276,19 @@ def test_neural_zubov_on_cubic_1d_and_damped_sho(tmp_path):
     assert sho.verified
     _, again = recheck(tmp_path / "c")
     assert again.verified
+
+
+def test_describe_gives_each_option_its_whole_description():
+    """``describe`` joins a field's continuation lines (not only its first line), and a
+    subclass's description of a field overrides its base's."""
+    from lyapcert.methods.neural_roa import NeuralROAOptions
+    from lyapcert.methods.options import describe
+    from lyapcert.methods.training import NetworkOptions
+
+    base = {name: doc for name, _, _, doc in describe(NetworkOptions)}
+    scale = base["scale_inputs"]
+    assert scale.startswith("box units: network inputs divided by the box half-widths")
+    assert "WIDE_BOX" in scale and scale.rstrip().endswith(")")  # the continuation lines
+    docs = {name: doc for name, _, _, doc in describe(NeuralROAOptions)}
+    assert docs["scale_inputs"].startswith("box units (auto, on, off)")  # the subclass's own
+    assert all(docs.values()), [k for k, v in docs.items() if not v]

@@ -895,7 +895,7 @@ def methods_command(as_json: JsonOpt = False) -> None:
 
     data = {
         name: [
-            {"name": n, "type": t, "default": d, "doc": _option_docs(cls.Options).get(n, doc)}
+            {"name": n, "type": t, "default": d, "doc": doc}
             for n, t, d, doc in describe(cls.Options)
         ]
         for name, cls in METHODS.items()
@@ -910,31 +910,6 @@ def methods_command(as_json: JsonOpt = False) -> None:
         for o in opts:
             table.add_row(o["name"], o["type"], str(o["default"]), o["doc"])
         out.print(table)
-
-
-def _option_docs(cls) -> dict[str, str]:
-    """Each field's whole description in an options dataclass's docstrings (``name: text`` lines
-    and the more-indented lines that continue them, joined), a subclass's overriding a base's."""
-    import dataclasses
-    import inspect
-
-    fields = {f.name for f in dataclasses.fields(cls)}
-    docs: dict[str, str] = {}
-    for klass in reversed(cls.__mro__):
-        if klass is object or not klass.__doc__:
-            continue
-        key, indent = None, 0
-        for line in inspect.cleandoc(klass.__doc__).splitlines():
-            depth = len(line) - len(line.lstrip())
-            head, colon, text = line.strip().partition(":")
-            if colon and head in fields and (key is None or depth <= indent):
-                key, indent = head, depth
-                docs[key] = text.strip()
-            elif key is not None and line.strip() and depth > indent:
-                docs[key] += " " + line.strip()
-            else:
-                key = None
-    return docs
 
 
 # --------------------------------------------------------------------------- plots and animations

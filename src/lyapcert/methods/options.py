@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import sys
 import types
 import typing
@@ -107,14 +108,9 @@ def read_config(path: str | Path, method: str) -> dict:
 
 
 def describe(cls) -> list[tuple[str, str, object, str]]:
-    """``(name, type, default, doc)`` for each option (docs from ``cls.__doc__``'s field lines)."""
-    notes = {}
-    doc = "\n".join(c.__doc__ or "" for c in reversed(cls.__mro__) if c is not object)
-    for line in doc.splitlines():
-        line = line.strip()
-        if ":" in line and line.split(":", 1)[0].strip().isidentifier():
-            key, text = line.split(":", 1)
-            notes[key.strip()] = text.strip()
+    """``(name, type, default, doc)`` for each option of the options dataclass ``cls``; ``doc``
+    is the field's whole description from the docstrings (``option_docs``)."""
+    notes = option_docs(cls)
     hints = typing.get_type_hints(cls)
     out = []
     for f in dataclasses.fields(cls):
@@ -128,3 +124,25 @@ def describe(cls) -> list[tuple[str, str, object, str]]:
             )
         )
     return out
+
+
+def option_docs(cls) -> dict[str, str]:
+    """Each field's whole description in an options dataclass's docstrings (``name: text`` lines
+    and the more-indented lines that continue them, joined), a subclass's overriding a base's."""
+    fields = {f.name for f in dataclasses.fields(cls)}
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if klass is object or not klass.__doc__:
+            continue
+        key, indent = None, 0
+        for line in inspect.cleandoc(klass.__doc__).splitlines():
+            depth = len(line) - len(line.lstrip())
+            head, colon, text = line.strip().partition(":")
+            if colon and head in fields and (key is None or depth <= indent):
+                key, indent = head, depth
+                docs[key] = text.strip()
+            elif key is not None and line.strip() and depth > indent:
+                docs[key] += " " + line.strip()
+            else:
+                key = None
+    return docs
