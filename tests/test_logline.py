@@ -101,3 +101,48 @@ def test_bench_progress_writes_plain_lines_into_a_log(monkeypatch):
     assert lines and all(LINE.match(x) for x in lines), lines
     assert any("vanderpol-quadratic: verified, level 2.3" in x for x in lines)
     assert "1 done, 0 failed, 1 waiting" in lines[-1]
+
+
+def test_a_status_function_is_read_when_each_line_is_printed():
+    stream = io.StringIO()
+    log = LogLines("bench", every=60, stream=stream)
+    ages = iter(range(100))
+    log.update(lambda: f"running cell ({next(ages)} s)")
+    log.emit()
+    log.emit()
+    log.update(lambda: 1 / 0)  # a failing status prints a note, never raises into the work
+    log.emit()
+    log.close()
+    lines = stream.getvalue().splitlines()
+    assert "running cell (0 s)" in lines[0] and "running cell (1 s)" in lines[1]
+    assert "status unavailable: ZeroDivisionError" in lines[2]
+
+
+def test_bench_log_lines_show_running_cells_ageing_and_no_markup(monkeypatch):
+    """A running cell's age is its age when the line is printed, not when it started."""
+    from rich.console import Console
+
+    from lyapcert.bench.progress import BenchProgress
+
+    class _Cell:
+        id = "pendulum-neural-roa"
+
+    class _Other:
+        id = "vanderpol-sos"
+
+    clock = [1000.0]
+    monkeypatch.setattr("lyapcert.bench.progress.time.time", lambda: clock[0])
+    stream = io.StringIO()
+    with BenchProgress(3, console=Console(file=stream, force_terminal=False)) as progress:
+        progress.log.every = 3600  # lines only when the test asks for them
+        progress.started(_Cell())
+        progress.started(_Other())
+        progress.finished(_Other(), {"status": "failed", "error": "boom"})
+        clock[0] += 47
+        progress.log.emit()
+        clock[0] += 30
+        progress.log.emit()
+    lines = [x for x in stream.getvalue().splitlines() if x.startswith("[lyapcert")]
+    assert "pendulum-neural-roa (47 s)" in lines[0], lines
+    assert "pendulum-neural-roa (77 s)" in lines[1], lines
+    assert "vanderpol-sos: failed: boom" in lines[0] and "[red]" not in "".join(lines)

@@ -16,6 +16,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import ClassVar
 
 DEFAULT_EVERY = 30.0
@@ -58,8 +59,9 @@ class LogLines:
         LogLines._open.append(self)
         self._thread.start()
 
-    def update(self, text: str) -> None:
-        """Set the status text (printed at the next beat)."""
+    def update(self, text: str | Callable[[], str]) -> None:
+        """Set the status text (printed at the next beat), or a function that makes it when a
+        line is printed (for a status that changes with time, such as a running cell's age)."""
         with self._lock:
             self.text = text
 
@@ -67,6 +69,11 @@ class LogLines:
         """The line as printed now."""
         with self._lock:
             text = self.text
+        if callable(text):
+            try:
+                text = text()
+            except Exception as exc:  # a status must never stop the work it reports on
+                text = f"(status unavailable: {type(exc).__name__})"
         stamp = time.strftime("%H:%M:%S")
         elapsed = time.monotonic() - self.started
         body = f"{self.label}: {text}" if text else self.label
@@ -104,7 +111,7 @@ class heartbeat:
     def __init__(self, label: str, enabled: bool = True):
         self.log = LogLines(label) if enabled and not stderr_is_terminal() else None
 
-    def update(self, text: str) -> None:
+    def update(self, text: str | Callable[[], str]) -> None:
         if self.log is not None:
             self.log.update(text)
 

@@ -8,6 +8,7 @@ import time
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 
 class BenchProgress:
@@ -42,7 +43,7 @@ class BenchProgress:
             from lyapcert.logline import LogLines
 
             self.log = LogLines("bench", stream=self.console.file)
-            self.log.update(self._summary())
+            self.log.update(self._summary)
         self.live.__enter__()
         return self
 
@@ -55,7 +56,8 @@ class BenchProgress:
     def _summary(self) -> str:
         left = self.total - self.skipped - self.done - self.failed - len(self.running)
         now = time.time()
-        running = ", ".join(f"{cid} ({now - t:.0f} s)" for cid, t in self.running.items())
+        cells = list(self.running.items())  # the log's beat thread reads it too
+        running = ", ".join(f"{cid} ({now - t:.0f} s)" for cid, t in cells)
         return (
             f"{self.done} done, {self.failed} failed, {left} waiting, {self.skipped} stored "
             f"(of {self.total})" + (f"; running {running}" if running else "")
@@ -65,7 +67,7 @@ class BenchProgress:
         self.running[cell.id] = time.time()
         self.live.update(self._render())
         if self.log is not None:
-            self.log.update(self._summary())
+            self.log.update(self._summary)
 
     def finished(self, cell, record: dict) -> None:
         self.running.pop(cell.id, None)
@@ -84,7 +86,8 @@ class BenchProgress:
         self.latest = [(cell.id, text), *self.latest][: self.recent]
         self.live.update(self._render())
         if self.log is not None:
-            self.log.update(f"{cell.id}: {text}; {self._summary()}")
+            plain = Text.from_markup(text).plain
+            self.log.update(lambda: f"{cell.id}: {plain}; {self._summary()}")
 
     def _render(self) -> Table:
         left = self.total - self.skipped - self.done - self.failed - len(self.running)
