@@ -5,6 +5,7 @@ from lyapcert.certificates.store import Certificate, load
 from lyapcert.certify import CertifyResult, certify
 from lyapcert.errors import LyapcertError
 from lyapcert.systems import Box, System, get_system, resolve_system, system_names
+from lyapcert.threads import set_threads
 
 __version__ = "0.1.0"
 
@@ -20,5 +21,6 @@ __all__ = [
     "get_system",
     "load",
     "resolve_system",
+    "set_threads",
     "system_names",
 ]

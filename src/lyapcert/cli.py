@@ -51,6 +51,29 @@ RoaOpt = Annotated[
 ]
 
 
+@app.callback()
+def global_options(
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            "--threads",
+            help="CPU threads for the numerical work (PyTorch, BLAS); 0: one per core. "
+            "Default: $LYAPCERT_THREADS, else 1 (fastest on a loaded machine; see the README).",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Learn, formally certify and compare Lyapunov functions and regions of attraction."""
+    from lyapcert.errors import OptionsError
+    from lyapcert.threads import set_threads
+
+    try:
+        set_threads(threads)
+    except OptionsError as exc:
+        err.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+
+
 class Category(str, Enum):
     autonomous = "autonomous"
     controlled = "controlled"
@@ -833,7 +856,12 @@ def bench_command(
     ] = None,
     workers: Annotated[int, typer.Option(help="Cells at once on the local backend.")] = 1,
     threads: Annotated[
-        int | None, typer.Option(help="torch threads per cell (default: cores / workers).")
+        int | None,
+        typer.Option(
+            help="CPU threads in each cell (default: the global --threads, $LYAPCERT_THREADS, "
+            "or 1; 0: one per core).",
+            show_default=False,
+        ),
     ] = None,
     progress: Annotated[bool, typer.Option(help="Live table of cells on stderr.")] = True,
     as_json: JsonOpt = False,

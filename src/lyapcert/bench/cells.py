@@ -94,12 +94,11 @@ def run_cell(cell: Cell, cell_dir: str | Path, threads: int | None = None) -> di
     """Run ``cell`` (fit, verify, compare with the true ROA, save the certificate under
     ``cell_dir/certificate``) and return its record. Never raises for a failing cell: the error
     and traceback go into the record with ``status = "failed"``."""
-    import torch
-
     import lyapcert
+    from lyapcert.threads import set_threads
 
     if threads:
-        torch.set_num_threads(threads)
+        set_threads(threads)
     cell_dir = Path(cell_dir)
     cell_dir.mkdir(parents=True, exist_ok=True)
     record = {"id": cell.id, **cell.describe(), "host": platform.node()}

@@ -16,7 +16,6 @@ from __future__ import annotations
 import concurrent.futures as cf
 import json
 import multiprocessing
-import os
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from lyapcert.bench.cells import Cell, run_cell
 from lyapcert.bench.store import ResultStore
 from lyapcert.errors import OptionsError, TrainingInterrupted
 from lyapcert.fileio import write_text_atomic
+from lyapcert.threads import requested_threads
 
 BACKENDS = ("local", "ray")
 
@@ -69,8 +69,9 @@ def run_bench(
     progress: bool = False,
 ) -> BenchRun:
     """Run every cell without a stored record, then write ``OUT/table.{md,csv,json}`` over all
-    of ``cells``. ``threads``: torch threads per cell (default: cores / workers, at least 1, on
-    the local backend; 1 on Ray, where each task holds one CPU)."""
+    of ``cells``. ``threads``: CPU threads per cell (default: ``lyapcert.threads.requested_threads()``,
+    that is ``$LYAPCERT_THREADS`` or 1, on the local backend; 1 on Ray, where each task holds one
+    CPU)."""
     if backend not in BACKENDS:
         raise OptionsError(f"--backend: expected one of {', '.join(BACKENDS)}, got {backend!r}")
     if workers < 1:
@@ -82,8 +83,8 @@ def run_bench(
     _write_manifest(store, cells, backend, address)
     todo = [c for c in cells if not store.has(c.id)]
     skipped = len(cells) - len(todo)
-    if threads is None:  # a Ray task holds one CPU; local workers share this machine's cores
-        threads = 1 if backend == "ray" else max(1, (os.cpu_count() or 1) // workers)
+    # a Ray task holds one CPU; local cells take the process's setting (0: one per core)
+    threads = 1 if backend == "ray" and threads is None else requested_threads(threads)
     display = None
     if progress:
         from lyapcert.bench.progress import BenchProgress
