@@ -371,3 +371,42 @@ def test_numbers_are_shown_to_six_significant_digits(bench_dir, tmp_path):
     assert "V(x) ≤ 0.499999 }" in text and 'title="exact: 0.4999999999999999"' in source_text
     assert re.findall(LONG_NUMBER, text) == []
     assert re.findall(LONG_NUMBER, Page((bench_dir / "report.html").read_text()).all_text) == []
+
+
+def test_report_prints_progress_lines_into_a_log(bench_dir, tmp_path, monkeypatch, capfd):
+    """In a log (stderr not a terminal) a long report says which certificate it is drawing."""
+    monkeypatch.setenv("LYAPCERT_LOG_EVERY", "0.05")
+    from lyapcert.viz import report as report_module
+
+    drawn = []
+    real = report_module._certificate_section
+
+    def slow_section(item, workdir, **options):  # long enough for a beat per section
+        import time
+
+        drawn.append(item.title)
+        time.sleep(0.2)
+        return real(item, workdir, **options)
+
+    monkeypatch.setattr(report_module, "_certificate_section", slow_section)
+    make_report(bench_dir, tmp_path / "r.html", animations=False, progress=True)
+    lines = [x for x in capfd.readouterr().err.splitlines() if x.startswith("[lyapcert")]
+    assert len(drawn) == 2
+    assert any(f"report: certificate 1/2: {drawn[0]}" in x for x in lines), lines
+    assert any(f"report: certificate 2/2: {drawn[1]}" in x for x in lines), lines
+    make_report(bench_dir, tmp_path / "q.html", animations=False)  # progress off: silent
+    assert "[lyapcert" not in capfd.readouterr().err
+
+
+def test_report_progress_bar_on_a_terminal(bench_dir, tmp_path, monkeypatch):
+    """On a terminal the sections get a transient bar (no log lines), and the page is the same."""
+    monkeypatch.setattr("lyapcert.logline.stderr_is_terminal", lambda: True)
+    from lyapcert.viz.report import SectionProgress
+
+    with SectionProgress(2, True) as bar:
+        assert bar.bar is not None and bar.beat.log is None
+        bar.section(0, "first")
+        bar.section(1, "second")
+    a = make_report(bench_dir, tmp_path / "a.html", animations=False, progress=True)
+    b = make_report(bench_dir, tmp_path / "b.html", animations=False)
+    assert Page(a.read_text()).rows == Page(b.read_text()).rows

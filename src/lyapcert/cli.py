@@ -1141,6 +1141,7 @@ def report_command(
         animations=animations,
         max_certificates=max_certificates,
         frames=frames,
+        progress=True,
     )
     out.print(f"wrote {path}", soft_wrap=True)
 

@@ -1,12 +1,13 @@
 """How many CPU threads lyapcert's numerical work uses: one by default.
 
 lyapcert's work is many small batches (a few thousand 2-D points, boxes of a branch and bound,
-a training batch): too small for a second thread to pay, and on a loaded machine PyTorch's
-OpenMP threads, which spin while they wait for one another, fight every other busy process for
-the cores. ``benchmarks/threads.py`` measures it (BENCHMARKS.md, "Threads"): beside another
-PyTorch job, ``lyapcert roa vanderpol`` takes several times as long with two threads as with one,
-and alone two threads gain little. So the default is one thread per process; parallel work runs
-in processes instead (``bench --workers``, ``verify --backend process|ray``).
+a training batch), and PyTorch's OpenMP threads spin while they wait for one another, so on a
+loaded machine a second thread fights every other busy process for the cores.
+``benchmarks/threads.py`` measures it (BENCHMARKS.md, "Threads"): on 2 cores, two threads save
+12-31 % on an idle machine, but beside another busy process they make a verification 3.5-4.5
+times and a training step 2-4.5 times as slow as one thread does. So the default is one thread
+per process; parallel work runs in processes instead (``bench --workers``, ``verify --backend
+process|ray``).
 
 The setting, first found wins: the ``--threads N`` option of the ``lyapcert`` command (before
 the subcommand), the environment variable ``LYAPCERT_THREADS``, then ``DEFAULT_THREADS``.

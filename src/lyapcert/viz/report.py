@@ -49,14 +49,16 @@ def make_report(
     frames: int = DEFAULT_FRAMES,
     trajectories: int = DEFAULT_TRAJECTORIES,
     resolution: int = DEFAULT_RESOLUTION,
+    progress: bool = False,
 ) -> Path:
     """Write the report of ``directory`` (a bench results folder or a certificate folder) to
     ``out`` (default ``DIR/report.html``) atomically; returns the path.
 
     ``animations``: embed a GIF per certificate (``frames`` frames of ``trajectories``
     trajectories). ``max_certificates``: at most this many certificate sections (``None``: all).
-    ``resolution``: grid points per axis of the certificate pictures. Bad input raises
-    ``ReportError`` (or ``CertificateFileError``) before anything is written.
+    ``resolution``: grid points per axis of the certificate pictures. ``progress``: a bar over
+    the certificate sections on a terminal, plain lines in a log (``lyapcert.logline``). Bad input
+    raises ``ReportError`` (or ``CertificateFileError``) before anything is written.
     """
     for name, value, minimum in (
         ("frames", frames, 1),
@@ -90,11 +92,15 @@ def make_report(
         shown = shown[:max_certificates]
     sections = []
     chart = None
-    with tempfile.TemporaryDirectory(prefix="lyapcert-report-") as tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix="lyapcert-report-") as tmp,
+        SectionProgress(len(shown), progress) as bar,
+    ):
         tmp = Path(tmp)
         if report.kind == "bench" and report.rows:
             chart = bench_chart(report.rows, tmp)
         for k, item in enumerate(shown):
+            bar.section(k, item.title)
             sections.append(
                 _certificate_section(
                     item,
@@ -107,6 +113,47 @@ def make_report(
             )
     text = render_report(report, chart, sections, hidden=len(report.certificates) - len(shown))
     return write_text_atomic(target, text)
+
+
+class SectionProgress:
+    """``with SectionProgress(total, enabled) as bar: bar.section(k, title)``: a transient bar on
+    a terminal, or a plain line every 30 s in a log; nothing when not ``enabled``."""
+
+    def __init__(self, total: int, enabled: bool):
+        from lyapcert.logline import heartbeat, stderr_is_terminal
+
+        self.total = total
+        self.beat = heartbeat("report", enabled)
+        self.bar = None
+        if enabled and total and stderr_is_terminal():
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+            self.bar = Progress(
+                TextColumn("report: {task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            )
+            self.task = self.bar.add_task("", total=total)
+
+    def __enter__(self) -> SectionProgress:
+        if self.bar is not None:
+            self.bar.__enter__()
+        return self
+
+    def section(self, k: int, title: str) -> None:
+        """Section ``k`` (from 0), ``title``, is being made."""
+        text = f"certificate {k + 1}/{self.total}: {title} (pictures and animation)"
+        self.beat.update(text)
+        if self.bar is not None:
+            self.bar.update(self.task, completed=k, description=title)
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+        self.beat.__exit__(*exc)
 
 
 def _certificate_section(item: CertificateItem, workdir: Path, **options) -> str:
