@@ -126,3 +126,24 @@ def test_bench_cells_take_the_process_setting(monkeypatch, tmp_path):
     assert seen == [2, thr.cores(), 1]
     with pytest.raises(OptionsError, match="--threads"):
         runner.run_bench(cells, tmp_path / "d", threads=-1)
+
+
+def test_libraries_loaded_after_set_threads_are_limited_too():
+    """BLAS libraries loaded later (scipy's, cvxpy's) read the exported environment: in a fresh
+    process, after ``set_threads(1)``, every thread pool threadpoolctl finds has one thread."""
+    import subprocess
+    import sys
+
+    code = (
+        "import lyapcert; lyapcert.set_threads(1)\n"
+        "import scipy.linalg, cvxpy\n"
+        "from threadpoolctl import threadpool_info\n"
+        "info = threadpool_info()\n"
+        "print(len(info), sorted({lib['num_threads'] for lib in info}))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ENV}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    count, values = done.stdout.split(" ", 1)
+    assert int(count) >= 2 and values.strip() == "[1]", done.stdout
