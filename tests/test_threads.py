@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -105,6 +106,14 @@ def test_cli_refuses_bad_thread_settings(monkeypatch, args, env, source):
     assert res.exit_code == 2
     assert source in res.output and "whole number of threads" in res.output
     assert "vanderpol" not in res.output  # nothing ran
+    res = CliRunner().invoke(app, [*args, "show", "vanderpol", "--json"])  # --json: JSON too
+    assert res.exit_code == 2
+    payload = json.loads(res.stdout)
+    assert payload["error_type"] == "OptionsError" and source in payload["error"]
+    res = CliRunner().invoke(
+        app, ["methods", "--json"] if env is None else ["--threads", "1", "methods", "--json"]
+    )
+    assert res.exit_code == 0  # the error does not stick to the next command
 
 
 def test_bench_cells_take_the_process_setting(monkeypatch, tmp_path):

@@ -67,11 +67,12 @@ def global_options(
     from lyapcert.errors import OptionsError
     from lyapcert.threads import set_threads
 
+    _global_errors.clear()
     try:
         set_threads(threads)
     except OptionsError as exc:
-        err.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
+        # reported by the subcommand (handles_errors), whose --json is not parsed yet
+        _global_errors.append(exc)
 
 
 class Category(str, Enum):
@@ -98,12 +99,17 @@ def _emit_json(payload: dict) -> None:
     sys.stdout.write(json.dumps(_jsonable(payload), indent=2) + "\n")
 
 
+_global_errors: list[LyapcertError] = []  # a bad global option, for the subcommand to report
+
+
 def handles_errors(fn):
     """Turn lyapcert's typed errors into a message on stderr (and JSON if asked) and exit 2."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
+            if _global_errors:
+                raise _global_errors.pop()
             return fn(*args, **kwargs)
         except LyapcertError as exc:
             if kwargs.get("as_json"):
