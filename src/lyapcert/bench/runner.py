@@ -69,9 +69,9 @@ def run_bench(
     progress: bool = False,
 ) -> BenchRun:
     """Run every cell without a stored record, then write ``OUT/table.{md,csv,json}`` over all
-    of ``cells``. ``threads``: CPU threads per cell (default: ``lyapcert.threads.requested_threads()``,
-    that is ``$LYAPCERT_THREADS`` or 1, on the local backend; 1 on Ray, where each task holds one
-    CPU)."""
+    of ``cells``. ``threads``: CPU threads per cell (default on the local backend:
+    ``lyapcert.threads.requested_threads()``, that is ``$LYAPCERT_THREADS`` or 1; on Ray 1, where
+    each task holds one CPU)."""
     if backend not in BACKENDS:
         raise OptionsError(f"--backend: expected one of {', '.join(BACKENDS)}, got {backend!r}")
     if workers < 1:
